@@ -1,0 +1,367 @@
+#!/usr/bin/env bash
+# Local single-node Apache Kafka (KRaft mode: one process is broker + controller)
+# for development and CI. There is no Debian/PyPI package of the broker, so the
+# real broker jars are fetched from Maven Central with Maven (see pom.xml) into
+# a git-ignored cache folder. See README.md next to this file.
+#
+# Usage: kafka.sh {fetch|start|stop|restart|status|reset|tool|topics|produce|consume|bootstrap|logs} [args]
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# ---- knobs (environment) ---------------------------------------------------
+KAFKA_VERSION="${KAFKA_VERSION:-4.1.1}"
+KAFKA_HOST=127.0.0.1          # loopback only: nothing here should be reachable from outside
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
+KAFKA_HOME_DIR="${KAFKA_HOME_DIR:-$SCRIPT_DIR/.cache}"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
+KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"                 # extra broker JVM flags
+KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"     # seconds until the broker must answer
+KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"       # seconds of SIGTERM grace before SIGKILL
+KAFKA_MAVEN_ARGS="${KAFKA_MAVEN_ARGS:-}"             # e.g. "-o" to fetch from ~/.m2 only
+
+# Absolute path, so every command works from any working directory.
+case "$KAFKA_HOME_DIR" in /*) ;; *) KAFKA_HOME_DIR="$PWD/$KAFKA_HOME_DIR" ;; esac
+
+LIBS="$KAFKA_HOME_DIR/libs"
+MARKER="$LIBS/.fetched"
+DATA="$KAFKA_HOME_DIR/data"
+CONF="$KAFKA_HOME_DIR/server.properties"
+PROBE_CONF="$KAFKA_HOME_DIR/probe.properties"
+PIDFILE="$KAFKA_HOME_DIR/kafka.pid"
+LOGFILE="$KAFKA_HOME_DIR/kafka.log"
+LOCKFILE="$KAFKA_HOME_DIR/.lock"
+BOOTSTRAP="$KAFKA_HOST:$KAFKA_PORT"
+
+# Short-lived tool JVMs: small heap, serial GC and C1 only start noticeably
+# faster on a 2-core machine; logging at WARN on stderr (log4j2-tools.xml).
+TOOL_JVM_OPTS=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
+               "-Dlog4j2.configurationFile=$SCRIPT_DIR/log4j2-tools.xml")
+
+# Progress goes to stderr so that stdout of `tool`/`status`/`bootstrap` stays clean.
+log() { printf '[kafka.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Serialise fetch/start/stop/reset (e.g. two `make` targets starting Kafka at
+# once). fd 9 must NOT leak into the broker, or it would hold the lock forever.
+lock() {
+    mkdir -p "$KAFKA_HOME_DIR"
+    exec 9>"$LOCKFILE"
+    flock -w 600 9 || die "could not lock $LOCKFILE"
+}
+unlock() { exec 9>&-; }
+
+# ---- fetch -------------------------------------------------------------------
+# The marker records the version and the POM's hash, so changing either
+# triggers a new fetch while an unchanged setup costs nothing.
+marker_text() {
+    printf 'kafka=%s pom=%s\n' "$KAFKA_VERSION" "$(sha256sum "$SCRIPT_DIR/pom.xml" | cut -d' ' -f1)"
+}
+is_fetched() { [[ -f "$MARKER" && "$(cat "$MARKER")" == "$(marker_text)" ]]; }
+
+do_fetch() {
+    if is_fetched; then
+        log "Kafka $KAFKA_VERSION jars already in $LIBS"
+        return 0
+    fi
+    command -v mvn >/dev/null || die "mvn not found (Maven is needed to fetch the broker jars)"
+    command -v java >/dev/null || die "java not found"
+    # Swapping jars under a running JVM would break it in odd ways.
+    if broker_pid >/dev/null; then
+        die "broker is running with other jars; run '$0 stop' first"
+    fi
+    log "fetching Kafka $KAFKA_VERSION (broker, tools, log4j2) from Maven Central..."
+    local t0=$SECONDS tmp="$LIBS.tmp"
+    rm -rf "$tmp"
+    mkdir -p "$KAFKA_HOME_DIR"
+    # Maven's full output goes to fetch.log and is shown only on failure
+    # (Maven 3.8's -q still prints stray colour codes).
+    # shellcheck disable=SC2086  # KAFKA_MAVEN_ARGS is a list of flags
+    if ! mvn -B -ntp -Dstyle.color=never $KAFKA_MAVEN_ARGS \
+        -f "$SCRIPT_DIR/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp" \
+        >"$KAFKA_HOME_DIR/fetch.log" 2>&1; then
+        grep -E '\[(ERROR|WARNING)\]' "$KAFKA_HOME_DIR/fetch.log" | tail -n 30 >&2 || tail -n 30 "$KAFKA_HOME_DIR/fetch.log" >&2
+        die "Maven could not fetch org.apache.kafka:kafka_2.13:$KAFKA_VERSION (full log: $KAFKA_HOME_DIR/fetch.log)"
+    fi
+    [[ -f "$tmp/kafka_2.13-$KAFKA_VERSION.jar" ]] || die "kafka_2.13-$KAFKA_VERSION.jar missing after fetch"
+    marker_text >"$tmp/.fetched"
+    rm -rf "$LIBS"
+    mv "$tmp" "$LIBS"
+    log "fetched $(find "$LIBS" -name '*.jar' | wc -l) jars ($(du -sh "$LIBS" | cut -f1)) in $((SECONDS - t0))s"
+}
+
+# ---- helpers -----------------------------------------------------------------
+java_tool() { java "${TOOL_JVM_OPTS[@]}" -cp "$LIBS/*" "$@"; }
+
+# Prints the broker pid if our broker process is alive. The cmdline check
+# guards against a stale pid file whose pid was reused by something else, and
+# treats a zombie (empty cmdline) as dead.
+broker_pid() {
+    [[ -f "$PIDFILE" ]] || return 1
+    local pid cmd
+    pid="$(cat "$PIDFILE" 2>/dev/null)" || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    cmd="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmd" == *kafka.Kafka* ]] || return 1
+    echo "$pid"
+}
+
+# Cheap check (no JVM): is something listening on the port?
+port_open() { timeout 3 bash -c "exec 3<>/dev/tcp/$KAFKA_HOST/$1" 2>/dev/null; }
+
+# Real check: does the broker answer a metadata request? Uses Kafka's own
+# TopicCommand so this script needs no Python venv. Short client timeouts so a
+# broker that is still starting fails fast and we retry.
+answers() {
+    local limit="${1:-30}"
+    is_fetched || return 1
+    port_open "$KAFKA_PORT" || return 1
+    if [[ ! -f "$PROBE_CONF" ]]; then
+        # temp + rename: a concurrent `status` never reads a half-written file
+        printf 'request.timeout.ms=5000\ndefault.api.timeout.ms=10000\n' >"$PROBE_CONF.$$"
+        mv -f "$PROBE_CONF.$$" "$PROBE_CONF"
+    fi
+    timeout "$limit" java "${TOOL_JVM_OPTS[@]}" -cp "$LIBS/*" org.apache.kafka.tools.TopicCommand \
+        --bootstrap-server "$BOOTSTRAP" --command-config "$PROBE_CONF" --list >/dev/null 2>&1 9>&-
+}
+
+write_config() {
+    mkdir -p "$DATA"
+    # Rewritten on every start so KAFKA_PORT / KAFKA_CONTROLLER_PORT changes apply.
+    # Static controller.quorum.voters (not the dynamic bootstrap-servers quorum)
+    # so the stored metadata does not pin the controller port.
+    cat >"$CONF" <<EOF
+# Generated by deploy/kafka/kafka.sh -- edits are overwritten on each start.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DATA
+num.partitions=1
+auto.create.topics.enable=true
+delete.topic.enable=true
+# Single node: every internal topic must live with one replica.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# Fewer internal partitions (defaults are 50): the first consumer group on a
+# 2-core machine then comes up in well under a second.
+offsets.topic.num.partitions=1
+transaction.state.log.num.partitions=1
+share.coordinator.state.topic.num.partitions=1
+# Consumers in tests should not wait 3 s for a rebalance.
+group.initial.rebalance.delay.ms=0
+EOF
+}
+
+format_if_needed() {
+    if [[ -f "$DATA/meta.properties" ]]; then
+        log "storage already formatted ($(grep -m1 '^cluster.id=' "$DATA/meta.properties" || true))"
+        return 0
+    fi
+    local cid="${KAFKA_CLUSTER_ID:-}"
+    [[ -n "$cid" ]] || cid="$(java_tool kafka.tools.StorageTool random-uuid 9>&-)"
+    log "formatting storage in $DATA (cluster.id=$cid)"
+    java_tool kafka.tools.StorageTool format -t "$cid" -c "$CONF" 9>&- >&2 \
+        || die "storage format failed"
+}
+
+launch() {
+    local heap extra
+    read -r -a heap <<<"$KAFKA_HEAP_OPTS"
+    read -r -a extra <<<"$KAFKA_JVM_OPTS"
+    # Keep the previous log for post-mortems.
+    [[ -f "$LOGFILE" ]] && mv -f "$LOGFILE" "$LOGFILE.1"
+    log "starting broker on $BOOTSTRAP (controller $KAFKA_HOST:$KAFKA_CONTROLLER_PORT), log: $LOGFILE"
+    # setsid: own session, so Ctrl-C / the caller's process group don't hit it;
+    # nohup: survives the terminal going away. The inner bash writes its own
+    # pid and then execs java, so the pid file holds the JVM's pid exactly.
+    # shellcheck disable=SC2016  # $$ and $@ are meant for the inner bash
+    nohup setsid bash -c 'echo $$ >"$0"; exec "$@"' "$PIDFILE" \
+        java "${heap[@]}" \
+        -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+        -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+        "-Dlog4j2.configurationFile=$SCRIPT_DIR/log4j2-broker.xml" \
+        "-Dkafka.logs.dir=$KAFKA_HOME_DIR" \
+        ${extra[@]+"${extra[@]}"} \
+        -cp "$LIBS/*" kafka.Kafka "$CONF" \
+        </dev/null >"$LOGFILE" 2>&1 9>&- &
+}
+
+wait_ready() {
+    local t0=$SECONDS deadline=$((SECONDS + KAFKA_START_TIMEOUT)) pid="" left
+    while :; do
+        if pid="$(broker_pid)"; then
+            left=$((deadline - SECONDS)); ((left > 1)) || left=1; ((left < 30)) || left=30
+            if answers "$left"; then
+                log "broker ready on $BOOTSTRAP (pid $pid) after $((SECONDS - t0))s"
+                return 0
+            fi
+        elif [[ -s "$PIDFILE" ]] || ((SECONDS - t0 > 5)); then
+            # The launcher writes the pid file first thing; once it exists (or
+            # after 5 s without it) a missing process means the JVM died.
+            log "broker process exited during startup; last lines of $LOGFILE:"
+            tail -n 40 "$LOGFILE" >&2 || true
+            exit 1
+        fi
+        if ((SECONDS >= deadline)); then
+            log "broker did not answer within ${KAFKA_START_TIMEOUT}s; last lines of $LOGFILE:"
+            tail -n 40 "$LOGFILE" >&2 || true
+            log "(process ${pid:-?} left running; '$0 stop' stops it)"
+            exit 1
+        fi
+        sleep 1
+    done
+}
+
+# ---- commands ----------------------------------------------------------------
+do_start() {
+    do_fetch
+    local pid
+    if pid="$(broker_pid)"; then
+        if answers; then
+            log "already running on $BOOTSTRAP (pid $pid)"
+            return 0
+        fi
+        log "broker process $pid is up but not answering yet; waiting"
+        wait_ready
+        return 0
+    fi
+    rm -f "$PIDFILE"
+    # Another broker (or anything else) on our ports would make ours fail with
+    # a confusing bind error, or worse, make the readiness probe hit it.
+    if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
+        die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is already in use by another process; set KAFKA_PORT/KAFKA_CONTROLLER_PORT"
+    fi
+    write_config
+    format_if_needed
+    launch
+    wait_ready
+}
+
+do_stop() {
+    local pid
+    if ! pid="$(broker_pid)"; then
+        rm -f "$PIDFILE"
+        log "not running"
+        return 0
+    fi
+    log "stopping broker (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+    while broker_pid >/dev/null; do
+        if ((SECONDS >= deadline)); then
+            log "still alive after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+            sleep 1
+            break
+        fi
+        sleep 0.5
+    done
+    rm -f "$PIDFILE"
+    log "stopped"
+}
+
+# Exit codes follow LSB init scripts: 0 running and answering,
+# 1 process alive but not answering (starting up or hung), 3 stopped.
+do_status() {
+    local pid
+    if pid="$(broker_pid)"; then
+        if answers; then
+            echo "running on $BOOTSTRAP (pid $pid)"
+            return 0
+        fi
+        echo "not answering on $BOOTSTRAP (pid $pid alive; starting up or hung)"
+        return 1
+    fi
+    echo "stopped"
+    return 3
+}
+
+do_reset() {
+    do_stop
+    rm -rf "$DATA" "$CONF" "$PROBE_CONF"
+    log "data removed ($DATA); jars kept"
+}
+
+usage() {
+    cat <<EOF
+Usage: $0 COMMAND [args]
+
+  fetch              download Kafka $KAFKA_VERSION jars with Maven (skipped if present)
+  start              fetch, format storage once, start the broker, wait until it answers
+  stop               stop the broker (SIGTERM, SIGKILL after ${KAFKA_STOP_TIMEOUT}s)
+  restart            stop + start
+  status             exit 0 "running on $BOOTSTRAP", 1 alive but not answering, 3 stopped
+  reset              stop and delete all topic data (jars kept)
+  tool CLASS [ARGS]  run any Java class with Kafka's classpath, e.g.
+                     $0 tool org.apache.kafka.tools.ConsoleProducer --bootstrap-server $BOOTSTRAP --topic t
+  topics [ARGS]      TopicCommand against $BOOTSTRAP (e.g. topics --list)
+  produce TOPIC [ARGS]   ConsoleProducer: one message per stdin line
+  consume TOPIC [ARGS]   ConsoleConsumer from the beginning (add --max-messages N)
+  bootstrap          print the bootstrap address ($BOOTSTRAP)
+  logs [N]           print the last N (default 100) broker log lines
+
+Environment: KAFKA_VERSION KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_HOME_DIR KAFKA_HEAP_OPTS
+             KAFKA_JVM_OPTS KAFKA_START_TIMEOUT KAFKA_STOP_TIMEOUT KAFKA_CLUSTER_ID KAFKA_MAVEN_ARGS
+EOF
+}
+
+# Tool commands: fetch under the lock if needed, then release it before exec
+# so a long-running consumer does not block start/stop.
+ensure_fetched() {
+    if ! is_fetched; then
+        lock
+        do_fetch
+        unlock
+    fi
+}
+
+cmd="${1:-}"
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+    fetch) lock; do_fetch ;;
+    start) lock; do_start ;;
+    stop) lock; do_stop ;;
+    restart) lock; do_stop; do_start ;;
+    status) do_status ;;
+    reset) lock; do_reset ;;
+    tool)
+        [[ $# -ge 1 ]] || die "usage: $0 tool CLASS [ARGS...]"
+        ensure_fetched
+        exec java "${TOOL_JVM_OPTS[@]}" -cp "$LIBS/*" "$@"
+        ;;
+    topics)
+        ensure_fetched
+        exec java "${TOOL_JVM_OPTS[@]}" -cp "$LIBS/*" org.apache.kafka.tools.TopicCommand \
+            --bootstrap-server "$BOOTSTRAP" "$@"
+        ;;
+    produce)
+        [[ $# -ge 1 ]] || die "usage: $0 produce TOPIC [ARGS...]"
+        ensure_fetched
+        topic="$1"; shift
+        exec java "${TOOL_JVM_OPTS[@]}" -cp "$LIBS/*" org.apache.kafka.tools.ConsoleProducer \
+            --bootstrap-server "$BOOTSTRAP" --topic "$topic" "$@"
+        ;;
+    consume)
+        [[ $# -ge 1 ]] || die "usage: $0 consume TOPIC [ARGS...]"
+        ensure_fetched
+        topic="$1"; shift
+        exec java "${TOOL_JVM_OPTS[@]}" -cp "$LIBS/*" org.apache.kafka.tools.consumer.ConsoleConsumer \
+            --bootstrap-server "$BOOTSTRAP" --topic "$topic" --from-beginning "$@"
+        ;;
+    bootstrap) echo "$BOOTSTRAP" ;;
+    logs) tail -n "${1:-100}" "$LOGFILE" ;;
+    -h | --help | help) usage ;;
+    "") usage >&2; exit 2 ;;
+    *) log "unknown command: $cmd"; usage >&2; exit 2 ;;
+esac

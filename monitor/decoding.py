@@ -1,0 +1,153 @@
+"""Input wire formats: message bytes in, `Point`s or a `Rejected` reason out.
+
+The native format is DESIGN.md's JSON: one point object or an array of them, univariate `value` or
+multivariate `values`, `ts` as Unix seconds or RFC 3339 (absent: the Kafka record timestamp).
+A message is accepted or rejected whole, so the dead-letter topic always holds complete originals.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import orjson
+
+from monitor.records import MAX_TS, MIN_TS, UNIVARIATE, Point, Rejected, parse_time
+
+REASONS = (
+    "oversize",
+    "invalid_utf8",
+    "invalid_json",
+    "not_an_object",
+    "empty_batch",
+    "missing_field",
+    "wrong_type",
+    "non_finite",
+    "bad_timestamp",
+)
+"""Every reason a message can be rejected for; stable labels for metrics and dead-letter headers."""
+
+DEFAULT_MAX_BYTES = 1_048_576
+
+
+class _Bad(Exception):
+    """Internal: carries a rejection out of nested validation; never leaves this module."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def decode_json(
+    raw: bytes, record_ts: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> list[Point] | Rejected:
+    """Decode one native-format message; `record_ts` (seconds) stands in for a missing `ts`."""
+    try:
+        return _decode(raw, record_ts, max_bytes)
+    except _Bad as bad:
+        return Rejected(bad.reason, bad.detail)
+
+
+def _decode(raw: bytes, record_ts: float | None, max_bytes: int) -> list[Point]:
+    if raw is None:
+        raise _Bad("missing_field", "message has no value (tombstone)")
+    if len(raw) > max_bytes:
+        raise _Bad("oversize", f"message is {len(raw)} bytes, limit is {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Bad("invalid_utf8", f"not UTF-8 at byte {exc.start}") from None
+    try:
+        doc = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        doc = _lenient(text, exc)
+    if isinstance(doc, list):
+        if not doc:
+            raise _Bad("empty_batch", "message is an empty array")
+        return [_point(item, f"[{i}].", record_ts) for i, item in enumerate(doc)]
+    return [_point(doc, "", record_ts)]
+
+
+def _lenient(text: str, error: Exception) -> Any:
+    """Parse what orjson refuses only because of NaN, Infinity or overflowing numbers (Python's
+    json.dumps writes them), so such a message is rejected as `non_finite`, the reason a producer can fix."""
+    try:
+        # Integers too long for a float become inf (a `non_finite` rejection) instead of Python ints.
+        return json.loads(text, parse_int=lambda digits: int(digits) if len(digits) <= 18 else float(digits))
+    except (ValueError, RecursionError):
+        raise _Bad("invalid_json", f"not JSON: {error}") from None
+
+
+def _point(doc: Any, where: str, record_ts: float | None) -> Point:
+    if not isinstance(doc, dict):
+        raise _Bad("not_an_object", f"{where.rstrip('.') or 'message'}: must be a JSON object, got {_show(doc)}")
+    series = doc.get("series")
+    if series is None:
+        raise _Bad("missing_field", f"{where}series: required")
+    if not isinstance(series, str) or not series.strip():
+        raise _Bad("wrong_type", f"{where}series: must be a non-empty string, got {_show(series)}")
+    return Point(
+        series=series,
+        ts=_timestamp(doc.get("ts"), f"{where}ts", record_ts),
+        values=_values(doc, where),
+        labels=_labels(doc.get("labels"), f"{where}labels"),
+    )
+
+
+def _values(doc: dict[str, Any], where: str) -> dict[str, float]:
+    has_value, has_values = "value" in doc, "values" in doc
+    if has_value == has_values:
+        raise _Bad("missing_field", f"{where}value: exactly one of 'value' or 'values' is required")
+    if has_value:
+        return {UNIVARIATE: _number(doc["value"], f"{where}value")}
+    values = doc["values"]
+    if not isinstance(values, dict) or not values:
+        raise _Bad("wrong_type", f"{where}values: must be a non-empty object, got {_show(values)}")
+    return {str(name): _number(v, f"{where}values.{name}") for name, v in values.items()}
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Bad("wrong_type", f"{where}: must be a number, got {_show(value)}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise _Bad("non_finite", f"{where}: must be finite, got {value!r}")
+    return number
+
+
+def _timestamp(value: Any, where: str, record_ts: float | None) -> float:
+    if value is None:
+        if record_ts is None:
+            raise _Bad("missing_field", f"{where}: required (no record timestamp to fall back on)")
+        return record_ts
+    if isinstance(value, str):
+        try:
+            ts = parse_time(value)
+        except ValueError:
+            raise _Bad("bad_timestamp", f"{where}: not an RFC 3339 time with a zone, got {_show(value)}") from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        ts = float(value)
+    else:
+        raise _Bad("wrong_type", f"{where}: must be Unix seconds or an RFC 3339 string, got {_show(value)}")
+    if not (MIN_TS <= ts <= MAX_TS):
+        raise _Bad("bad_timestamp", f"{where}: {value!r} is outside 1970..2100 (milliseconds sent as seconds?)")
+    return ts
+
+
+def _labels(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise _Bad("wrong_type", f"{where}: must be an object of strings, got {_show(value)}")
+    return value
+
+
+def _show(value: Any) -> str:
+    """A short rendering of an offending value for error details."""
+    try:
+        text = orjson.dumps(value).decode() if not isinstance(value, float) else repr(value)
+    except TypeError:  # deeper than orjson writes, or an integer beyond 64 bits
+        text = repr(value)[:60]
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,43 @@
+"""Reconstruction error of normalised windows: the one reduction that both the scorer and training use.
+
+Validation scores written at training time seed the daemon's thresholds, so they must be computed
+exactly like live scores; keeping the reduction in one function is what guarantees it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from monitor.scoring import Scores
+
+MAX_BATCH = 256
+"""Rows per forward pass: large enough to amortise the per-call overhead, small enough to bound memory."""
+
+
+def scored_steps(window: int, score_tail: int) -> int:
+    """How many of the last steps of a window count: `score_tail`, or all of them when it is 0 or too big."""
+    return window if score_tail <= 0 or score_tail >= window else score_tail
+
+
+def reconstruction_scores(
+    model: nn.Module, normalised: np.ndarray, score_tail: int, max_batch: int = MAX_BATCH
+) -> Scores:
+    """Window scores and (B, F) per-feature errors, float64, of (B, W, F) normalised windows on the CPU.
+
+    `feature_errors[i, f]` is the mean squared reconstruction error of feature f over the scored steps
+    of window i, and `scores[i]` is its mean over the features. The windows go through the model in
+    chunks of `max_batch` rows, one forward pass per chunk.
+    """
+    normalised = np.ascontiguousarray(normalised, dtype=np.float32)
+    batch_size, window, n_features = normalised.shape
+    steps = scored_steps(window, score_tail)
+    errors = np.empty((batch_size, n_features), dtype=np.float64)
+    with torch.inference_mode():
+        for start in range(0, batch_size, max_batch):
+            chunk = torch.from_numpy(normalised[start : start + max_batch])
+            reconstruction = model(chunk)
+            squared = (reconstruction[:, -steps:, :] - chunk[:, -steps:, :]).double().square()
+            errors[start : start + len(chunk)] = squared.mean(dim=1).numpy()
+    return Scores(scores=errors.mean(axis=1), feature_errors=errors)

@@ -1,0 +1,125 @@
+"""The metadata that travels with a model's weights: what it is, what it expects, how it was made.
+
+It holds everything needed to rebuild the module and use it correctly (sizes, features, normalisation,
+score reduction) plus what an operator asks about a model in production (version, data range, training
+report, the validation scores that seed thresholds). Parsing checks every field, because a daemon must
+refuse a broken artifact with a clear message instead of scoring garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from monitor.errors import ModelError
+from monitor.models.normalisation import Normalisation
+
+FORMAT_VERSION = 1
+MAX_VALIDATION_SCORES = 2000
+
+
+@dataclass(frozen=True, eq=False)
+class ModelMetadata:
+    """The contents of metadata.json; `n_features` is derived from `features`."""
+
+    kind: str
+    version: str
+    window: int
+    features: tuple[str, ...]
+    hidden: int
+    latent: int
+    layers: int
+    score_tail: int
+    normalisation: Normalisation
+    data_range: Mapping[str, Any]
+    training: Mapping[str, Any]
+    validation_scores: tuple[float, ...]
+    created_at: str
+
+    @property
+    def n_features(self) -> int:
+        return len(self.features)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of metadata.json."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "version": self.version,
+            "window": self.window,
+            "n_features": self.n_features,
+            "features": list(self.features),
+            "hidden": self.hidden,
+            "latent": self.latent,
+            "layers": self.layers,
+            "score_tail": self.score_tail,
+            "normalisation": self.normalisation.to_dict(),
+            "data_range": dict(self.data_range),
+            "training": dict(self.training),
+            "validation_scores": list(self.validation_scores),
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelMetadata:
+        """Parse metadata.json; a wrong format version, missing key or bad value is a `ModelError`."""
+        if not isinstance(data, dict):
+            raise ModelError("metadata must be a JSON object")
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ModelError(f"format_version must be {FORMAT_VERSION}, got {data.get('format_version')!r}")
+        features = _features(data)
+        return cls(
+            kind=_field(data, "kind", str),
+            version=_field(data, "version", str),
+            window=_count(data, "window", minimum=1),
+            features=features,
+            hidden=_count(data, "hidden", minimum=1),
+            latent=_count(data, "latent", minimum=1),
+            layers=_count(data, "layers", minimum=1),
+            score_tail=_count(data, "score_tail", minimum=0),
+            normalisation=Normalisation.from_dict(data.get("normalisation"), len(features)),
+            data_range=_field(data, "data_range", dict),
+            training=_field(data, "training", dict),
+            validation_scores=_scores(data),
+            created_at=_field(data, "created_at", str),
+        )
+
+
+def model_version(kind: str, weights: bytes, created: datetime) -> str:
+    """`<kind>-<UTC yyyymmdd>-<first 6 hex of sha256(weights)>`: readable, and unique per weights."""
+    return f"{kind}-{created:%Y%m%d}-{hashlib.sha256(weights).hexdigest()[:6]}"
+
+
+def _field(data: dict[str, Any], key: str, expected: type) -> Any:
+    if key not in data:
+        raise ModelError(f"missing key {key!r}")
+    if not isinstance(data[key], expected):
+        raise ModelError(f"{key} must be of type {expected.__name__}, got {data[key]!r}")
+    return data[key]
+
+
+def _count(data: dict[str, Any], key: str, minimum: int) -> int:
+    value = _field(data, key, int)
+    if isinstance(value, bool) or value < minimum:
+        raise ModelError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _features(data: dict[str, Any]) -> tuple[str, ...]:
+    features = _field(data, "features", list)
+    if not features or not all(isinstance(name, str) for name in features):
+        raise ModelError(f"features must be a non-empty list of names, got {features!r}")
+    n_features = _count(data, "n_features", minimum=1)
+    if n_features != len(features):
+        raise ModelError(f"n_features is {n_features} but features lists {len(features)} names")
+    return tuple(features)
+
+
+def _scores(data: dict[str, Any]) -> tuple[float, ...]:
+    scores = _field(data, "validation_scores", list)
+    if not all(isinstance(s, int | float) and not isinstance(s, bool) for s in scores):
+        raise ModelError("validation_scores must be a list of numbers")
+    return tuple(float(s) for s in scores)

@@ -1,0 +1,199 @@
+"""Training a model from historical series: data preparation, the fit, and the metadata to ship with it.
+
+Windows are cut and normalised with the same helpers the scorer uses, split chronologically per series
+(the validation part is each series' most recent stretch, like the data the model will score next), and
+the validation scores are computed with the scorer's own reduction so they can seed live thresholds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from monitor.errors import ModelError
+from monitor.models.artifact import weights_bytes
+from monitor.models.fitting import FitReport, FitSettings, fit
+from monitor.models.inference import reconstruction_scores
+from monitor.models.kinds import build_model
+from monitor.models.metadata import MAX_VALIDATION_SCORES, ModelMetadata, model_version
+from monitor.models.normalisation import Normalisation
+from monitor.models.windowing import sliding_windows, subsample_evenly
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesData:
+    """The history of one series: timestamps (T,) in Unix seconds and values (T, F) in feature order."""
+
+    ts: np.ndarray
+    values: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class TrainOptions:
+    """Model sizes and training settings; `max_windows` caps training (and validation) windows."""
+
+    kind: str = "lstm"
+    window: int = 64
+    hidden: int = 32
+    latent: int = 16
+    layers: int = 1
+    score_tail: int = 0
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    validation_split: float = 0.2
+    patience: int = 4
+    train_stride: int = 1
+    max_windows: int = 20000
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        rules = {
+            "window >= 2": self.window >= 2,
+            "hidden, latent, layers >= 1": min(self.hidden, self.latent, self.layers) >= 1,
+            "score_tail >= 0": self.score_tail >= 0,
+            "epochs, batch_size, patience, train_stride, threads >= 1": min(
+                self.epochs, self.batch_size, self.patience, self.train_stride, self.threads
+            )
+            >= 1,
+            "learning_rate > 0": self.learning_rate > 0,
+            "0 < validation_split < 1": 0 < self.validation_split < 1,
+            "max_windows >= 1": self.max_windows >= 1,
+        }
+        broken = [rule for rule, holds in rules.items() if not holds]
+        if broken:
+            raise ModelError(f"invalid training options, need {'; '.join(broken)}: {self}")
+
+
+def train_model(
+    data: Mapping[str, SeriesData], features: Sequence[str], options: TrainOptions, progress: bool = True
+) -> tuple[nn.Module, ModelMetadata]:
+    """Fit a model of `options.kind` to `data` and describe it; the module comes back in eval mode on CPU.
+
+    Series shorter than the window are skipped; no usable window at all, or none left for validation,
+    is a `ModelError`.
+    """
+    started = time.monotonic()
+    series = _checked_series(data, len(features))
+    windows = _finite_windows(series, options)
+    normalisation = Normalisation.fit({name: series[name].values for name in windows})
+    train, validation = _split(windows, normalisation, options)
+    torch.set_num_threads(options.threads)
+    torch.manual_seed(options.seed)
+    model = build_model(options.kind, len(features), options.hidden, options.latent, options.layers)
+    report = fit(model, train, validation, _fit_settings(options), progress)
+    model = model.cpu().eval()
+    scores = reconstruction_scores(model, validation, options.score_tail).scores
+    created = datetime.now(UTC)
+    metadata = ModelMetadata(
+        kind=options.kind,
+        version=model_version(options.kind, weights_bytes(model), created),
+        window=options.window,
+        features=tuple(features),
+        hidden=options.hidden,
+        latent=options.latent,
+        layers=options.layers,
+        score_tail=options.score_tail,
+        normalisation=normalisation,
+        data_range=_data_range({name: series[name] for name in windows}),
+        training=_training_report(report, options, len(train), len(validation), time.monotonic() - started),
+        validation_scores=tuple(subsample_evenly(scores, MAX_VALIDATION_SCORES).tolist()),
+        created_at=created.isoformat(timespec="seconds").replace("+00:00", "Z"),
+    )
+    return model, metadata
+
+
+def _checked_series(data: Mapping[str, SeriesData], n_features: int) -> dict[str, SeriesData]:
+    """Every series as float64 in time order; a shape that does not fit the features is a `ModelError`."""
+    if n_features == 0:
+        raise ModelError("no features to train on")
+    checked = {}
+    for name, item in data.items():
+        ts, values = np.asarray(item.ts, np.float64), np.asarray(item.values, np.float64)
+        if values.ndim != 2 or values.shape[1] != n_features or ts.shape != (len(values),):
+            raise ModelError(
+                f"series {name!r}: need ts (T,) and values (T, {n_features}), got {ts.shape} and {values.shape}"
+            )
+        order = np.argsort(ts, kind="stable")
+        checked[name] = SeriesData(ts[order], values[order])
+    return checked
+
+
+def _finite_windows(series: Mapping[str, SeriesData], options: TrainOptions) -> dict[str, np.ndarray]:
+    """Raw windows without NaN/inf per series that has any; none anywhere is a `ModelError`."""
+    windows = {}
+    for name, item in series.items():
+        cut = sliding_windows(item.values, options.window, options.train_stride)
+        cut = cut[np.isfinite(cut).all(axis=(1, 2))]
+        if len(cut):
+            windows[name] = cut
+    if not windows:
+        longest = max((len(item.values) for item in series.values()), default=0)
+        raise ModelError(
+            f"not enough data to train: no series has {options.window} consecutive finite points "
+            f"(window={options.window}; longest series: {longest} points in {len(series)} series)"
+        )
+    return windows
+
+
+def _split(
+    windows: Mapping[str, np.ndarray], normalisation: Normalisation, options: TrainOptions
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised training and validation windows: the last `validation_split` of each series validates."""
+    train_parts, validation_parts = [], []
+    for name, raw in windows.items():
+        normalised = normalisation.apply([name] * len(raw), raw)
+        n_validation = min(len(raw) - 1, round(len(raw) * options.validation_split))
+        train_parts.append(normalised[: len(raw) - n_validation])
+        validation_parts.append(normalised[len(raw) - n_validation :])
+    train = subsample_evenly(np.concatenate(train_parts), options.max_windows)
+    validation = subsample_evenly(np.concatenate(validation_parts), options.max_windows)
+    if len(validation) == 0:
+        raise ModelError(
+            f"not enough data to validate: {len(train)} windows in total, none left for validation "
+            f"(validation_split={options.validation_split}); provide longer series"
+        )
+    return train, validation
+
+
+def _fit_settings(options: TrainOptions) -> FitSettings:
+    return FitSettings(
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        learning_rate=options.learning_rate,
+        patience=options.patience,
+        seed=options.seed,
+        device=options.device,
+    )
+
+
+def _data_range(series: Mapping[str, SeriesData]) -> dict[str, Any]:
+    return {
+        "start": min(float(item.ts[0]) for item in series.values()),
+        "end": max(float(item.ts[-1]) for item in series.values()),
+        "points": sum(len(item.ts) for item in series.values()),
+        "series": len(series),
+    }
+
+
+def _training_report(
+    report: FitReport, options: TrainOptions, n_train: int, n_validation: int, seconds: float
+) -> dict[str, Any]:
+    return {
+        **dataclasses.asdict(report),
+        "seed": options.seed,
+        "train_windows": n_train,
+        "validation_windows": n_validation,
+        "seconds": round(seconds, 3),
+        "options": dataclasses.asdict(options),
+    }

@@ -1,0 +1,176 @@
+"""The data that flows through the engine, and the wire formats.
+
+Nowhere else in the package knows bytes: input messages are decoded here into `Point`s, and alerts are
+encoded here into the JSON contract of DESIGN.md. Decoding never raises on bad input: a message that does
+not decode comes back as a `Rejected` value (bad records are data, not exceptions), so the caller can
+count it by reason and dead-letter the original bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import orjson
+
+ALERT_SCHEMA = "monitor.alert/v1"
+UNIVARIATE = "value"
+"""Feature name of a univariate point (`{"value": ...}`)."""
+
+# Timestamps outside this range are almost surely a unit mistake (ms or ns sent as seconds).
+MIN_TS = 0.0  # 1970-01-01
+MAX_TS = 4102444800.0  # 2100-01-01
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One input message as a source hands it over: raw bytes plus where it came from."""
+
+    value: bytes
+    timestamp: float | None = None
+    """The record timestamp in Unix seconds, used when a point has no `ts` of its own."""
+    topic: str = "-"
+    partition: int = 0
+    offset: int = 0
+    key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One observation of one series: a timestamp and one value per feature."""
+
+    series: str
+    ts: float
+    values: Mapping[str, float]
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that did not decode: `reason` is a short stable label for counting, `detail` is for people."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The last `window` points of one series, ready for scoring. `data` has shape (window, n_features)."""
+
+    series: str
+    start_ts: float
+    end_ts: float
+    data: np.ndarray
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of scoring one window against its series' threshold."""
+
+    detector: str
+    series: str
+    ts: float
+    window_start: float
+    score: float
+    threshold: float
+    anomalous: bool
+    warming_up: bool
+    labels: Mapping[str, str]
+    feature_shares: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert lifecycle event: status is "firing" or "resolved"; both carry the same `alert_id`."""
+
+    alert_id: str
+    status: str
+    detector: str
+    series: str
+    labels: Mapping[str, str]
+    model_version: str
+    started_at: float
+    at: float
+    ended_at: float | None
+    score: float
+    threshold: float
+    severity: str
+    window_start: float
+    window_end: float
+    top_features: tuple[tuple[str, float], ...]
+
+
+def alert_id(detector: str, series: str, started_at: float) -> str:
+    """Deterministic id, so a replay after a crash repeats it and consumers can de-duplicate."""
+    key = f"{detector}\x00{series}\x00{format_ts(started_at)}"
+    return hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+def format_ts(ts: float) -> str:
+    """RFC 3339 in UTC, with milliseconds only when the timestamp has them."""
+    moment = datetime.fromtimestamp(ts, tz=UTC)
+    text = moment.isoformat(timespec="milliseconds" if ts % 1 else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds or an RFC 3339 date-time with a zone; ValueError otherwise."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = None
+    if seconds is not None:
+        if not math.isfinite(seconds):
+            raise ValueError(f"not a finite time: {text!r}")
+        return seconds
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"RFC 3339 needs a zone (Z or +hh:mm), got {text!r}")
+    return moment.timestamp()
+
+
+def encode_alert(alert: Alert) -> bytes:
+    """The alert message value, exactly the `monitor.alert/v1` shape of DESIGN.md."""
+    return orjson.dumps(alert_to_dict(alert))
+
+
+def encode_point(point: Point) -> bytes:
+    """The native input form of a point (univariate `value` or multivariate `values`)."""
+    doc: dict[str, Any] = {"series": point.series, "ts": point.ts}
+    if set(point.values) == {UNIVARIATE}:
+        doc["value"] = point.values[UNIVARIATE]
+    else:
+        doc["values"] = dict(point.values)
+    if point.labels:
+        doc["labels"] = dict(point.labels)
+    return orjson.dumps(doc)
+
+
+def alert_to_dict(alert: Alert) -> dict[str, Any]:
+    return {
+        "schema": ALERT_SCHEMA,
+        "alert_id": alert.alert_id,
+        "status": alert.status,
+        "detector": alert.detector,
+        "series": alert.series,
+        "labels": dict(alert.labels),
+        "model_version": alert.model_version,
+        "started_at": format_ts(alert.started_at),
+        "at": format_ts(alert.at),
+        "ended_at": None if alert.ended_at is None else format_ts(alert.ended_at),
+        "score": round(alert.score, 6),
+        "threshold": round(alert.threshold, 6),
+        "severity": alert.severity,
+        "window": {"start": format_ts(alert.window_start), "end": format_ts(alert.window_end)},
+        "top_features": [{"feature": f, "share": round(s, 4)} for f, s in alert.top_features],
+    }
+
+
+def is_finite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))

@@ -1,0 +1,50 @@
+"""The seam between the engine and the models: what the detector needs from a scorer.
+
+The engine never imports torch; it hands a batch of raw windows to something that follows `Scorer`
+and gets one score per window back. `monitor.models` provides the torch implementation; unit tests use a
+tiny numpy one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Scores of a batch of windows.
+
+    `scores[i]` is the anomaly score of window i (a reconstruction error in normalised units, larger is
+    worse); `feature_errors[i, f]` is the part of it that feature f contributed, for `top_features`.
+    """
+
+    scores: np.ndarray  # (B,)
+    feature_errors: np.ndarray  # (B, F)
+
+
+class Scorer(Protocol):
+    """Scores windows of raw values; normalisation is the scorer's business (it comes with the model)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def features(self) -> tuple[str, ...]: ...
+
+    @property
+    def window(self) -> int: ...
+
+    def score(self, series: Sequence[str], batch: np.ndarray) -> Scores:
+        """`batch` has shape (B, window, n_features) in raw units; `series[i]` names the series of row i."""
+        ...
+
+    def baseline_scores(self) -> np.ndarray:
+        """Scores of healthy validation windows, used to seed every series' threshold statistics."""
+        ...

@@ -1,0 +1,139 @@
+"""monitor.threshold.ThresholdBank: mean + k·sd of recent normal scores, seeded, warmed up, floored, bounded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.threshold import ThresholdBank, ThresholdSettings
+
+BASELINE = np.array([0.8, 1.0, 1.1, 0.9, 1.3, 0.7, 1.2, 1.0, 0.95, 1.05])
+
+
+def expected(values, k: float) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(values.mean() + k * values.std())
+
+
+def bank(warmup: int = 0, history: int = 64, k: float = 3.0, minimum: float = 0.0, baseline=BASELINE):
+    return ThresholdBank(ThresholdSettings(warmup=warmup, history=history, k=k, minimum=minimum), baseline)
+
+
+def test_initial_threshold_is_mean_plus_k_sd_of_the_baseline():
+    j = bank(k=3.0).judge("a", 1.0)
+    assert j.threshold == pytest.approx(expected(BASELINE, 3.0), rel=1e-12)
+    assert not j.anomalous and not j.warming_up
+
+
+@pytest.mark.parametrize("k", [0.0, 1.5, 4.0])
+def test_k_scales_the_deviation(k):
+    assert bank(k=k).judge("a", 0.0).threshold == pytest.approx(expected(BASELINE, k), rel=1e-12)
+
+
+def test_every_series_starts_from_the_same_baseline():
+    b = bank()
+    for score in (1.0, 1.1, 0.9):
+        b.judge("a", score)
+    assert b.judge("b", 1.0).threshold == pytest.approx(expected(BASELINE, 3.0), rel=1e-12)
+
+
+def test_long_baseline_is_thinned_to_history_keeping_its_distribution():
+    baseline = np.arange(1000, dtype=float)
+    j = bank(history=100, k=2.0, baseline=baseline).judge("a", 0.0)
+    assert j.threshold == pytest.approx(expected(baseline, 2.0), rel=0.02)
+
+
+def test_score_above_threshold_is_anomalous_and_at_it_is_not():
+    limit = bank(k=3.0).judge("probe", 0.0).threshold
+    assert limit == pytest.approx(expected(BASELINE, 3.0), rel=1e-12)
+    assert bank(k=3.0).judge("a", limit * 1.001).anomalous
+    assert not bank(k=3.0).judge("a", limit).anomalous
+    assert not bank(k=3.0).judge("a", limit * 0.999).anomalous
+
+
+def test_warm_up_windows_are_never_anomalous():
+    b = bank(warmup=3)
+    judgements = [b.judge("a", 1e6) for _ in range(3)]
+    assert all(j.warming_up and not j.anomalous for j in judgements)
+    after = b.judge("a", 1e12)
+    assert not after.warming_up
+    assert after.anomalous
+
+
+def test_warm_up_scores_are_learned():
+    b = bank(warmup=2)
+    b.judge("a", 5.0)
+    b.judge("a", 6.0)
+    j = b.judge("a", 0.0)
+    assert j.threshold == pytest.approx(expected([*BASELINE, 5.0, 6.0], 3.0), rel=1e-12)
+
+
+def test_anomalous_score_is_kept_out_of_the_statistics():
+    b = bank()
+    before = b.judge("a", 1.0).threshold
+    spike = b.judge("a", 1000.0)
+    assert spike.anomalous
+    assert spike.threshold == pytest.approx(expected([*BASELINE, 1.0], 3.0), rel=1e-12)
+    assert b.judge("a", 1.0).threshold == pytest.approx(spike.threshold, rel=1e-12)
+    assert spike.threshold != before  # the normal score before the spike was learned
+
+
+def test_normal_score_is_added_to_the_statistics():
+    b = bank()
+    b.judge("a", 1.4)
+    assert b.judge("a", 1.0).threshold == pytest.approx(expected([*BASELINE, 1.4], 3.0), rel=1e-12)
+
+
+def test_long_incident_does_not_raise_its_own_threshold():
+    b = bank()
+    first = b.judge("a", 50.0)
+    verdicts = [b.judge("a", 50.0) for _ in range(500)]
+    assert all(v.anomalous for v in verdicts)
+    assert verdicts[-1].threshold == pytest.approx(first.threshold, rel=1e-12)
+
+
+def test_minimum_floors_the_threshold():
+    b = bank(minimum=1.0, baseline=np.zeros(20))
+    j = b.judge("a", 0.5)
+    assert j.threshold == 1.0 and not j.anomalous
+    assert b.judge("a", 1.5).anomalous
+
+
+def test_minimum_below_the_statistics_changes_nothing():
+    j = bank(minimum=0.01).judge("a", 1.0)
+    assert j.threshold == pytest.approx(expected(BASELINE, 3.0), rel=1e-12)
+
+
+def test_statistics_follow_only_the_last_history_scores():
+    rng = np.random.default_rng(7)
+    scores = rng.gamma(2.0, 0.5, size=3000)
+    b = bank(warmup=10**9, history=32, k=3.0)  # warming up forever: every score is learned
+    for score in scores:
+        b.judge("a", float(score))
+    j = b.judge("a", 0.0)
+    assert j.threshold == pytest.approx(expected(scores[-32:], 3.0), rel=1e-9)
+
+
+def test_history_also_bounds_the_seed():
+    baseline = np.arange(10, dtype=float)
+    b = bank(warmup=10**9, history=10, k=1.0, baseline=baseline)
+    for score in (100.0, 101.0, 102.0):
+        b.judge("a", score)
+    assert b.judge("a", 0.0).threshold == pytest.approx(expected([*baseline[3:], 100.0, 101.0, 102.0], 1.0))
+
+
+def test_forget_restarts_the_series_from_the_baseline():
+    b = bank(warmup=2)
+    for score in (3.0, 4.0, 5.0):
+        b.judge("a", score)
+    b.forget("a")
+    j = b.judge("a", 1.0)
+    assert j.warming_up
+    assert j.threshold == pytest.approx(expected(BASELINE, 3.0), rel=1e-12)
+    b.forget("never-seen")  # no error
+
+
+def test_empty_baseline_starts_at_the_floor():
+    j = bank(minimum=0.25, baseline=np.array([])).judge("a", 0.1)
+    assert j.threshold == 0.25
+    assert not j.anomalous
