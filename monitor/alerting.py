@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from monitor.records import Alert, Verdict, alert_id
 
@@ -18,9 +19,9 @@ TOP_FEATURES = 3
 
 @dataclass(frozen=True, slots=True)
 class AlertSettings:
-    for_windows: int = 2
+    for_windows: int = 1
     """Consecutive anomalous windows before an alert fires (the Prometheus `for`)."""
-    resolve_after: int = 4
+    resolve_after: int = 128
     """Consecutive normal windows before a firing alert resolves."""
     critical_ratio: float = 2.0
     """Score / threshold at or above which the severity is critical instead of warning."""
@@ -69,6 +70,19 @@ class AlertTracker:
 
     def forget(self, series: str) -> None:
         self._series.pop(series, None)
+
+    def snapshot(self, series: str) -> dict[str, Any] | None:
+        """The series' alert state (counts, first anomalous verdict, open alert) for `restore`, so an alert
+        open before a restart resolves with its own id afterwards instead of firing again."""
+        state = self._series.get(series)
+        if state is None:
+            return None
+        return {"above": state.above, "below": state.below, "first_above": state.first_above, "firing": state.firing}
+
+    def restore(self, series: str, state: Mapping[str, Any]) -> None:
+        self._series[series] = _SeriesState(
+            int(state["above"]), int(state["below"]), state["first_above"], state["firing"]
+        )
 
     def _firing(self, state: _SeriesState, verdict: Verdict, model_version: str) -> Alert:
         assert state.first_above is not None

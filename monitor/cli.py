@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from monitor.config import Config, load_config
 from monitor.errors import ConfigError, MonitorError
 from monitor.logs import setup_logging
 from monitor.produce import add_produce_arguments
-from monitor.records import parse_time
+from monitor.train_cli import add_models_arguments, add_train_arguments
 
 log = logging.getLogger("monitor")
 
@@ -27,7 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"monitor {__version__}")
     parser.add_argument("--config", default="config.yaml", help="configuration file (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument(
+        "--log-format",
+        default=os.environ.get("MONITOR_LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="json: one object per line, for log shippers (default: $MONITOR_LOG_FORMAT or text)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon (Kafka in, alerts and metrics out)")
@@ -37,25 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, metavar="S", help="stop after S seconds (default: run until SIGTERM)")
     run.add_argument("--listen", metavar="HOST:PORT", help="override exporter.listen")
 
-    train = sub.add_parser("train", help="train a detector's model on healthy data")
-    train.add_argument("--detector", default=None, help="detector name (default: the first)")
-    src = train.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", metavar="FILE", help="CSV (timestamp,value[,series]) or JSON-lines points")
-    src.add_argument("--topic", help="read the training range from this Kafka topic")
-    train.add_argument("--start", type=parse_time, help="first timestamp to use (Unix seconds or RFC 3339)")
-    train.add_argument("--end", type=parse_time, help="end of the range, exclusive")
-    train.add_argument(
-        "--exclude",
-        type=_time_range,
-        action="append",
-        default=[],
-        metavar="START/END",
-        help="leave out a time range (a known incident); repeatable",
-    )
-    train.add_argument("--out", help="artifact directory (default: the detector's model.path)")
-    train.add_argument("--epochs", type=int, help="override training.epochs")
-    train.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default: cpu)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train = sub.add_parser("train", help="train a detector's model on healthy data and publish a new version")
+    add_train_arguments(train)
+    models = sub.add_parser("models", help="list a detector's stored model versions, or switch to one")
+    add_models_arguments(models)
 
     produce = sub.add_parser("produce", help="write a synthetic metric stream with injected anomalies")
     add_produce_arguments(produce)
@@ -64,15 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", default="out/demo", help="where the demo's model and files go")
     demo.add_argument("--live-seconds", type=float, default=60.0, help="how long the live stream runs")
 
+    evaluate = sub.add_parser("evaluate", help="replay labelled files (NAB layout) and score detection quality")
+    evaluate.add_argument("path", help="folder in NAB's layout (data/<category>/<file>.csv, combined_windows.json)")
+    evaluate.add_argument("--out", required=True, metavar="DIR", help="per-file results: DIR/<category>/<file>.csv")
+    evaluate.add_argument("--config", default=argparse.SUPPRESS, help="configuration file (default: config.yaml)")
+    evaluate.add_argument("--detector", default=None, help="detector name (default: the first)")
+    evaluate.add_argument("--plots", action="store_true", help="also write DIR/<category>/<file>.png")
+
     sub.add_parser("check-config", help="validate the configuration file and print a summary")
     return parser
-
-
-def _time_range(text: str) -> tuple[float, float]:
-    start, sep, end = text.partition("/")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected START/END, got {text!r}")
-    return parse_time(start), parse_time(end)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,13 +72,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
+        _error(args, str(exc))
         return 2
     except MonitorError as exc:
-        print(f"monitor: error: {exc}", file=sys.stderr)
+        _error(args, f"monitor: error: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _error(args: argparse.Namespace, text: str) -> None:
+    """In JSON mode the error is a log record too, so a log shipper sees every line in one format."""
+    if args.log_format == "json":
+        log.error(text)
+    else:
+        print(text, file=sys.stderr)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -111,7 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary = service.run(args.duration)
     finally:
         close()
-    print(f"summary: {summary.line()}", file=sys.stderr, flush=True)
+    if args.log_format == "text":  # in JSON, the "stopped" event carries the same counts
+        print(f"summary: {summary.line()}", file=sys.stderr, flush=True)
     return 0
 
 
@@ -119,6 +119,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from monitor.train_cli import train
 
     train(load_config(args.config), args)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from monitor.train_cli import models
+
+    models(load_config(args.config), args)
     return 0
 
 
@@ -135,6 +142,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from monitor.evaluation import evaluate
+
+    config = load_config(args.config)
+    detector = config.detector(args.detector) if args.detector else config.detectors[0]
+    result = evaluate(detector, args.path, args.out, args.plots, config.scoring_threads)
+    print(result.report())
+    print(f"\n{len(result.replays)} files in {result.seconds:.0f}s; per-file results in {args.out}")
+    return 0
+
+
 def _with_listen(config: Config, listen: str | None) -> Config:
     if listen is None:
         return config
@@ -149,7 +167,9 @@ def _with_listen(config: Config, listen: str | None) -> Config:
 COMMANDS = {
     "run": cmd_run,
     "train": cmd_train,
+    "models": cmd_models,
     "produce": cmd_produce,
     "demo": cmd_demo,
+    "evaluate": cmd_evaluate,
     "check-config": cmd_check_config,
 }

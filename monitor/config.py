@@ -8,68 +8,32 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from monitor.alerting import AlertSettings
+from monitor.config_http import HttpSettings, parse_http
+from monitor.config_kafka import CheckpointSettings, KafkaSettings, parse_checkpoint, parse_kafka
 from monitor.config_reader import Invalid, Section, show
 from monitor.detector import DetectorSettings
 from monitor.errors import ConfigError
+from monitor.formats import FIELDS_AS, FORMATS, TIME_UNITS, FormatOptions
+from monitor.model_config import (
+    ModelSettings,
+    RetrainingSettings,
+    TrainingSettings,
+    parse_labels,
+    parse_model,
+    parse_retraining,
+    parse_training,
+)
 from monitor.threshold import ThresholdSettings
+from monitor.windows import DUPLICATE_POLICIES, PointRules
 
-ENV_OVERRIDES = {
-    "MONITOR_KAFKA_BOOTSTRAP_SERVERS": "bootstrap_servers",
-    "MONITOR_KAFKA_SASL_USERNAME": "sasl_username",
-    "MONITOR_KAFKA_SASL_PASSWORD": "sasl_password",
-}
-MODEL_KINDS = ("lstm",)
-INPUT_FORMATS = ("json",)
-SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-
-
-@dataclass(frozen=True, slots=True)
-class KafkaSettings:
-    bootstrap_servers: str = "127.0.0.1:9092"
-    client_id: str = "anomaly-monitor"
-    group_id: str = "anomaly-monitor"
-    metrics_topic: str = "metrics"
-    alert_topic: str = "anomaly-alerts"
-    dead_letter_topic: str = "metrics-dead-letter"
-    auto_offset_reset: str = "earliest"
-    max_poll_records: int = 2000
-    poll_timeout_ms: int = 500
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: str | None = None
-
-    def __repr__(self) -> str:  # never print the secret
-        return f"KafkaSettings(bootstrap_servers={self.bootstrap_servers!r}, group_id={self.group_id!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class ModelSettings:
-    path: Path = Path("models/default")
-    kind: str = "lstm"
-    hidden: int = 32
-    latent: int = 16
-    layers: int = 1
-    score_tail: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class TrainingSettings:
-    epochs: int = 30
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    validation_split: float = 0.2
-    patience: int = 4
-    max_windows: int = 20_000
-    seed: int = 0
+INPUT_FORMATS = FORMATS
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +41,7 @@ class DetectorConfig:
     settings: DetectorSettings
     model: ModelSettings
     training: TrainingSettings
+    retraining: RetrainingSettings = field(default_factory=RetrainingSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +50,14 @@ class Config:
     detectors: tuple[DetectorConfig, ...]
     input_format: str = "json"
     max_message_bytes: int = 1_048_576
+    input_options: FormatOptions = field(default_factory=FormatOptions)
     listen_host: str = "127.0.0.1"
     listen_port: int = 9308
     exporter_max_series: int = 2000
+    http: HttpSettings = field(default_factory=HttpSettings)
     scoring_threads: int = 1
     scoring_max_batch: int = 256
+    checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     source: str = "config.yaml"
 
     def detector(self, name: str) -> DetectorConfig:
@@ -132,7 +100,7 @@ def parse_config(
 
 
 def _parse(top: Section, base_dir: Path, environ: Mapping[str, str]) -> Config:
-    kafka = _kafka(top.section("kafka"), environ)
+    kafka = parse_kafka(top.section("kafka"), base_dir, environ)
     inp, exporter, scoring = top.section("input"), top.section("exporter"), top.section("scoring")
     host, port = _listen(exporter)
     config = Config(
@@ -140,11 +108,14 @@ def _parse(top: Section, base_dir: Path, environ: Mapping[str, str]) -> Config:
         detectors=_detectors(top, base_dir),
         input_format=inp.text("format", "json", INPUT_FORMATS),
         max_message_bytes=inp.integer("max_message_bytes", 1_048_576, 64),
+        input_options=_input_options(inp),
         listen_host=host,
         listen_port=port,
         exporter_max_series=exporter.integer("max_series", 2000, 1),
+        http=parse_http(exporter, base_dir, environ),
         scoring_threads=scoring.integer("threads", 1, 1, 64),
         scoring_max_batch=scoring.integer("max_batch", 256, 1),
+        checkpoint=parse_checkpoint(top.section("checkpoint")),
         source=top.source,
     )
     for section in (inp, exporter, scoring, top):
@@ -152,30 +123,13 @@ def _parse(top: Section, base_dir: Path, environ: Mapping[str, str]) -> Config:
     return config
 
 
-def _kafka(s: Section, environ: Mapping[str, str]) -> KafkaSettings:
-    d = KafkaSettings()
-    values = {
-        "bootstrap_servers": s.text("bootstrap_servers", d.bootstrap_servers),
-        "client_id": s.text("client_id", d.client_id),
-        "group_id": s.text("group_id", d.group_id),
-        "metrics_topic": s.text("metrics_topic", d.metrics_topic),
-        "alert_topic": s.text("alert_topic", d.alert_topic),
-        "dead_letter_topic": s.text("dead_letter_topic", d.dead_letter_topic),
-        "auto_offset_reset": s.text("auto_offset_reset", d.auto_offset_reset, ("earliest", "latest")),
-        "max_poll_records": s.integer("max_poll_records", d.max_poll_records, 1),
-        "poll_timeout_ms": s.integer("poll_timeout_ms", d.poll_timeout_ms, 1, 60_000),
-        "security_protocol": s.text("security_protocol", d.security_protocol, SECURITY_PROTOCOLS),
-        "sasl_mechanism": s.text("sasl_mechanism", None, SASL_MECHANISMS),
-        "sasl_username": s.text("sasl_username", None),
-    }
-    if "sasl_password" in s.doc:
-        where = s.path_of("sasl_password")
-        raise Invalid(f"{where}: secrets are not read from the file; set MONITOR_KAFKA_SASL_PASSWORD")
-    s.done()
-    for var, key in ENV_OVERRIDES.items():
-        if environ.get(var):
-            values[key] = environ[var]
-    return KafkaSettings(**values)
+def _input_options(s: Section) -> FormatOptions:
+    d, units = FormatOptions(), tuple(TIME_UNITS)
+    return FormatOptions(
+        influx_precision=s.text("influx_precision", d.influx_precision, units),
+        telegraf_timestamp_units=s.text("telegraf_timestamp_units", d.telegraf_timestamp_units, units),
+        fields_as=s.text("fields_as", d.fields_as, FIELDS_AS),
+    )
 
 
 def _listen(s: Section) -> tuple[str, int]:
@@ -204,12 +158,18 @@ def _detector(s: Section, base_dir: Path) -> DetectorConfig:
         series=s.text("series", "*"),
         features=s.names("features", ("value",)),
         window=window,
-        stride=s.integer("stride", 4, 1, window),
+        stride=s.integer("stride", DetectorSettings().stride, 1, window),
         max_series=s.integer("max_series", 100_000, 1),
         threshold=_threshold(s.section("threshold")),
         alerting=_alerting(s.section("alerting")),
+        points=_points(s.section("points")),
+        labels=parse_labels(s, "labels"),
+        entity_label=s.text("entity_label", None),
     )
-    config = DetectorConfig(settings, _model(s.section("model"), base_dir, window), _training(s.section("training")))
+    model = parse_model(s.section("model"), base_dir, window)
+    config = DetectorConfig(
+        settings, model, parse_training(s.section("training")), parse_retraining(s.section("retraining"))
+    )
     s.done()
     return config
 
@@ -221,6 +181,7 @@ def _threshold(s: Section) -> ThresholdSettings:
         history=s.integer("history", d.history, 8),
         k=s.number("k", d.k, 0.0),
         minimum=s.number("minimum", d.minimum, 0.0),
+        smoothing=s.integer("smoothing", d.smoothing, 1, 10_000),
     )
     s.done()
     return t
@@ -237,31 +198,16 @@ def _alerting(s: Section) -> AlertSettings:
     return a
 
 
-def _model(s: Section, base_dir: Path, window: int) -> ModelSettings:
-    d = ModelSettings()
-    path = Path(s.text("path", str(d.path)))
-    m = ModelSettings(
-        path=path if path.is_absolute() else base_dir / path,
-        kind=s.text("kind", d.kind, MODEL_KINDS),
-        hidden=s.integer("hidden", d.hidden, 1, 4096),
-        latent=s.integer("latent", d.latent, 1, 4096),
-        layers=s.integer("layers", d.layers, 1, 8),
-        score_tail=s.integer("score_tail", d.score_tail, 0, window),
+def _points(s: Section) -> PointRules:
+    d = PointRules()
+    p = PointRules(
+        step=s.number("step", d.step, 0.0),
+        fill_gaps=s.integer("fill_gaps", d.fill_gaps, 0, 1000),
+        reset_after_gap=s.flag("reset_after_gap", d.reset_after_gap),
+        allowed_lateness=s.number("allowed_lateness", d.allowed_lateness, 0.0),
+        duplicates=s.text("duplicates", d.duplicates, DUPLICATE_POLICIES),
     )
+    if p.fill_gaps and not p.step:
+        raise Invalid(f"{s.path_of('fill_gaps')}: needs {s.path_of('step')}, the expected seconds between points")
     s.done()
-    return m
-
-
-def _training(s: Section) -> TrainingSettings:
-    d = TrainingSettings()
-    t = TrainingSettings(
-        epochs=s.integer("epochs", d.epochs, 1),
-        batch_size=s.integer("batch_size", d.batch_size, 1),
-        learning_rate=s.number("learning_rate", d.learning_rate, 1e-7, 1.0),
-        validation_split=s.number("validation_split", d.validation_split, 0.05, 0.5),
-        patience=s.integer("patience", d.patience, 1),
-        max_windows=s.integer("max_windows", d.max_windows, 16),
-        seed=s.integer("seed", d.seed, 0),
-    )
-    s.done()
-    return t
+    return p

@@ -59,6 +59,12 @@ class Section:
             raise Invalid(f"{self.path_of(key)}: must be one of {', '.join(choices)}, got {show(value)}")
         return value
 
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise Invalid(f"{self.path_of(key)}: must be true or false, got {show(value)}")
+        return value
+
     def names(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
         value = self.get(key, list(default))
         if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):

@@ -1,14 +1,17 @@
-"""Input wire formats: message bytes in, `Point`s or a `Rejected` reason out.
+"""The native input format, and the checks every input format shares: bytes in, `Point`s or `Rejected` out.
 
 The native format is DESIGN.md's JSON: one point object or an array of them, univariate `value` or
 multivariate `values`, `ts` as Unix seconds or RFC 3339 (absent: the Kafka record timestamp).
 A message is accepted or rejected whole, so the dead-letter topic always holds complete originals.
+The producers' formats in `monitor.formats` parse text with the helpers here (size, UTF-8, JSON,
+timestamps, labels), so one input mistake gets one reason and one wording whatever the format.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -31,8 +34,9 @@ REASONS = (
 DEFAULT_MAX_BYTES = 1_048_576
 
 
-class _Bad(Exception):
-    """Internal: carries a rejection out of nested validation; never leaves this module."""
+class Bad(Exception):
+    """Carries a rejection out of nested validation; `decode_with` turns it into `Rejected`, so it never
+    leaves the decoders."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -40,32 +44,54 @@ class _Bad(Exception):
         self.detail = detail
 
 
+TextParser = Callable[[str, float | None], list[Point]]
+"""Parses one message's text (record timestamp in seconds or None) into points; raises `Bad`."""
+
+
 def decode_json(
-    raw: bytes, record_ts: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    raw: bytes | None, record_ts: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> list[Point] | Rejected:
     """Decode one native-format message; `record_ts` (seconds) stands in for a missing `ts`."""
+    return decode_with(json_points, raw, record_ts, max_bytes)
+
+
+def decode_with(
+    parse: TextParser, raw: bytes | None, record_ts: float | None, max_bytes: int
+) -> list[Point] | Rejected:
+    """The byte-level checks every format shares, then `parse`; bad input comes back as `Rejected`."""
     try:
-        return _decode(raw, record_ts, max_bytes)
-    except _Bad as bad:
+        return parse(message_text(raw, max_bytes), record_ts)
+    except Bad as bad:
         return Rejected(bad.reason, bad.detail)
 
 
-def _decode(raw: bytes, record_ts: float | None, max_bytes: int) -> list[Point]:
+def message_text(raw: bytes | None, max_bytes: int) -> str:
+    """The message as text, or `Bad` for a tombstone, an oversize message or bytes that are not UTF-8."""
     if raw is None:
-        raise _Bad("missing_field", "message has no value (tombstone)")
+        raise Bad("missing_field", "message has no value (tombstone)")
     if len(raw) > max_bytes:
-        raise _Bad("oversize", f"message is {len(raw)} bytes, limit is {max_bytes}")
+        raise Bad("oversize", f"message is {len(raw)} bytes, limit is {max_bytes}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _Bad("invalid_utf8", f"not UTF-8 at byte {exc.start}") from None
+        raise Bad("invalid_utf8", f"not UTF-8 at byte {exc.start}") from None
+    return text
+
+
+def json_document(text: str) -> Any:
+    """The parsed JSON of a message, or `Bad` (`invalid_json`)."""
     try:
-        doc = orjson.loads(text)
+        return orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        doc = _lenient(text, exc)
+        return _lenient(text, exc)
+
+
+def json_points(text: str, record_ts: float | None) -> list[Point]:
+    """The native format: one point object or a non-empty array of them."""
+    doc = json_document(text)
     if isinstance(doc, list):
         if not doc:
-            raise _Bad("empty_batch", "message is an empty array")
+            raise Bad("empty_batch", "message is an empty array")
         return [_point(item, f"[{i}].", record_ts) for i, item in enumerate(doc)]
     return [_point(doc, "", record_ts)]
 
@@ -77,74 +103,80 @@ def _lenient(text: str, error: Exception) -> Any:
         # Integers too long for a float become inf (a `non_finite` rejection) instead of Python ints.
         return json.loads(text, parse_int=lambda digits: int(digits) if len(digits) <= 18 else float(digits))
     except (ValueError, RecursionError):
-        raise _Bad("invalid_json", f"not JSON: {error}") from None
+        raise Bad("invalid_json", f"not JSON: {error}") from None
 
 
 def _point(doc: Any, where: str, record_ts: float | None) -> Point:
     if not isinstance(doc, dict):
-        raise _Bad("not_an_object", f"{where.rstrip('.') or 'message'}: must be a JSON object, got {_show(doc)}")
+        raise Bad("not_an_object", f"{where.rstrip('.') or 'message'}: must be a JSON object, got {show(doc)}")
     series = doc.get("series")
     if series is None:
-        raise _Bad("missing_field", f"{where}series: required")
+        raise Bad("missing_field", f"{where}series: required")
     if not isinstance(series, str) or not series.strip():
-        raise _Bad("wrong_type", f"{where}series: must be a non-empty string, got {_show(series)}")
+        raise Bad("wrong_type", f"{where}series: must be a non-empty string, got {show(series)}")
     return Point(
         series=series,
-        ts=_timestamp(doc.get("ts"), f"{where}ts", record_ts),
+        ts=timestamp(doc.get("ts"), f"{where}ts", record_ts),
         values=_values(doc, where),
-        labels=_labels(doc.get("labels"), f"{where}labels"),
+        labels=string_map(doc.get("labels"), f"{where}labels"),
     )
 
 
 def _values(doc: dict[str, Any], where: str) -> dict[str, float]:
     has_value, has_values = "value" in doc, "values" in doc
     if has_value == has_values:
-        raise _Bad("missing_field", f"{where}value: exactly one of 'value' or 'values' is required")
+        raise Bad("missing_field", f"{where}value: exactly one of 'value' or 'values' is required")
     if has_value:
-        return {UNIVARIATE: _number(doc["value"], f"{where}value")}
+        return {UNIVARIATE: number(doc["value"], f"{where}value")}
     values = doc["values"]
     if not isinstance(values, dict) or not values:
-        raise _Bad("wrong_type", f"{where}values: must be a non-empty object, got {_show(values)}")
-    return {str(name): _number(v, f"{where}values.{name}") for name, v in values.items()}
+        raise Bad("wrong_type", f"{where}values: must be a non-empty object, got {show(values)}")
+    return {str(name): number(v, f"{where}values.{name}") for name, v in values.items()}
 
 
-def _number(value: Any, where: str) -> float:
+def number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _Bad("wrong_type", f"{where}: must be a number, got {_show(value)}")
+        raise Bad("wrong_type", f"{where}: must be a number, got {show(value)}")
     number = float(value)
     if not math.isfinite(number):
-        raise _Bad("non_finite", f"{where}: must be finite, got {value!r}")
+        raise Bad("non_finite", f"{where}: must be finite, got {value!r}")
     return number
 
 
-def _timestamp(value: Any, where: str, record_ts: float | None) -> float:
+def timestamp(value: Any, where: str, record_ts: float | None, per_second: int = 1) -> float:
+    """Seconds from a number of `1/per_second` units or an RFC 3339 string; `record_ts` when absent."""
     if value is None:
         if record_ts is None:
-            raise _Bad("missing_field", f"{where}: required (no record timestamp to fall back on)")
+            raise Bad("missing_field", f"{where}: required (no record timestamp to fall back on)")
         return record_ts
     if isinstance(value, str):
         try:
             ts = parse_time(value)
         except ValueError:
-            raise _Bad("bad_timestamp", f"{where}: not an RFC 3339 time with a zone, got {_show(value)}") from None
+            raise Bad("bad_timestamp", f"{where}: not an RFC 3339 time with a zone, got {show(value)}") from None
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        ts = float(value)
+        ts = value / per_second
     else:
-        raise _Bad("wrong_type", f"{where}: must be Unix seconds or an RFC 3339 string, got {_show(value)}")
+        raise Bad("wrong_type", f"{where}: must be Unix seconds or an RFC 3339 string, got {show(value)}")
+    return checked_ts(ts, where, value)
+
+
+def checked_ts(ts: float, where: str, shown: Any) -> float:
+    """`ts` if it lies in 1970..2100; outside, it is almost surely in the wrong unit."""
     if not (MIN_TS <= ts <= MAX_TS):
-        raise _Bad("bad_timestamp", f"{where}: {value!r} is outside 1970..2100 (milliseconds sent as seconds?)")
-    return ts
+        raise Bad("bad_timestamp", f"{where}: {shown!r} is outside 1970..2100 (wrong time unit?)")
+    return float(ts)
 
 
-def _labels(value: Any, where: str) -> dict[str, str]:
+def string_map(value: Any, where: str) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise _Bad("wrong_type", f"{where}: must be an object of strings, got {_show(value)}")
+        raise Bad("wrong_type", f"{where}: must be an object of strings, got {show(value)}")
     return value
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
     """A short rendering of an offending value for error details."""
     try:
         text = orjson.dumps(value).decode() if not isinstance(value, float) else repr(value)

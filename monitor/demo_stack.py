@@ -23,7 +23,8 @@ import yaml
 from monitor.config import KafkaSettings, load_config
 from monitor.demo import Anomaly, StreamSpec, generate, points
 from monitor.errors import MonitorError
-from monitor.kafka_io import ensure_topics, follow_topic, produce_points
+from monitor.kafka_io import ensure_topics
+from monitor.kafka_tools import follow_topic, produce_points
 from monitor.produce import paced
 
 DRAIN_TIMEOUT_S = 120.0

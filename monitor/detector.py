@@ -7,20 +7,21 @@ every detector's ready windows in one batched call per `process` (one poll), nev
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from monitor.alerting import AlertSettings, AlertTracker
+from monitor.entities import EntityAssembler, Selector
 from monitor.errors import ModelError
-from monitor.records import Alert, Point, Verdict, Window
+from monitor.records import Alert, Point, Rejected, Verdict, Window
 from monitor.scoring import Scorer
 from monitor.threshold import ThresholdBank, ThresholdSettings
-from monitor.windows import WindowStore
+from monitor.windows import PointRules, WindowStore
 
 MAX_ROUTES = 200_000
 _UNROUTED = object()
@@ -33,10 +34,15 @@ class DetectorSettings:
     """Glob over series ids (`web-*/cpu`); the first detector that matches a series owns it."""
     features: tuple[str, ...] = ("value",)
     window: int = 32
-    stride: int = 4
+    stride: int = 1
     max_series: int = 100_000
     threshold: ThresholdSettings = field(default_factory=ThresholdSettings)
     alerting: AlertSettings = field(default_factory=AlertSettings)
+    points: PointRules = field(default_factory=PointRules)
+    labels: tuple[tuple[str, str], ...] = ()
+    """Labels a series must carry (all of them, equal values) besides matching `series`."""
+    entity_label: str | None = None
+    """Join univariate series that share this label into one entity (see `monitor.entities`)."""
 
 
 @dataclass(slots=True)
@@ -47,11 +53,14 @@ class Outcome:
     alerts: list[Alert] = field(default_factory=list)
     scoring_seconds: dict[str, float] = field(default_factory=dict)
     """Time of each detector's batched scoring call."""
+    evicted: list[tuple[str, str]] = field(default_factory=list)
+    """(detector, series) pairs evicted by `max_series`, so observers can drop them too."""
 
     def extend(self, other: Outcome) -> None:
         self.verdicts.extend(other.verdicts)
         self.alerts.extend(other.alerts)
         self.scoring_seconds.update(other.scoring_seconds)
+        self.evicted.extend(other.evicted)
 
 
 class Detector:
@@ -62,15 +71,34 @@ class Detector:
         self.thresholds = ThresholdBank(settings.threshold, scorer.baseline_scores())
         self.alerts = AlertTracker(settings.name, settings.alerting)
         self.windows = WindowStore(
-            settings.window, settings.stride, settings.features, settings.max_series, self._forget
+            settings.window, settings.stride, settings.features, settings.max_series, self._forget, settings.points
+        )
+        self._judged: set[str] = set()
+        """Tracked series past their warm-up; the others cannot alert yet (see `warming_up`)."""
+        self._evicted: list[str] = []
+        self.selector = Selector(settings.series, settings.labels, settings.entity_label, settings.features)
+        self.entities = (
+            EntityAssembler(settings.entity_label, settings.features, settings.max_series)
+            if settings.entity_label
+            else None
         )
 
-    def matches(self, series: str) -> bool:
-        return fnmatch.fnmatchcase(series, self.settings.series)
+    def matches(self, series: str, labels: Mapping[str, str] | None = None) -> bool:
+        return self.selector.matches(series, labels or {})
+
+    def swap_scorer(self, scorer: Scorer) -> None:
+        """Serve another model from the next window on (hot reload), keeping windows, thresholds and alerts.
+
+        A model with another window or feature list is refused with a `ModelError` naming both, and the
+        current one keeps serving.
+        """
+        _check_compatible(self.settings, scorer)
+        self.scorer = scorer
 
     def score(self, windows: Sequence[Window]) -> Outcome:
         """Score a batch of windows in one call and run each result through threshold and alerting."""
-        outcome = Outcome()
+        outcome = Outcome(evicted=[(self.settings.name, s) for s in self._evicted])
+        self._evicted.clear()
         if not windows:
             return outcome
         batch = np.stack([w.data for w in windows])
@@ -80,15 +108,66 @@ class Detector:
         for window, score, errors in zip(windows, result.scores, result.feature_errors, strict=True):
             verdict = self._verdict(window, float(score), errors)
             outcome.verdicts.append(verdict)
+            if not verdict.warming_up:
+                self._judged.add(window.series)
             alert = self.alerts.observe(verdict, self.scorer.version)
             if alert is not None:
                 outcome.alerts.append(alert)
         return outcome
 
+    def warming_up(self) -> int:
+        """Tracked series that cannot alert yet (window still filling, or threshold warm-up): the usual
+        answer to "why is there no output?"."""
+        return len(self.windows) - len(self._judged)
+
+    def snapshot(self, series: str) -> dict[str, Any] | None:
+        """Everything the detector keeps about a series (None if untracked), for a checkpoint."""
+        window = self.windows.snapshot(series)
+        if window is None:
+            return None
+        return {
+            "model_version": self.scorer.version,
+            "window": window,
+            "threshold": self.thresholds.snapshot(series),
+            "alert": self.alerts.snapshot(series),
+            "scorer": self._scorer_state(series),
+        }
+
+    def restore(self, series: str, state: Mapping[str, Any]) -> None:
+        """Take a series back from `snapshot`. Threshold statistics learnt on another model's scores do
+        not carry over (the series warms up again); ValueError if the window does not fit."""
+        self.windows.restore(series, state["window"])
+        self.thresholds.forget(series)
+        if state["threshold"] is not None and state["model_version"] == self.scorer.version:
+            self.thresholds.restore(series, state["threshold"])
+            if state["threshold"]["judged"] >= self.settings.threshold.warmup:
+                self._judged.add(series)
+        self.alerts.forget(series)
+        if state["alert"] is not None:
+            self.alerts.restore(series, state["alert"])
+        restore = getattr(self.scorer, "restore_series", None)
+        if state.get("scorer") is not None and restore is not None:
+            restore(series, state["scorer"])
+
+    def _scorer_state(self, series: str) -> dict[str, Any] | None:
+        """What a scorer that learns per series (`series_state`/`restore_series`: the online normalisation of
+        series the model never saw) knows about this one; scorers without it keep nothing per series."""
+        state = getattr(self.scorer, "series_state", None)
+        return None if state is None else state(series)
+
+    def forget(self, series: str) -> None:
+        """Let a series go without counting an eviction: its partition moved to another replica."""
+        self.windows.forget(series)
+        self.thresholds.forget(series)
+        self.alerts.forget(series)
+        self._judged.discard(series)
+
     def _forget(self, series: str) -> None:
         """An evicted series leaves nothing behind, so memory stays bounded by `max_series`."""
         self.thresholds.forget(series)
         self.alerts.forget(series)
+        self._judged.discard(series)
+        self._evicted.append(series)
 
     def _verdict(self, window: Window, score: float, errors: np.ndarray) -> Verdict:
         judgement = self.thresholds.judge(window.series, score)
@@ -101,12 +180,13 @@ class Detector:
             series=window.series,
             ts=window.end_ts,
             window_start=window.start_ts,
-            score=score,
+            score=judgement.score,
             threshold=judgement.threshold,
             anomalous=judgement.anomalous,
             warming_up=judgement.warming_up,
             labels=window.labels,
             feature_shares=shares,
+            values={f: float(v) for f, v in zip(self.settings.features, window.data[-1], strict=True)},
         )
 
 
@@ -121,13 +201,17 @@ class Engine:
     def process(self, points: Iterable[Point]) -> Outcome:
         ready: dict[int, list[Window]] = {}
         for point in points:
-            detector = self._route(point.series)
+            detector = self._route(point.series, point.labels)
             if detector is None:
                 self.unmatched += 1
                 continue
-            window = detector.windows.add(point)
-            if window is not None:
-                ready.setdefault(id(detector), []).append(window)
+            if detector.entities is not None:
+                point = detector.entities.add(point)
+                if point is None:
+                    continue
+            windows = detector.windows.push(point)
+            if windows:
+                ready.setdefault(id(detector), []).extend(windows)
         outcome = Outcome()
         for detector in self.detectors:
             outcome.extend(detector.score(ready.get(id(detector), [])))
@@ -138,17 +222,44 @@ class Engine:
         total: Counter[str] = Counter()
         for detector in self.detectors:
             total.update(detector.windows.dropped)
+            if detector.entities is not None:
+                total.update(detector.entities.dropped)
+        return total
+
+    def adjusted(self) -> Counter[str]:
+        """Points the rules changed (reordered, duplicate_replaced, gap_filled, gap_reset), by reason."""
+        total: Counter[str] = Counter()
+        for detector in self.detectors:
+            total.update(detector.windows.adjusted)
         return total
 
     def series_tracked(self) -> int:
         return sum(len(d.windows) for d in self.detectors)
 
-    def _route(self, series: str) -> Detector | None:
+    def refuse(self, point: Point) -> Rejected | None:
+        """Why a decoded point cannot be used at all (it lacks features of the detector that owns its
+        series), so the service can dead-letter its message; None when it can."""
+        detector = self._route(point.series, point.labels)
+        if detector is None or detector.entities is not None:
+            return None
+        missing = [f for f in detector.settings.features if f not in point.values]
+        if not missing:
+            return None
+        return Rejected(
+            "missing_feature", f"series {point.series!r} lacks {missing} of detector {detector.settings.name!r}"
+        )
+
+    def owner(self, series: str, labels: Mapping[str, str] | None = None) -> Detector | None:
+        """The detector a series belongs to, if any (`labels` decide it for a series not seen yet)."""
+        return self._route(series, labels)
+
+    def _route(self, series: str, labels: Mapping[str, str] | None = None) -> Detector | None:
+        """The owner of a series, decided on its first point (labels included) and cached by series id."""
         route = self._routes.get(series, _UNROUTED)
         if route is _UNROUTED:
             if len(self._routes) >= MAX_ROUTES:
                 self._routes.clear()  # a cache: ever-new series ids must not grow it without bound
-            route = self._routes[series] = next((d for d in self.detectors if d.matches(series)), None)
+            route = self._routes[series] = next((d for d in self.detectors if d.matches(series, labels)), None)
         return route  # type: ignore[return-value]
 
 

@@ -1,73 +1,109 @@
-"""Prometheus metrics and the HTTP endpoints `/metrics`, `/healthz`, `/readyz`. Only prometheus_client here.
+"""Prometheus metrics of the monitor. Only prometheus_client here; `monitor.http_server` serves them.
 
 Every exporter has its own registry, so tests and several detectors never collide in a global one.
-Per-series gauges go through a collector that keeps at most `max_series` label sets at scrape time: those
-with an open alert first, then the highest scores. A cardinality explosion in the input must not become
-one in Prometheus.
+Per-series gauges go through a collector that builds them at scrape time from the latest verdict of each
+series, capped at `max_series`: every series with an open alert, then the highest scores. A cardinality
+explosion in the input must not become one in Prometheus, and what the cap leaves out is counted.
+Names follow Prometheus conventions: base units in the name, `_total` on counters (the client adds it).
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import generate_latest
 
 from monitor.detector import Outcome
 
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 SCORING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+ALERT_STATUSES = ("firing", "resolved")
+
+# The `*_created` series (process-wide switch) double the series count and no dashboard or rule needs them.
+disable_created_metrics()
+SERIES_LABELS = ["detector", "series"]
 
 
-@dataclass(slots=True)
-class _SeriesGauge:
+@dataclass(frozen=True, slots=True)
+class _SeriesState:
+    """Immutable, so a scrape can copy the references under the lock and build families outside it."""
+
     score: float
     threshold: float
-    active: bool
+    values: Mapping[str, float]
+    active: bool = False
 
 
 class _SeriesCollector:
-    """Yields the capped per-series gauges at scrape time."""
+    """Yields the capped per-series gauges, the open-alert count and the not-exported count."""
 
     def __init__(self, max_series: int) -> None:
         self.max_series = max_series
-        self.latest: dict[tuple[str, str], _SeriesGauge] = {}
-        self.dropped = 0
+        self.latest: dict[tuple[str, str], _SeriesState] = {}
+        self.detectors: set[str] = set()
         self.lock = threading.Lock()
+
+    def observe(self, outcome: Outcome) -> None:
+        with self.lock:
+            for key in outcome.evicted:
+                self.latest.pop(key, None)
+            for v in outcome.verdicts:
+                previous = self.latest.get((v.detector, v.series))
+                active = previous.active if previous else False
+                self.latest[(v.detector, v.series)] = _SeriesState(v.score, v.threshold, v.values, active)
+            for a in outcome.alerts:
+                key = (a.detector, a.series)
+                self.latest[key] = replace(self.latest[key], active=a.status == "firing")
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self.lock:
-            ranked = sorted(self.latest.items(), key=lambda kv: (kv[1].active, kv[1].score), reverse=True)
-        kept = ranked[: self.max_series]
-        self.dropped = len(ranked) - len(kept)
-        families = {
-            "score": GaugeMetricFamily("anomaly_score", "Latest anomaly score of the series", labels=_LABELS),
-            "threshold": GaugeMetricFamily(
-                "anomaly_threshold", "Current threshold of the series' anomaly score", labels=_LABELS
-            ),
-            "active": GaugeMetricFamily("anomaly_active", "1 while an alert is firing for the series", labels=_LABELS),
-        }
-        for (detector, series), g in kept:
-            families["score"].add_metric([detector, series], g.score)
-            families["threshold"].add_metric([detector, series], g.threshold)
-            families["active"].add_metric([detector, series], 1.0 if g.active else 0.0)
+            items = list(self.latest.items())
+            detectors = set(self.detectors)
+        open_alerts = [kv for kv in items if kv[1].active]
+        room = max(self.max_series - len(open_alerts), 0)
+        quiet = (kv for kv in items if not kv[1].active)
+        kept = open_alerts + heapq.nlargest(room, quiet, key=lambda kv: kv[1].score)
+
+        score = GaugeMetricFamily(
+            "anomaly_score", "Latest anomaly score of the series (reconstruction error)", labels=SERIES_LABELS
+        )
+        threshold = GaugeMetricFamily(
+            "anomaly_threshold", "Current threshold of the series' anomaly score", labels=SERIES_LABELS
+        )
+        active = GaugeMetricFamily("anomaly_active", "1 while an alert is open for the series", labels=SERIES_LABELS)
+        value = GaugeMetricFamily(
+            "anomaly_value",
+            "Newest value of each feature of the series, at the end of its last scored window",
+            labels=[*SERIES_LABELS, "feature"],
+        )
+        for (detector, series), s in kept:
+            score.add_metric([detector, series], s.score)
+            threshold.add_metric([detector, series], s.threshold)
+            active.add_metric([detector, series], 1.0 if s.active else 0.0)
+            for feature, v in s.values.items():
+                value.add_metric([detector, series, feature], v)
+
+        firing = GaugeMetricFamily(
+            "monitor_alerts_open", "Alerts firing and not yet resolved, by detector", labels=["detector"]
+        )
+        per_detector = Tally(detector for (detector, _), _ in open_alerts)
+        for detector in sorted(detectors | set(per_detector)):
+            firing.add_metric([detector], per_detector[detector])
         dropped = GaugeMetricFamily(
             "monitor_series_not_exported", "Series left out of the per-series gauges by exporter.max_series"
         )
-        dropped.add_metric([], self.dropped)
-        yield from (*families.values(), dropped)
-
-
-_LABELS = ["detector", "series"]
+        dropped.add_metric([], len(items) - len(kept))
+        yield from (score, threshold, active, value, firing, dropped)
 
 
 class Exporter:
-    """The monitor's metrics; the service calls the `observe_*` methods, Prometheus scrapes."""
+    """The monitor's metrics; the service calls the `observe_*`/`set_*` methods, Prometheus scrapes."""
 
     def __init__(self, max_series: int = 2000, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -100,6 +136,12 @@ class Exporter:
         )
         self.lag = Gauge("monitor_consumer_lag", "Records behind the log end", ["topic", "partition"], registry=r)
         self.tracked = Gauge("monitor_series_tracked", "Series with a window buffer", ["detector"], registry=r)
+        self.warming_up = Gauge(
+            "monitor_series_warming_up",
+            "Tracked series that cannot alert yet: window still filling or threshold warm-up",
+            ["detector"],
+            registry=r,
+        )
         self.model = Gauge(
             "monitor_model_info",
             "The model serving each detector",
@@ -109,86 +151,50 @@ class Exporter:
         self.last_commit = Gauge(
             "monitor_last_commit_timestamp_seconds", "Unix time of the last offset commit", registry=r
         )
+        self.last_poll = Gauge(
+            "monitor_last_poll_timestamp_seconds",
+            "Unix time the run loop last polled its source; it stops moving when the loop is stuck",
+            registry=r,
+        )
+        self.last_poll.set_to_current_time()  # the start counts, so a slow start does not look stuck
 
     def observe_outcome(self, outcome: Outcome) -> None:
-        with self.series.lock:
-            for v in outcome.verdicts:
-                key = (v.detector, v.series)
-                previous = self.series.latest.get(key)
-                active = previous.active if previous else False
-                self.series.latest[key] = _SeriesGauge(v.score, v.threshold, active)
-            for a in outcome.alerts:
-                self.series.latest[(a.detector, a.series)].active = a.status == "firing"
+        self.series.observe(outcome)
         for v in outcome.verdicts:
             self.windows.labels(v.detector).inc()
         for a in outcome.alerts:
             self.alerts.labels(a.detector, a.status).inc()
 
-    def forget_series(self, detector: str, series: str) -> None:
-        with self.series.lock:
-            self.series.latest.pop((detector, series), None)
-
     def set_model(self, detector: str, version: str, kind: str) -> None:
-        """Exactly one info series per detector: the previous version's disappears on a swap."""
+        """Exactly one info series per detector: the previous version's disappears on a swap.
+
+        The detector's counters start at zero here, so `rate()` and `increase()` see the first event
+        instead of a series that appears already at 1.
+        """
         for labels in [s.labels for m in self.model.collect() for s in m.samples]:
             if labels["detector"] == detector:
                 self.model.remove(labels["detector"], labels["version"], labels["kind"])
         self.model.labels(detector, version, kind).set(1)
+        self.windows.labels(detector)
+        self.scoring.labels(detector)
+        for status in ALERT_STATUSES:
+            self.alerts.labels(detector, status)
+        with self.series.lock:
+            self.series.detectors.add(detector)
+
+    def expect_topic(self, topic: str, outcomes: Iterable[str]) -> None:
+        """Start the topic's message counters at zero, so `rate()` sees the first rejection of a kind."""
+        for outcome in outcomes:
+            self.messages.labels(topic, outcome)
+
+    def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Lag of the partitions assigned now; those moved to another replica stop being reported."""
+        current = {(topic, str(partition)): lag for (topic, partition), lag in lags.items()}
+        for labels in [s.labels for m in self.lag.collect() for s in m.samples]:
+            if (labels["topic"], labels["partition"]) not in current:
+                self.lag.remove(labels["topic"], labels["partition"])
+        for (topic, partition), lag in current.items():
+            self.lag.labels(topic, partition).set(lag)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class Health:
-    """What `/healthz` and `/readyz` answer: alive while the loop polls, ready when it can do its job."""
-
-    def __init__(self, stuck_after_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.stuck_after_s = stuck_after_s
-        self.clock = clock
-        self.last_poll = clock()
-        self.ready = False
-        self.reason = "starting"
-
-    def polled(self) -> None:
-        self.last_poll = self.clock()
-
-    def set_ready(self, ready: bool, reason: str = "") -> None:
-        self.ready, self.reason = ready, reason
-
-    def alive(self) -> tuple[bool, str]:
-        idle = self.clock() - self.last_poll
-        if idle > self.stuck_after_s:
-            return False, f"no poll for {idle:.0f}s"
-        return True, "ok"
-
-
-def serve(exporter: Exporter, health: Health, host: str, port: int) -> ThreadingHTTPServer:
-    """Start the HTTP endpoint in a daemon thread; returns the server (its `server_port` is the bound port)."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/metrics":
-                self._send(200, exporter.render(), CONTENT_TYPE_LATEST)
-            elif path == "/healthz":
-                ok, why = health.alive()
-                self._send(200 if ok else 503, why.encode() + b"\n")
-            elif path == "/readyz":
-                self._send(200 if health.ready else 503, (health.reason or "ready").encode() + b"\n")
-            else:
-                self._send(404, b"not found: try /metrics, /healthz or /readyz\n")
-
-        def _send(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # scrapes are not news
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
-    return server

@@ -61,7 +61,7 @@ def produce(args: argparse.Namespace, kafka: KafkaSettings | None) -> int:
     stream = paced(points(spec, values, int(first), int(last)), args.rate)
     if kafka is None:
         return _to_file(stream, args.out)
-    from monitor.kafka_io import produce_points
+    from monitor.kafka_tools import produce_points
 
     count = produce_points(kafka, args.topic, stream)
     print(f"produced {count} points to {args.topic}", file=sys.stderr)

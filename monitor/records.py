@@ -83,6 +83,8 @@ class Verdict:
     warming_up: bool
     labels: Mapping[str, str]
     feature_shares: Mapping[str, float]
+    values: Mapping[str, float] = field(default_factory=dict)
+    """The newest point of the window per feature: what a dashboard plots next to the score."""
 
 
 @dataclass(frozen=True, slots=True)

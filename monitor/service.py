@@ -3,6 +3,9 @@
 Sources and sinks are small protocols so the same loop serves Kafka and files. The order of the last
 steps is the delivery guarantee: offsets are committed only after the sink has flushed the alerts and
 dead letters of the polled records, so a crash anywhere replays records rather than losing them.
+A poll, commit, flush or restore that fails with a transient error (the broker did not answer) is retried
+with backoff while `/readyz` says why; a loop that stops polling shows in `/healthz`. With `checkpoints`,
+changed series' state is acknowledged before each commit and restored on assignment (`monitor.checkpoint`).
 """
 
 from __future__ import annotations
@@ -11,15 +14,24 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from monitor.checkpoint import Checkpoints
 from monitor.decoding import decode_json
 from monitor.detector import Engine, Outcome
-from monitor.exporter import Exporter, Health
+from monitor.exporter import Exporter
+from monitor.formats import Decoder
+from monitor.health import Health
+from monitor.logs import event
 from monitor.records import Alert, Message, Point, Rejected, format_ts
+from monitor.state_metrics import StateMetrics
 
 log = logging.getLogger(__name__)
+
+BACKOFF_S = (0.5, 30.0)
+"""First and longest wait after the broker did not answer; it doubles in between."""
 
 
 class Source(Protocol):
@@ -34,6 +46,12 @@ class Source(Protocol):
     def lag(self) -> dict[tuple[str, int], int]: ...
 
     def close(self) -> None: ...
+
+
+class Task(Protocol):
+    def after_step(self, points: list[Point], outcome: Outcome) -> None:
+        """Called after each polled batch (an empty one too), between polls, in the loop thread."""
+        ...
 
 
 class Sink(Protocol):
@@ -73,75 +91,181 @@ class Service:
         sink: Sink,
         exporter: Exporter,
         health: Health,
-        max_message_bytes: int = 1_048_576,
+        decode: Decoder = decode_json,
+        transient: tuple[type[Exception], ...] = (),
+        tasks: Sequence[Task] = (),
+        checkpoints: Checkpoints | None = None,
     ) -> None:
         self.engine, self.source, self.sink = engine, source, sink
+        self.checkpoints = checkpoints
+        self.state_metrics = StateMetrics(exporter.registry)
+        self.tasks = tuple(tasks)
+        """Run in the loop thread after every step: model reloads, scheduled retraining."""
         self.exporter, self.health = exporter, health
-        self.max_message_bytes = max_message_bytes
+        self.decode = decode
+        self.transient = transient
+        """The source's errors that mean "the broker did not answer": retried, never fatal."""
         self.summary = Summary()
         self.stop = threading.Event()
         self._dropped_seen: Counter[str] = Counter()
+        self._failures = 0
 
     def run(self, duration_s: float | None = None) -> Summary:
         """Loop until stopped (signal, duration, or a finite source running out), then flush and commit."""
         deadline = None if duration_s is None else time.monotonic() + duration_s
+        why = "stop requested"
         try:
-            while not self.stop.is_set() and (deadline is None or time.monotonic() < deadline):
-                messages = self.source.poll()
-                self.health.polled()
-                if messages is None:
+            while not self.stop.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    why = "duration reached"
                     break
+                try:
+                    messages = self.source.poll()
+                except self.transient as exc:
+                    self._unanswered("poll", exc)
+                    continue
+                self._polled()
+                if messages is None:
+                    why = "input exhausted"
+                    break
+                if self.checkpoints is not None:
+                    self._until_done("restore", self._sync)
                 self.step(messages)
+            event(log, "stopping", reason=why)
+            if self.checkpoints is not None and self.checkpoints.pending:
+                self._checkpoint()
         finally:
             self.sink.flush()
             self.source.close()
             self.sink.close()
+            if self.checkpoints is not None:
+                self.checkpoints.close()
+        s = self.summary
+        event(
+            log,
+            "stopped",
+            messages=s.messages,
+            points=s.points,
+            rejected=sum(s.rejected.values()),
+            windows_scored=s.windows_scored,
+            alerts_firing=s.alerts["firing"],
+            alerts_resolved=s.alerts["resolved"],
+        )
         return self.summary
 
     def step(self, messages: list[Message]) -> None:
         """Process one polled batch completely, up to the commit."""
         points = self._decode(messages)
         outcome = self.engine.process(points)
+        if log.isEnabledFor(logging.DEBUG):  # which replica scored which window, for fault tests and audits
+            for v in outcome.verdicts:
+                event(log, "scored", logging.DEBUG, detector=v.detector, series=v.series, end=format_ts(v.ts))
         for alert in outcome.alerts:
             self.sink.publish(alert)
-            log.info(
-                "alert %s %s id=%s started_at=%s score=%.4f threshold=%.4f severity=%s",
-                alert.status,
-                alert.series,
-                alert.alert_id,
-                format_ts(alert.started_at),
-                alert.score,
-                alert.threshold,
-                alert.severity,
+            event(
+                log,
+                "alert",
+                status=alert.status,
+                detector=alert.detector,
+                series=alert.series,
+                alert_id=alert.alert_id,
+                started_at=format_ts(alert.started_at),
+                score=alert.score,
+                threshold=alert.threshold,
+                severity=alert.severity,
+                model_version=alert.model_version,
             )
-        self.sink.flush()
-        if messages:
-            self.source.commit()
-            self.exporter.last_commit.set_to_current_time()
+        self._until_done("flush", self.sink.flush)
+        if self.checkpoints is None:
+            if messages:
+                self._commit()
+        else:
+            if messages:
+                self.checkpoints.processed(outcome.evicted)
+            if self.checkpoints.due():
+                self._checkpoint()
         self._observe(messages, points, outcome)
-        self.health.set_ready(self.source.assigned(), "" if self.source.assigned() else "no partitions assigned")
+        for task in self.tasks:
+            task.after_step(points, outcome)
+
+    def _polled(self) -> None:
+        self._failures = 0
+        self.health.polled()
+        self.health.check("broker", True)
+        self.health.check("partitions", self.source.assigned(), "no partitions assigned")
+        self.exporter.last_poll.set_to_current_time()
+
+    def _commit(self) -> bool:
+        """A failed commit is retried by the next one, which covers these records too (at-least-once)."""
+        try:
+            self.source.commit()
+        except self.transient as exc:
+            self._unanswered("commit", exc)
+            return False
+        self.exporter.last_commit.set_to_current_time()
+        return True
+
+    def _checkpoint(self) -> None:
+        """State first, then offsets: the changelog is never behind the committed offsets."""
+        assert self.checkpoints is not None
+        self.checkpoints.write()
+        self._until_done("checkpoint", self.sink.flush)
+        if self._commit():
+            self.checkpoints.committed()
+
+    def _until_done(self, operation: str, action: Callable[[], object]) -> None:
+        """Repeat `action` through transient errors: nothing of this step is committed yet, so waiting for
+        the broker loses nothing. A stop request while it is away ends the run with the error."""
+        while True:
+            try:
+                action()
+                return
+            except self.transient as exc:
+                if self.stop.is_set():
+                    raise
+                self._unanswered(operation, exc)
+                self.health.polled()  # waiting for the broker is the loop doing its job, not a stuck loop
+
+    def _sync(self) -> None:
+        """Rebalance the engine's state; the gauges of series now owned by another replica go."""
+        assert self.checkpoints is not None
+        released = self.checkpoints.sync()
+        if released:
+            self.exporter.observe_outcome(Outcome(evicted=released))
+
+    def _unanswered(self, operation: str, exc: Exception) -> None:
+        """Not ready until the broker answers again; back off so a dead broker is not hammered."""
+        self._failures += 1
+        self.health.check("broker", False, f"{operation} failed: {type(exc).__name__}: {exc}")
+        event(log, "broker_error", logging.WARNING, operation=operation, error=str(exc), attempt=self._failures)
+        first, longest = BACKOFF_S
+        self.stop.wait(min(first * 2 ** (self._failures - 1), longest))
 
     def _decode(self, messages: list[Message]) -> list[Point]:
         points: list[Point] = []
         for message in messages:
-            decoded = decode_json(message.value, message.timestamp, self.max_message_bytes)
+            decoded = self.decode(message.value, message.timestamp)
+            if not isinstance(decoded, Rejected):
+                decoded = next(filter(None, map(self.engine.refuse, decoded)), decoded)
             if isinstance(decoded, Rejected):
                 self._reject(message, decoded)
             else:
-                points.extend(decoded)
+                points.extend(decoded if self.checkpoints is None else self.checkpoints.admit(message, decoded))
                 self.exporter.messages.labels(message.topic, "ok").inc()
         return points
 
     def _reject(self, message: Message, rejected: Rejected) -> None:
         self.summary.rejected[rejected.reason] += 1
         self.exporter.messages.labels(message.topic, rejected.reason).inc()
-        log.warning(
-            "rejected %s[%d]@%d: %s: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            rejected.reason,
-            rejected.detail,
+        event(
+            log,
+            "rejected",
+            logging.WARNING,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            reason=rejected.reason,
+            detail=rejected.detail,
         )
         self.sink.dead_letter(message, rejected)
 
@@ -159,11 +283,14 @@ class Service:
         for message in messages:
             if message.timestamp is not None:
                 e.latency.observe(max(now - message.timestamp, 0.0))
-        for (topic, partition), lag in self.source.lag().items():
-            e.lag.labels(topic, str(partition)).set(lag)
+        e.set_lag(self.source.lag())
         for detector in self.engine.detectors:
             e.tracked.labels(detector.settings.name).set(len(detector.windows))
+            e.warming_up.labels(detector.settings.name).set(detector.warming_up())
         dropped = self.engine.dropped()
+        if self.checkpoints is not None:
+            dropped["replayed"] = self.checkpoints.counts["replayed"]
         for reason, count in (dropped - self._dropped_seen).items():
             e.points_dropped.labels(reason).inc(count)
         self._dropped_seen = dropped
+        self.state_metrics.observe(self.engine.adjusted(), self.checkpoints.counts if self.checkpoints else {})

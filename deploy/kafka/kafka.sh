@@ -4,7 +4,11 @@
 # real broker jars are fetched from Maven Central with Maven (see pom.xml) into
 # a git-ignored cache folder. See README.md next to this file.
 #
+# KAFKA_MODE=sasl adds a SASL listener, KAFKA_MODE=cluster3 runs three nodes
+# (for fault tests); the default is the single node described above.
+#
 # Usage: kafka.sh {fetch|start|stop|restart|status|reset|tool|topics|produce|consume|bootstrap|logs} [args]
+#        kafka.sh {start-node|stop-node} N      (KAFKA_MODE=cluster3)
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,11 +24,16 @@ KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"                 # extra broker JVM flags
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"     # seconds until the broker must answer
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"       # seconds of SIGTERM grace before SIGKILL
 KAFKA_MAVEN_ARGS="${KAFKA_MAVEN_ARGS:-}"             # e.g. "-o" to fetch from ~/.m2 only
+KAFKA_MODE="${KAFKA_MODE:-single}"                   # single | sasl | cluster3
+KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-9094}"           # sasl: the SASL_PLAINTEXT listener
+KAFKA_SASL_USERS="${KAFKA_SASL_USERS:-}"             # sasl: name:password[,name:password...]
 
-# Absolute path, so every command works from any working directory.
+# Absolute paths, so every command works from any working directory.
 case "$KAFKA_HOME_DIR" in /*) ;; *) KAFKA_HOME_DIR="$PWD/$KAFKA_HOME_DIR" ;; esac
+KAFKA_LIBS_DIR="${KAFKA_LIBS_DIR:-$KAFKA_HOME_DIR/libs}"   # another instance can share the jars
+case "$KAFKA_LIBS_DIR" in /*) ;; *) KAFKA_LIBS_DIR="$PWD/$KAFKA_LIBS_DIR" ;; esac
 
-LIBS="$KAFKA_HOME_DIR/libs"
+LIBS="$KAFKA_LIBS_DIR"
 MARKER="$LIBS/.fetched"
 DATA="$KAFKA_HOME_DIR/data"
 CONF="$KAFKA_HOME_DIR/server.properties"
@@ -33,6 +42,7 @@ PIDFILE="$KAFKA_HOME_DIR/kafka.pid"
 LOGFILE="$KAFKA_HOME_DIR/kafka.log"
 LOCKFILE="$KAFKA_HOME_DIR/.lock"
 BOOTSTRAP="$KAFKA_HOST:$KAFKA_PORT"
+NODE_HOME="$KAFKA_HOME_DIR"
 
 # Short-lived tool JVMs: small heap, serial GC and C1 only start noticeably
 # faster on a 2-core machine; logging at WARN on stderr (log4j2-tools.xml).
@@ -161,6 +171,7 @@ share.coordinator.state.topic.num.partitions=1
 # Consumers in tests should not wait 3 s for a rebalance.
 group.initial.rebalance.delay.ms=0
 EOF
+    mode_config >>"$CONF"
 }
 
 format_if_needed() {
@@ -168,11 +179,114 @@ format_if_needed() {
         log "storage already formatted ($(grep -m1 '^cluster.id=' "$DATA/meta.properties" || true))"
         return 0
     fi
-    local cid="${KAFKA_CLUSTER_ID:-}"
+    local cid="${KAFKA_CLUSTER_ID:-}" scram=() name password
+    if [[ -z "$cid" && "$KAFKA_MODE" == cluster3 ]]; then  # the three nodes share one cluster id
+        [[ -s "$KAFKA_HOME_DIR/cluster.id" ]] \
+            || java_tool kafka.tools.StorageTool random-uuid 9>&- >"$KAFKA_HOME_DIR/cluster.id"
+        cid="$(cat "$KAFKA_HOME_DIR/cluster.id")"
+    fi
     [[ -n "$cid" ]] || cid="$(java_tool kafka.tools.StorageTool random-uuid 9>&-)"
+    if [[ "$KAFKA_MODE" == sasl ]]; then  # SCRAM credentials live in the cluster metadata
+        while read -r name password; do
+            scram+=(--add-scram "SCRAM-SHA-256=[name=$name,password=$password]"
+                    --add-scram "SCRAM-SHA-512=[name=$name,password=$password]")
+        done < <(sasl_users)
+    fi
     log "formatting storage in $DATA (cluster.id=$cid)"
-    java_tool kafka.tools.StorageTool format -t "$cid" -c "$CONF" 9>&- >&2 \
+    java_tool kafka.tools.StorageTool format -t "$cid" -c "$CONF" ${scram[@]+"${scram[@]}"} 9>&- >&2 \
         || die "storage format failed"
+}
+
+# ---- modes -------------------------------------------------------------------
+# Mode settings are appended to server.properties; later keys override earlier
+# ones, so the single-node file above stays exactly as it is.
+
+# "name password" per line from KAFKA_SASL_USERS. Only plain characters, as the
+# names and passwords go into JAAS and StorageTool syntax unquoted.
+sasl_users() {
+    local pair pairs
+    IFS=',' read -r -a pairs <<<"$KAFKA_SASL_USERS"
+    for pair in "${pairs[@]}"; do
+        [[ "$pair" =~ ^[A-Za-z0-9._-]+:[A-Za-z0-9._-]+$ ]] \
+            || die "KAFKA_SASL_USERS: '${pair%%:*}:...' must be name:password of letters, digits, '.', '_', '-'"
+        echo "${pair%%:*} ${pair#*:}"
+    done
+}
+
+check_mode() {
+    case "$KAFKA_MODE" in
+        single | cluster3) ;;
+        sasl)
+            [[ -n "$KAFKA_SASL_USERS" ]] || die "KAFKA_MODE=sasl needs KAFKA_SASL_USERS=name:password[,...]"
+            sasl_users >/dev/null
+            ;;
+        *) die "KAFKA_MODE must be single, sasl or cluster3, got '$KAFKA_MODE'" ;;
+    esac
+}
+
+mode_config() {
+    local plain="" name password
+    case "$KAFKA_MODE" in
+    sasl)
+        while read -r name password; do plain+=" user_$name=\"$password\""; done < <(sasl_users)
+        cat <<EOF
+
+# KAFKA_MODE=sasl: SASL_PLAINTEXT with PLAIN and SCRAM on $KAFKA_HOST:$KAFKA_SASL_PORT
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SASL_PLAINTEXT://$KAFKA_HOST:$KAFKA_SASL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$plain;
+listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+        chmod 600 "$CONF"  # it holds the PLAIN passwords
+        ;;
+    cluster3)
+        cat <<EOF
+
+# KAFKA_MODE=cluster3: node $NODE_ID of three, every topic on three replicas
+node.id=$NODE_ID
+controller.quorum.voters=$(cluster_list "%s@$KAFKA_HOST:%s" "$BASE_CONTROLLER_PORT")
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+EOF
+        ;;
+    esac
+}
+
+# cluster3: node N listens on KAFKA_PORT+N-1 (controller KAFKA_CONTROLLER_PORT+N-1)
+# and keeps data, config, pid and log in $KAFKA_HOME_DIR/node-N.
+BASE_PORT=$KAFKA_PORT
+BASE_CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT
+NODE_ID=1
+use_node() {
+    [[ "$1" =~ ^[123]$ ]] || die "node must be 1, 2 or 3, got '$1'"
+    NODE_ID=$1
+    NODE_HOME="$KAFKA_HOME_DIR/node-$1"
+    KAFKA_PORT=$((BASE_PORT + $1 - 1))
+    KAFKA_CONTROLLER_PORT=$((BASE_CONTROLLER_PORT + $1 - 1))
+    DATA="$NODE_HOME/data"
+    CONF="$NODE_HOME/server.properties"
+    PROBE_CONF="$NODE_HOME/probe.properties"
+    PIDFILE="$NODE_HOME/kafka.pid"
+    LOGFILE="$NODE_HOME/kafka.log"
+    BOOTSTRAP="$KAFKA_HOST:$KAFKA_PORT"
+}
+
+# The three nodes as FORMAT (filled with node id and port) joined by commas.
+cluster_list() {
+    local n out=""
+    for n in 1 2 3; do
+        # shellcheck disable=SC2059  # the format is ours
+        out+="${out:+,}$(printf "$1" "$n" "$(($2 + n - 1))")"
+    done
+    echo "$out"
 }
 
 launch() {
@@ -191,7 +305,7 @@ launch() {
         -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
         -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
         "-Dlog4j2.configurationFile=$SCRIPT_DIR/log4j2-broker.xml" \
-        "-Dkafka.logs.dir=$KAFKA_HOME_DIR" \
+        "-Dkafka.logs.dir=$NODE_HOME" \
         ${extra[@]+"${extra[@]}"} \
         -cp "$LIBS/*" kafka.Kafka "$CONF" \
         </dev/null >"$LOGFILE" 2>&1 9>&- &
@@ -236,16 +350,24 @@ do_start() {
         wait_ready
         return 0
     fi
+    start_node
+    wait_ready
+}
+
+# Configure, format and launch the broker, without waiting for it.
+start_node() {
     rm -f "$PIDFILE"
     # Another broker (or anything else) on our ports would make ours fail with
     # a confusing bind error, or worse, make the readiness probe hit it.
     if port_open "$KAFKA_PORT" || port_open "$KAFKA_CONTROLLER_PORT"; then
         die "port $KAFKA_PORT or $KAFKA_CONTROLLER_PORT is already in use by another process; set KAFKA_PORT/KAFKA_CONTROLLER_PORT"
     fi
+    if [[ "$KAFKA_MODE" == sasl ]] && port_open "$KAFKA_SASL_PORT"; then
+        die "port $KAFKA_SASL_PORT is already in use by another process; set KAFKA_SASL_PORT"
+    fi
     write_config
     format_if_needed
     launch
-    wait_ready
 }
 
 do_stop() {
@@ -293,6 +415,26 @@ do_reset() {
     log "data removed ($DATA); jars kept"
 }
 
+# cluster3: the node commands run for each node in turn, except `start`, which
+# launches all three before waiting: no node answers until a majority of the
+# controllers is up.
+do_cluster() {
+    local n rc=0
+    case "$1" in
+        start)
+            do_fetch
+            for n in 1 2 3; do use_node "$n"; broker_pid >/dev/null || start_node; done
+            for n in 1 2 3; do use_node "$n"; wait_ready; done
+            ;;
+        stop | reset) for n in 1 2 3; do use_node "$n"; "do_$1"; done ;;
+        status)
+            for n in 1 2 3; do use_node "$n"; printf 'node %s: ' "$n"; do_status || rc=$?; done
+            return "$rc"
+            ;;
+        logs) for n in 1 2 3; do use_node "$n"; echo "== node $n: $LOGFILE"; tail -n "${2:-100}" "$LOGFILE"; done ;;
+    esac
+}
+
 usage() {
     cat <<EOF
 Usage: $0 COMMAND [args]
@@ -311,8 +453,11 @@ Usage: $0 COMMAND [args]
   bootstrap          print the bootstrap address ($BOOTSTRAP)
   logs [N]           print the last N (default 100) broker log lines
 
+  start-node N, stop-node N   KAFKA_MODE=cluster3: start or stop node N (1-3) alone
+
 Environment: KAFKA_VERSION KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_HOME_DIR KAFKA_HEAP_OPTS
              KAFKA_JVM_OPTS KAFKA_START_TIMEOUT KAFKA_STOP_TIMEOUT KAFKA_CLUSTER_ID KAFKA_MAVEN_ARGS
+             KAFKA_LIBS_DIR KAFKA_MODE (single|sasl|cluster3) KAFKA_SASL_PORT KAFKA_SASL_USERS
 EOF
 }
 
@@ -328,6 +473,18 @@ ensure_fetched() {
 
 cmd="${1:-}"
 [[ $# -gt 0 ]] && shift
+case "$cmd" in start | restart | start-node) check_mode ;; esac
+if [[ "$KAFKA_MODE" == cluster3 ]]; then
+    BOOTSTRAP="$(cluster_list "%.0s$KAFKA_HOST:%s" "$BASE_PORT")"
+    case "$cmd" in
+        start | stop | status | reset | logs) [[ "$cmd" == status || "$cmd" == logs ]] || lock; do_cluster "$cmd" "$@"; exit ;;
+        restart) lock; do_cluster stop; do_cluster start; exit ;;
+        start-node) lock; use_node "${1:-}"; do_start; exit ;;
+        stop-node) lock; use_node "${1:-}"; do_stop; exit ;;
+    esac
+elif [[ "$cmd" == start-node || "$cmd" == stop-node ]]; then
+    die "$cmd needs KAFKA_MODE=cluster3"
+fi
 case "$cmd" in
     fetch) lock; do_fetch ;;
     start) lock; do_start ;;

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,16 @@ def weights_bytes(model: nn.Module) -> bytes:
     return buffer.getvalue()
 
 
-def save_artifact(model: nn.Module, metadata: ModelMetadata, directory: str | os.PathLike[str]) -> Path:
-    """Write the artifact to `directory`, replacing any previous one there in a single rename."""
+def save_artifact(
+    model: nn.Module,
+    metadata: ModelMetadata,
+    directory: str | os.PathLike[str],
+    extra_files: Mapping[str, bytes] | None = None,
+) -> Path:
+    """Write the artifact to `directory`, replacing any previous one there in a single rename.
+
+    `extra_files` (name → content, e.g. the training report) land in the same directory in the same rename.
+    """
     target = Path(directory)
     try:
         text = json.dumps(metadata.to_dict(), indent=2, allow_nan=False)
@@ -58,6 +67,8 @@ def save_artifact(model: nn.Module, metadata: ModelMetadata, directory: str | os
         try:
             _write_synced(staging / WEIGHTS_FILE, weights_bytes(model))
             _write_synced(staging / METADATA_FILE, text.encode())
+            for name, content in (extra_files or {}).items():
+                _write_synced(staging / name, content)
             staging.chmod(0o755)
             _swap_in(staging, target)
         finally:
@@ -74,7 +85,7 @@ def load_artifact(directory: str | os.PathLike[str]) -> LoadedModel:
         if not path.is_dir():
             raise ModelError(f"not a directory (an artifact holds {WEIGHTS_FILE} and {METADATA_FILE})")
         metadata = _read_metadata(path / METADATA_FILE)
-        module = build_model(metadata.kind, metadata.n_features, metadata.hidden, metadata.latent, metadata.layers)
+        module = build_model(metadata.kind, metadata.shape)
         _fill_weights(module, _read_weights(path / WEIGHTS_FILE))
     except ModelError as error:
         raise ModelError(f"model artifact {path}: {error}") from error

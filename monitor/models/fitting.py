@@ -1,19 +1,27 @@
-"""The optimisation loop: Adam on reconstruction MSE, early stopping on validation loss, progress bar.
+"""The optimisation loop: Adam on the kind's training loss, early stopping on validation error, progress bar.
 
-Kept apart from `training` (which prepares data and metadata) so the loop reads on its own.
+Kept apart from `training` (which prepares data and metadata) so the loop reads on its own. Every kind
+goes through the same loop: denoising corrupts the inputs here (the targets stay clean), and the kind's
+`training_loss` adds its own terms (sparsity, KL). Early stopping watches the validation reconstruction
+MSE on clean windows rather than the training objective, because that is what the detector scores and it
+is comparable between kinds and options.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from monitor.errors import ModelError
+from monitor.models.base import Autoencoder, Penalties
+
+DENOISING = ("none", "gaussian", "mask")
+KL_WARMUP_EPOCHS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,40 +34,72 @@ class FitSettings:
     patience: int
     seed: int
     device: str
+    denoising: str = "none"
+    """`gaussian`: add N(0, noise²) to each input value; `mask`: zero each one with probability `noise`."""
+    noise: float = 0.1
+    penalties: Penalties = field(default_factory=Penalties)
 
 
 @dataclass(frozen=True, slots=True)
 class FitReport:
-    """How training went; losses are MSE in normalised units, `initial_val_loss` is before epoch 1."""
+    """How training went; losses are MSE in normalised units, `initial_val_loss` is before epoch 1.
+
+    `train_loss` is the training objective of the best epoch (it includes the kind's extra terms),
+    `train_losses` and `val_losses` are the curves, one value per epoch run.
+    """
 
     epochs_run: int
     best_epoch: int
     train_loss: float
     val_loss: float
     initial_val_loss: float
+    train_losses: list[float]
+    val_losses: list[float]
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device called `name`; CUDA asked for on a machine without it is a clear `ModelError`."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ModelError(f"--device {name}: not a torch device name ({error}); use cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA support"
+        raise ModelError(
+            f"--device {name}: CUDA is not available on this machine (torch {torch.__version__} with {build}, "
+            f"{torch.cuda.device_count()} GPUs visible); train on the CPU with --device cpu (the default)"
+        )
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ModelError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def fit(
-    model: nn.Module, train: np.ndarray, validation: np.ndarray, settings: FitSettings, progress: bool
+    model: Autoencoder, train: np.ndarray, validation: np.ndarray, settings: FitSettings, progress: bool
 ) -> FitReport:
     """Train `model` in place on (N, W, F) float32 windows and leave it holding its best-validation weights.
 
     Stops after `patience` epochs without a lower validation loss; a loss that is never finite
     (diverged training) is a `ModelError`.
     """
-    device = torch.device(settings.device)
+    device = resolve_device(settings.device)
     model.to(device)
     train_tensor = torch.from_numpy(train).to(device)
     validation_tensor = torch.from_numpy(validation).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     rng = np.random.default_rng(settings.seed)
+    noise = torch.Generator(device=device).manual_seed(settings.seed)
     initial_val_loss = _validation_loss(model, validation_tensor, settings.batch_size)
     best: tuple[int, float, float, dict[str, torch.Tensor]] | None = None  # epoch, train, val, weights
+    curves: tuple[list[float], list[float]] = ([], [])
     epochs = tqdm(range(1, settings.epochs + 1), desc="training", unit="epoch", disable=not progress)
     epoch = 0
     for epoch in epochs:
-        train_loss = _train_epoch(model, optimiser, train_tensor, settings.batch_size, rng)
+        penalties = _annealed(settings.penalties, epoch)
+        train_loss = _train_epoch(model, optimiser, train_tensor, settings, penalties, rng, noise)
         val_loss = _validation_loss(model, validation_tensor, settings.batch_size)
+        curves[0].append(train_loss)
+        curves[1].append(val_loss)
         epochs.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}")
         if math.isfinite(val_loss) and (best is None or val_loss < best[2]):
             best = (epoch, train_loss, val_loss, _copy_weights(model))
@@ -69,23 +109,36 @@ def fit(
     if best is None:
         raise ModelError("training diverged: the validation loss was never finite; lower learning_rate")
     model.load_state_dict(best[3])
-    return FitReport(epoch, best[0], best[1], best[2], initial_val_loss)
+    return FitReport(epoch, best[0], best[1], best[2], initial_val_loss, *curves)
+
+
+def corrupt(windows: torch.Tensor, settings: FitSettings, generator: torch.Generator) -> torch.Tensor:
+    """The inputs a denoising autoencoder sees: the windows with seeded Gaussian noise or masked values."""
+    if settings.denoising == "gaussian":
+        noise = torch.randn(windows.shape, generator=generator, device=windows.device)
+        return windows + settings.noise * noise
+    if settings.denoising == "mask":
+        keep = torch.rand(windows.shape, generator=generator, device=windows.device) >= settings.noise
+        return windows * keep
+    return windows
 
 
 def _train_epoch(
-    model: nn.Module,
+    model: Autoencoder,
     optimiser: torch.optim.Optimizer,
     windows: torch.Tensor,
-    batch_size: int,
+    settings: FitSettings,
+    penalties: Penalties,
     rng: np.random.Generator,
+    noise: torch.Generator,
 ) -> float:
     """One pass over the windows in a seeded random order; returns the mean training loss."""
     model.train()
     order = torch.from_numpy(rng.permutation(len(windows))).to(windows.device)
     total = 0.0
-    for start in range(0, len(windows), batch_size):
-        batch = windows[order[start : start + batch_size]]
-        loss = nn.functional.mse_loss(model(batch), batch)
+    for start in range(0, len(windows), settings.batch_size):
+        batch = windows[order[start : start + settings.batch_size]]
+        loss = model.training_loss(corrupt(batch, settings, noise), batch, penalties)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -93,16 +146,25 @@ def _train_epoch(
     return total / len(windows)
 
 
-def _validation_loss(model: nn.Module, windows: torch.Tensor, batch_size: int) -> float:
-    """Mean squared reconstruction error over all validation windows."""
+def _annealed(penalties: Penalties, epoch: int) -> Penalties:
+    """The KL weight grows linearly over the first `KL_WARMUP_EPOCHS` epochs (KL annealing).
+
+    With the full weight from the first step, the KL term wins before the decoder has learned to use
+    the code, and a VAE settles on reconstructing the mean window (posterior collapse).
+    """
+    return dataclasses.replace(penalties, kl_weight=penalties.kl_weight * min(1.0, epoch / KL_WARMUP_EPOCHS))
+
+
+def _validation_loss(model: Autoencoder, windows: torch.Tensor, batch_size: int) -> float:
+    """Mean squared reconstruction error over all (clean) validation windows."""
     model.eval()
     total = 0.0
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
             batch = windows[start : start + batch_size]
-            total += nn.functional.mse_loss(model(batch), batch, reduction="sum").item()
+            total += torch.nn.functional.mse_loss(model(batch), batch, reduction="sum").item()
     return total / windows.numel()
 
 
-def _copy_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+def _copy_weights(model: Autoencoder) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}

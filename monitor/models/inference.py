@@ -22,13 +22,18 @@ def scored_steps(window: int, score_tail: int) -> int:
 
 
 def reconstruction_scores(
-    model: nn.Module, normalised: np.ndarray, score_tail: int, max_batch: int = MAX_BATCH
+    model: nn.Module,
+    normalised: np.ndarray,
+    score_tail: int,
+    max_batch: int = MAX_BATCH,
+    method: str = "reconstruction",
 ) -> Scores:
     """Window scores and (B, F) per-feature errors, float64, of (B, W, F) normalised windows on the CPU.
 
     `feature_errors[i, f]` is the mean squared reconstruction error of feature f over the scored steps
-    of window i, and `scores[i]` is its mean over the features. The windows go through the model in
-    chunks of `max_batch` rows, one forward pass per chunk.
+    of window i (with `method="nll"`, the mean negative log-likelihood of its values, see
+    `Autoencoder.pointwise_nll`), and `scores[i]` is its mean over the features. The windows go through
+    the model in chunks of `max_batch` rows, one forward pass per chunk.
     """
     normalised = np.ascontiguousarray(normalised, dtype=np.float32)
     batch_size, window, n_features = normalised.shape
@@ -37,7 +42,9 @@ def reconstruction_scores(
     with torch.inference_mode():
         for start in range(0, batch_size, max_batch):
             chunk = torch.from_numpy(normalised[start : start + max_batch])
-            reconstruction = model(chunk)
-            squared = (reconstruction[:, -steps:, :] - chunk[:, -steps:, :]).double().square()
-            errors[start : start + len(chunk)] = squared.mean(dim=1).numpy()
+            if method == "nll":
+                pointwise = model.pointwise_nll(chunk).double()
+            else:
+                pointwise = (model(chunk) - chunk).double().square()
+            errors[start : start + len(chunk)] = pointwise[:, -steps:, :].mean(dim=1).numpy()
     return Scores(scores=errors.mean(axis=1), feature_errors=errors)

@@ -1,4 +1,4 @@
-"""The LSTM autoencoder: the default model kind.
+"""The LSTM autoencoder: the default model kind, a recurrent encoder-decoder over the window.
 
 It learns to reconstruct healthy windows; a window it reconstructs badly is unlike the training data,
 which is what the anomaly score measures.
@@ -9,26 +9,36 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from monitor.models.base import Autoencoder, ModelShape
 
-class LSTMAutoencoder(nn.Module):
+
+class LSTMAutoencoder(Autoencoder):
     """Encoder LSTM → latent vector → decoder LSTM; input and output are (B, W, F), batch first.
 
     The decoder sees only the latent vector (repeated over the window), so everything it reconstructs
     has to pass through the `latent`-sized bottleneck: that is what stops it from learning the identity.
+    `code_width` lets the VAE widen the code head (mean and log-variance) while the layers and their
+    weight names stay those of this class.
     """
 
-    def __init__(self, n_features: int, hidden: int, latent: int, layers: int = 1) -> None:
-        super().__init__()
-        self.encoder = nn.LSTM(n_features, hidden, num_layers=layers, batch_first=True)
-        self.to_latent = nn.Linear(hidden, latent)
-        self.from_latent = nn.Linear(latent, hidden)
-        self.decoder = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True)
-        self.to_features = nn.Linear(hidden, n_features)
+    def __init__(self, shape: ModelShape, code_width: int | None = None) -> None:
+        super().__init__(shape)
+        hidden = shape.hidden
+        self.encoder = nn.LSTM(shape.n_features, hidden, num_layers=shape.layers, batch_first=True)
+        self.to_latent = nn.Linear(hidden, code_width or shape.latent)
+        self.from_latent = nn.Linear(shape.latent, hidden)
+        self.decoder = nn.LSTM(hidden, hidden, num_layers=shape.layers, batch_first=True)
+        self.to_features = nn.Linear(hidden, shape.n_features)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
         _, (hidden_states, _) = self.encoder(x)
-        latent = self.to_latent(hidden_states[-1])
-        seed = self.from_latent(latent)
-        decoder_input = seed.unsqueeze(1).expand(-1, x.shape[1], -1)
-        decoded, _ = self.decoder(decoder_input)
-        return self.to_features(decoded)
+        return self.to_latent(hidden_states[-1])
+
+    def decode(self, code: torch.Tensor, steps: int) -> torch.Tensor:
+        return self.to_features(self.decoder_states(code, steps))
+
+    def decoder_states(self, code: torch.Tensor, steps: int) -> torch.Tensor:
+        """The decoder LSTM's (B, steps, hidden) outputs, before the linear read-out of the features."""
+        seed = self.from_latent(code)
+        decoded, _ = self.decoder(seed.unsqueeze(1).expand(-1, steps, -1))
+        return decoded

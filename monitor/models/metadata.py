@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from monitor.errors import ModelError
+from monitor.models.base import ModelShape
+from monitor.models.kinds import check_score_method
 from monitor.models.normalisation import Normalisation
 
 FORMAT_VERSION = 1
@@ -38,10 +40,16 @@ class ModelMetadata:
     training: Mapping[str, Any]
     validation_scores: tuple[float, ...]
     created_at: str
+    score_method: str = "reconstruction"
+    """How a window's per-feature errors are computed: squared reconstruction error, or (vae) `nll`."""
 
     @property
     def n_features(self) -> int:
         return len(self.features)
+
+    @property
+    def shape(self) -> ModelShape:
+        return ModelShape(self.window, self.n_features, self.hidden, self.latent, self.layers)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of metadata.json."""
@@ -56,6 +64,7 @@ class ModelMetadata:
             "latent": self.latent,
             "layers": self.layers,
             "score_tail": self.score_tail,
+            "score_method": self.score_method,
             "normalisation": self.normalisation.to_dict(),
             "data_range": dict(self.data_range),
             "training": dict(self.training),
@@ -71,8 +80,12 @@ class ModelMetadata:
         if data.get("format_version") != FORMAT_VERSION:
             raise ModelError(f"format_version must be {FORMAT_VERSION}, got {data.get('format_version')!r}")
         features = _features(data)
+        kind = _field(data, "kind", str)
+        # Artifacts written before score methods existed scored the reconstruction error.
+        score_method = data.get("score_method", "reconstruction")
+        check_score_method(kind, score_method)
         return cls(
-            kind=_field(data, "kind", str),
+            kind=kind,
             version=_field(data, "version", str),
             window=_count(data, "window", minimum=1),
             features=features,
@@ -85,6 +98,7 @@ class ModelMetadata:
             training=_field(data, "training", dict),
             validation_scores=_scores(data),
             created_at=_field(data, "created_at", str),
+            score_method=score_method,
         )
 
 

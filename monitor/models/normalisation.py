@@ -34,9 +34,10 @@ class Normalisation:
 
     def __init__(self, default: FeatureStats, series: Mapping[str, FeatureStats]) -> None:
         pooled_scale = np.maximum(np.abs(default.mean), default.std)
-        floor = np.maximum(STD_FLOOR_RELATIVE * pooled_scale, STD_FLOOR_ABSOLUTE)
-        self.default = _floored(default, floor)
-        self.series = {name: _floored(stats, floor) for name, stats in series.items()}
+        self.floor = np.maximum(STD_FLOOR_RELATIVE * pooled_scale, STD_FLOOR_ABSOLUTE)
+        """The smallest std per feature (also for statistics learned online)."""
+        self.default = _floored(default, self.floor)
+        self.series = {name: _floored(stats, self.floor) for name, stats in series.items()}
 
     @classmethod
     def fit(cls, values: Mapping[str, np.ndarray]) -> Normalisation:
@@ -54,8 +55,7 @@ class Normalisation:
 
     def apply(self, series: Sequence[str], batch: np.ndarray) -> np.ndarray:
         """The (B, W, F) raw `batch` in normalised units, as float32 for the model."""
-        means, stds = self.rows(series)
-        return ((batch - means[:, None, :]) / stds[:, None, :]).astype(np.float32)
+        return normalise(batch, *self.rows(series))
 
     def to_dict(self) -> dict[str, Any]:
         """The `normalisation` object of metadata.json."""
@@ -75,6 +75,11 @@ class Normalisation:
             for name, stats in data["series"].items()
         }
         return cls(default, series)
+
+
+def normalise(batch: np.ndarray, means: np.ndarray, stds: np.ndarray) -> np.ndarray:
+    """(B, W, F) raw windows in units of their rows' (B, F) statistics, as float32 for the model."""
+    return ((batch - means[:, None, :]) / stds[:, None, :]).astype(np.float32)
 
 
 def _stats(values: np.ndarray) -> FeatureStats:

@@ -20,9 +20,10 @@ from torch import nn
 
 from monitor.errors import ModelError
 from monitor.models.artifact import weights_bytes
-from monitor.models.fitting import FitReport, FitSettings, fit
+from monitor.models.base import ModelShape, Penalties
+from monitor.models.fitting import DENOISING, FitReport, FitSettings, fit
 from monitor.models.inference import reconstruction_scores
-from monitor.models.kinds import build_model
+from monitor.models.kinds import build_model, check_score_method
 from monitor.models.metadata import MAX_VALIDATION_SCORES, ModelMetadata, model_version
 from monitor.models.normalisation import Normalisation
 from monitor.models.windowing import sliding_windows, subsample_evenly
@@ -56,8 +57,19 @@ class TrainOptions:
     seed: int = 0
     device: str = "cpu"
     threads: int = 1
+    score_method: str = "reconstruction"
+    """What a window's score is: its reconstruction error, or (vae) its negative log-likelihood, `nll`."""
+    denoising: str = "none"
+    """Train on corrupted inputs to reconstruct the clean window: none, gaussian, or mask."""
+    noise: float = 0.1
+    """Gaussian noise sd (normalised units) or masking probability of `denoising`."""
+    sparse: float = 0.0
+    """Weight of the L1 penalty on the latent activations; 0 is off."""
+    kl_weight: float = 0.1
+    """Weight of the KL term of the vae; short series with weight 1 tend to posterior collapse."""
 
     def __post_init__(self) -> None:
+        check_score_method(self.kind, self.score_method)
         rules = {
             "window >= 2": self.window >= 2,
             "hidden, latent, layers >= 1": min(self.hidden, self.latent, self.layers) >= 1,
@@ -69,6 +81,10 @@ class TrainOptions:
             "learning_rate > 0": self.learning_rate > 0,
             "0 < validation_split < 1": 0 < self.validation_split < 1,
             "max_windows >= 1": self.max_windows >= 1,
+            f"denoising in {DENOISING}": self.denoising in DENOISING,
+            "0 < noise < 1 with denoising mask": self.denoising != "mask" or 0 < self.noise < 1,
+            "noise > 0": self.noise > 0,
+            "sparse, kl_weight >= 0": min(self.sparse, self.kl_weight) >= 0,
         }
         broken = [rule for rule, holds in rules.items() if not holds]
         if broken:
@@ -90,10 +106,12 @@ def train_model(
     train, validation = _split(windows, normalisation, options)
     torch.set_num_threads(options.threads)
     torch.manual_seed(options.seed)
-    model = build_model(options.kind, len(features), options.hidden, options.latent, options.layers)
+    shape = ModelShape(options.window, len(features), options.hidden, options.latent, options.layers)
+    model = build_model(options.kind, shape)
     report = fit(model, train, validation, _fit_settings(options), progress)
     model = model.cpu().eval()
-    scores = reconstruction_scores(model, validation, options.score_tail).scores
+    method = options.score_method
+    scores = reconstruction_scores(model, validation, options.score_tail, method=method).scores
     created = datetime.now(UTC)
     metadata = ModelMetadata(
         kind=options.kind,
@@ -109,6 +127,7 @@ def train_model(
         training=_training_report(report, options, len(train), len(validation), time.monotonic() - started),
         validation_scores=tuple(subsample_evenly(scores, MAX_VALIDATION_SCORES).tolist()),
         created_at=created.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        score_method=method,
     )
     return model, metadata
 
@@ -174,6 +193,9 @@ def _fit_settings(options: TrainOptions) -> FitSettings:
         patience=options.patience,
         seed=options.seed,
         device=options.device,
+        denoising=options.denoising,
+        noise=options.noise,
+        penalties=Penalties(sparse=options.sparse, kl_weight=options.kl_weight),
     )
 
 

@@ -102,11 +102,13 @@ def free_port() -> int:
 class Daemon:
     """`monitor run` as users run it, with its own port for /metrics."""
 
-    def __init__(self, config: Path, bootstrap: str, log: Path) -> None:
+    def __init__(self, config: Path, bootstrap: str, log: Path, options: tuple[str, ...] = ()) -> None:
+        """`options` go before the subcommand, e.g. ("--log-level", "DEBUG")."""
         self.port = free_port()
         self.log = log
         env = {**os.environ, "MONITOR_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "monitor", "--config", str(config), "run", "--listen", f"127.0.0.1:{self.port}"]
+        cmd = [sys.executable, "-m", "monitor", *options, "--config", str(config), "run"]
+        cmd += ["--listen", f"127.0.0.1:{self.port}"]
         self.proc = subprocess.Popen(cmd, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=ROOT)
 
     def metrics(self) -> str:

@@ -37,7 +37,7 @@ def test_check_config_on_the_repo_config(capsys):
     out, err = capsys.readouterr()
     assert out.startswith(f"{REPO / 'config.yaml'}: ok\n")
     assert "127.0.0.1:9092" in out
-    assert "detector default" in out and "window 32" in out and "stride 4" in out
+    assert "detector default" in out and "window 32" in out and "stride 1" in out
     assert err == ""
 
 

@@ -51,9 +51,9 @@ def test_repo_config_loads():
     [detector] = config.detectors
     assert detector.settings.name == "default"
     assert detector.settings.features == ("value",)
-    assert (detector.settings.window, detector.settings.stride) == (32, 4)
-    assert detector.settings.threshold.k == 4.0
-    assert detector.settings.alerting.for_windows == 2
+    assert (detector.settings.window, detector.settings.stride) == (32, 1)
+    assert detector.settings.threshold.k == 6.0
+    assert detector.settings.alerting.for_windows == 1
     assert detector.model.path == REPO / "models" / "default"
     assert config.detector("default") is detector
 
@@ -128,7 +128,7 @@ def test_window_error_is_exactly_one_line():
         ({"kafka": ["a"]}, "kafka", "['a']"),
         ({"exporter": {"listen": "nohost"}}, "exporter.listen", '"nohost"'),
         ({"exporter": {"listen": "host:99999"}}, "exporter.listen", '"host:99999"'),
-        ({"input": {"format": "influx"}}, "input.format", '"influx"'),
+        ({"input": {"format": "avro"}}, "input.format", '"avro"'),
         ({"input": {"max_message_bytes": 1}}, "input.max_message_bytes", "1"),
         ({"scoring": {"threads": 0}}, "scoring.threads", "0"),
         ([1, 2], "(top level)", "[1, 2]"),

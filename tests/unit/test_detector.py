@@ -72,7 +72,7 @@ def settings(name: str = "default", series: str = "*", features=("value",), **kw
         window=kw.pop("window", WINDOW),
         stride=kw.pop("stride", 1),
         max_series=kw.pop("max_series", 1000),
-        threshold=kw.pop("threshold", ThresholdSettings(warmup=2, history=256, k=4.0)),
+        threshold=kw.pop("threshold", ThresholdSettings(warmup=2, history=256, k=4.0, smoothing=1)),
         alerting=kw.pop("alerting", AlertSettings(for_windows=2, resolve_after=3, critical_ratio=2.0)),
     )
 
@@ -235,7 +235,7 @@ def test_dropped_sums_reasons_over_detectors():
 def test_evicted_series_forgets_its_threshold_and_alert_state():
     d, _ = detector(
         max_series=1,
-        threshold=ThresholdSettings(warmup=0, history=256, k=4.0),
+        threshold=ThresholdSettings(warmup=0, history=256, k=4.0, smoothing=1),
         alerting=AlertSettings(for_windows=1, resolve_after=1),
     )
     engine = Engine([d])

@@ -25,6 +25,7 @@ from monitor.errors import ModelError
 from monitor.models import (
     LoadedModel,
     ModelMetadata,
+    ModelShape,
     SeriesData,
     TorchScorer,
     TrainOptions,
@@ -35,29 +36,9 @@ from monitor.models import (
 from monitor.models.kinds import build_model
 from monitor.models.normalisation import FeatureStats, Normalisation
 
-WINDOW = 24
-HISTORY_POINTS = 480
-SERIES = {"web-01/cpu": (0.0, 1.0), "web-02/cpu": (10.0, 3.0), "db-01/cpu": (-5.0, 0.5)}
+from .seasonal_data import HISTORY_POINTS, SERIES, WINDOW, future_windows, history, seasonal
+
 OPTIONS = TrainOptions(window=WINDOW, hidden=16, latent=8, epochs=8, batch_size=64, learning_rate=1e-2, patience=3)
-
-
-def seasonal(name: str, start: int, count: int) -> np.ndarray:
-    """Points [start, start + count) of series `name` as (count, 1): a sine of period 24 plus 5 % noise."""
-    offset, scale = SERIES.get(name, (4.0, 2.0))
-    t = np.arange(start, start + count)
-    noise = np.random.default_rng([start, len(name)]).standard_normal(count)
-    phase = 5 * list(SERIES).index(name) if name in SERIES else 11
-    return (offset + scale * (np.sin(2 * np.pi * (t + phase) / 24) + 0.05 * noise))[:, None]
-
-
-def future_windows(name: str, count: int) -> np.ndarray:
-    """(count, WINDOW, 1) windows of `name` taken after the training history, one point apart."""
-    values = seasonal(name, HISTORY_POINTS, count + WINDOW - 1)
-    return np.stack([values[i : i + WINDOW] for i in range(count)])
-
-
-def history(points: int = HISTORY_POINTS) -> dict[str, SeriesData]:
-    return {name: SeriesData(ts=1.7e9 + 60.0 * np.arange(points), values=seasonal(name, 0, points)) for name in SERIES}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +73,7 @@ def mixed_batch() -> tuple[list[str], np.ndarray]:
 
 def test_trained_model_reconstructs_far_better_than_an_untrained_one(trained: LoadedModel, scorer: TorchScorer) -> None:
     torch.manual_seed(0)
-    untrained = build_model("lstm", 1, OPTIONS.hidden, OPTIONS.latent, OPTIONS.layers).eval()
+    untrained = build_model("lstm", ModelShape(WINDOW, 1, OPTIONS.hidden, OPTIONS.latent, OPTIONS.layers)).eval()
     names, batch = mixed_batch()
 
     trained_error = scorer.score(names, batch).scores.mean()
@@ -382,7 +363,7 @@ def replace_normalisation(metadata: ModelMetadata, normalisation: Normalisation)
 def two_feature_scorer(metadata: ModelMetadata) -> TorchScorer:
     """An untrained two-feature model: enough to check the shape and the reduction of the scores."""
     torch.manual_seed(0)
-    model = build_model("lstm", 2, 8, 4, 1).eval()
+    model = build_model("lstm", ModelShape(metadata.window, 2, 8, 4, 1)).eval()
     stats = FeatureStats(np.array([0.0, 1.0]), np.array([1.0, 2.0]))
     two = dataclasses.replace(
         metadata,

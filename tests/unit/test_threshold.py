@@ -15,8 +15,9 @@ def expected(values, k: float) -> float:
     return float(values.mean() + k * values.std())
 
 
-def bank(warmup: int = 0, history: int = 64, k: float = 3.0, minimum: float = 0.0, baseline=BASELINE):
-    return ThresholdBank(ThresholdSettings(warmup=warmup, history=history, k=k, minimum=minimum), baseline)
+def bank(warmup: int = 0, history: int = 64, k: float = 3.0, minimum: float = 0.0, baseline=BASELINE, smoothing=1):
+    settings = ThresholdSettings(warmup=warmup, history=history, k=k, minimum=minimum, smoothing=smoothing)
+    return ThresholdBank(settings, baseline)
 
 
 def test_initial_threshold_is_mean_plus_k_sd_of_the_baseline():
@@ -137,3 +138,30 @@ def test_empty_baseline_starts_at_the_floor():
     j = bank(minimum=0.25, baseline=np.array([])).judge("a", 0.1)
     assert j.threshold == 0.25
     assert not j.anomalous
+
+
+def test_smoothing_judges_the_mean_of_the_last_scores():
+    b = bank(k=3.0, smoothing=4)
+    judged = [b.judge("a", s) for s in (1.0, 1.0, 1.0, 5.0)]
+    assert [j.score for j in judged] == [1.0, 1.0, 1.0, 2.0]
+    assert judged[-1].anomalous, "the mean 2.0 is above the threshold although one score 5.0 would be too"
+    assert b.judge("a", 1.0).score == pytest.approx(2.0)  # (1 + 1 + 5 + 1) / 4
+
+
+def test_smoothing_seeds_with_smoothed_baseline_scores():
+    baseline = np.array([0.0, 2.0] * 8)  # alternating: smoothed over 2, every value is 1.0
+    j = bank(k=3.0, smoothing=2, baseline=baseline).judge("a", 1.0)
+    assert j.threshold == pytest.approx(1.0)
+
+
+def test_a_restored_series_keeps_its_recent_scores():
+    original = bank(k=3.0, smoothing=3)
+    for s in (1.0, 2.0, 4.0):
+        original.judge("a", s)
+    copy = bank(k=3.0, smoothing=3)
+    copy.restore("a", original.snapshot("a"))
+    assert copy.judge("a", 6.0) == original.judge("a", 6.0)
+    legacy = {k: v for k, v in original.snapshot("a").items() if k != "recent"}
+    old = bank(k=3.0, smoothing=3)
+    old.restore("a", legacy)  # a checkpoint written before smoothing existed
+    assert old.judge("a", 6.0).score == 6.0

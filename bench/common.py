@@ -1,0 +1,102 @@
+"""Shared set-up for the benchmarks: a broker, a model of the benchmark's size, a stream on a topic.
+
+Benchmarks print figures; they are never part of the tests. Every ratio they print compares two figures
+measured in the same run on the same machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitor.demo import StreamSpec, generate, points  # noqa: E402
+from monitor.records import encode_point  # noqa: E402
+
+
+def bootstrap() -> str:
+    """The broker `KAFKA_BOOTSTRAP` names, else the local one `deploy/kafka/kafka.sh` starts."""
+    given = os.environ.get("KAFKA_BOOTSTRAP")
+    if given:
+        return given
+    subprocess.run(["bash", str(ROOT / "deploy/kafka/kafka.sh"), "start"], check=True, stdout=subprocess.DEVNULL)
+    return "127.0.0.1:9092"
+
+
+def train_small(window: int, hidden: int, latent: int, series: int = 8, points_per_series: int = 600) -> Path:
+    """A real model of the benchmark's size (scoring cost depends on the sizes, not on the fit)."""
+    from monitor.models import SeriesData, TrainOptions, save_artifact, train_model
+
+    spec = StreamSpec(series=series, points=points_per_series, healthy=points_per_series, anomalous_series=0)
+    values, _ = generate(spec)
+    ts = spec.start_ts + spec.step_s * np.arange(spec.points)
+    data = {f"s{i}": SeriesData(ts, values[i][:, None]) for i in range(series)}
+    options = TrainOptions(window=window, hidden=hidden, latent=latent, epochs=1, max_windows=512)
+    model, metadata = train_model(data, ["value"], options, progress=False)
+    out = Path(tempfile.mkdtemp(prefix="bench-model-")) / "model"
+    save_artifact(model, metadata, out)
+    return out
+
+
+def stream_file(spec: StreamSpec, path: Path) -> int:
+    """The stream as `key<TAB>value` lines, for kcat's fast producer; returns the number of records."""
+    values, _ = generate(spec)
+    count = 0
+    with path.open("wb") as f:
+        for point in points(spec, values):
+            f.write(point.series.encode() + b"\t" + encode_point(point) + b"\n")
+            count += 1
+    return count
+
+
+def produce_file(bootstrap: str, topic: str, path: Path, partitions: int = 4) -> None:
+    """Create the topic and produce the file with kcat (a C client: producing is not what we measure)."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(topic, partitions, 1)])
+    admin.close()
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        raise SystemExit("kcat is needed to produce the benchmark stream: apt-get install kcat")
+    subprocess.run(
+        [kcat, "-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-l", "-z", "lz4", "-X", "linger.ms=50", str(path)],
+        check=True,
+    )
+
+
+def fresh(name: str) -> str:
+    return f"bench-{name}-{uuid.uuid4().hex[:8]}"
+
+
+def median_rate(run: Callable[[], tuple[int, float]], repeats: int) -> float:
+    """Median of `count / seconds` over repeats of `run`."""
+    rates = []
+    for _ in range(repeats):
+        count, seconds = run()
+        rates.append(count / seconds)
+    return statistics.median(rates)
+
+
+def timed(fn: Callable[[], int]) -> tuple[int, float]:
+    started = time.perf_counter()
+    count = fn()
+    return count, time.perf_counter() - started
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)

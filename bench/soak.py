@@ -1,0 +1,261 @@
+"""Soak: a long stream with injected faults through real daemons; prints what went in, out and got lost.
+
+    python bench/soak.py [--seconds 90] [--rate 300] [--series 8] [--replicas 2] [--kill-every 10] [--bad-every 97]
+
+It runs a broker of its own (deploy/kafka/kafka.sh with its own home and ports, the shared jars), so the
+broker can be stopped half-way; trains a small model in seconds; produces the stream at a steady rate for
+`--seconds` with a malformed record every `--bad-every` records; runs `--replicas` daemons in one consumer
+group and every `--kill-every` seconds kills one (SIGKILL, every third time SIGTERM) and starts it again.
+At the end the alerts on the topic are compared with one uninterrupted in-process pass over the same points
+(same code, same model), and the windows the daemons logged as scored with the windows of that pass.
+Exit status 1 when an alert or a window was lost. Longer soaks: `--seconds 3600`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import yaml
+from common import ROOT, train_small
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+
+from monitor.config import load_config
+from monitor.daemon import build_engine
+from monitor.demo import StreamSpec, generate, points
+from monitor.records import Point, encode_point, format_ts
+
+BAD = [
+    b"\xff\xfe not utf-8",
+    b"{not json",
+    b'{"series": "host-00/cpu", "ts": 1767225600, "value": "high"}',
+    b'{"series": "host-00/cpu", "ts": 1767225600, "value": NaN}',
+    b'{"ts": 1767225600, "value": 1}',
+    b'{"series": "host-00/cpu", "ts": 1767225600000, "value": 1}',
+    b"[]",
+]
+SCORED = re.compile(rb"scored detector=\S+ series=(\S+) end=(\S+)")
+WINDOW, STRIDE, PARTITIONS = 16, 2, 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """A single node of the soak's own, restartable without touching the shared broker."""
+
+    def __init__(self, home: Path) -> None:
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "KAFKA_HOME_DIR": str(home),
+            "KAFKA_LIBS_DIR": str(ROOT / "deploy/kafka/.cache/libs"),
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_CONTROLLER_PORT": str(free_port()),
+        }
+        self.bootstrap = f"127.0.0.1:{self.port}"
+
+    def run(self, command: str, **env: str) -> None:
+        script = str(ROOT / "deploy/kafka/kafka.sh")
+        subprocess.run(["bash", script, command], env={**self.env, **env}, check=True, stdout=subprocess.DEVNULL)
+
+
+class Replica:
+    """`monitor run` at DEBUG, so its log names every window it scored."""
+
+    def __init__(self, config: Path, bootstrap: str, log: Path) -> None:
+        env = {**os.environ, "MONITOR_KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "monitor", "--log-level", "DEBUG", "--config", str(config), "run"]
+        self.log = log
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def stream(series: int, seconds: float, rate: float, bad_every: int) -> tuple[list[tuple[int, bytes]], list[Point]]:
+    """(partition, value) records in time order with malformed ones mixed in, and the good points."""
+    steps = max(int(seconds * rate / series), 4 * WINDOW)
+    spec = StreamSpec(series=series, points=steps, healthy=steps // 3, anomalous_series=series // 2, period=24)
+    values, _ = generate(spec)
+    good = list(points(spec, values))
+    records = []
+    for i, point in enumerate(good):
+        records.append((int(point.series[5:7]) % PARTITIONS, encode_point(point)))
+        if (i + 1) % bad_every == 0:
+            records.append((i % PARTITIONS, BAD[(i // bad_every) % len(BAD)]))
+    return records, good
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[int, bytes]], rate: float, done: threading.Event) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20)
+    started = time.monotonic()
+    for n, (partition, value) in enumerate(records):
+        if n % 50 == 0:
+            time.sleep(max(started + n / rate - time.monotonic(), 0.0))
+        producer.send(topic, value=value, partition=partition)
+    producer.flush()
+    producer.close()
+    done.set()
+
+
+def consumed(bootstrap: str, topic: str, group: str) -> bool:
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        committed = admin.list_group_offsets(group)[group]
+        admin.close()
+        ends = end_offsets(bootstrap, topic)
+    except Exception:  # the broker may be away right now: not consumed yet
+        return False
+    return all(e == 0 or (committed.get(tp) is not None and committed[tp].offset == e) for tp, e in ends.items())
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    ends = consumer.end_offsets([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()])
+    consumer.close()
+    return ends
+
+
+def read_all(bootstrap: str, topic: str) -> list:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    ends = {tp: e for tp, e in end_offsets(bootstrap, topic).items() if e > 0}
+    consumer.assign(list(ends))
+    consumer.seek_to_beginning(*ends)
+    records: list = []
+    while any(consumer.position(tp) < e for tp, e in ends.items()):
+        for batch in consumer.poll(timeout_ms=500).values():
+            records.extend(batch)
+    consumer.close()
+    return records
+
+
+def write_config(path: Path, model: Path, tag: str) -> Path:
+    kafka = {"metrics_topic": f"soak-metrics-{tag}", "alert_topic": f"soak-alerts-{tag}"}
+    kafka |= {"dead_letter_topic": f"soak-dlq-{tag}", "group_id": f"soak-{tag}", "session_timeout_ms": 6000}
+    detector = {"name": "default", "window": WINDOW, "stride": STRIDE, "threshold": {"warmup": 8}}
+    detector |= {"model": {"path": str(model), "hidden": 16, "latent": 8}, "alerting": {"for": 2, "resolve_after": 3}}
+    doc = {"kafka": kafka | {"max_poll_records": 50}, "exporter": {"listen": "127.0.0.1:0"}, "detectors": [detector]}
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=90.0, help="how long the stream is produced")
+    parser.add_argument("--series", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=300.0, help="records per second")
+    parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--kill-every", type=float, default=10.0, help="seconds between daemon kills")
+    parser.add_argument("--bad-every", type=int, default=97, help="one malformed record per this many")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="soak-"))
+    broker = Broker(work / "kafka")
+    broker.run("start", KAFKA_JVM_OPTS="-XX:TieredStopAtLevel=1")
+    try:
+        return soak(args, rng, work, broker)
+    finally:
+        broker.run("reset", KAFKA_STOP_TIMEOUT="0")  # its topics go; the replicas' logs stay in `work`
+
+
+def soak(args: argparse.Namespace, rng: random.Random, work: Path, broker: Broker) -> int:
+    b = broker.bootstrap
+    model = train_small(window=WINDOW, hidden=16, latent=8)
+    config = write_config(work / "config.yaml", model, f"{args.seed}-{os.getpid()}")
+    k = load_config(config).kafka
+    admin = KafkaAdminClient(bootstrap_servers=b)
+    admin.create_topics([NewTopic(k.metrics_topic, PARTITIONS, 1)])
+    admin.close()
+    records, good = stream(args.series, args.seconds, args.rate, args.bad_every)
+    started = time.monotonic()
+    produced = threading.Event()
+    threading.Thread(target=produce, args=(b, k.metrics_topic, records, args.rate, produced), daemon=True).start()
+    logs: list[Path] = []
+
+    def launch() -> Replica:
+        logs.append(work / f"replica-{len(logs)}.log")
+        return Replica(config, b, logs[-1])
+
+    replicas = [launch() for _ in range(args.replicas)]
+    kills: Counter[str] = Counter()
+    broker_restarted = False
+    next_kill = time.monotonic() + args.kill_every
+    while not (produced.is_set() and consumed(b, k.metrics_topic, k.group_id)):
+        if time.monotonic() > started + args.seconds + 600:
+            raise SystemExit("soak: the daemons did not consume the stream; logs in " + str(work))
+        if not broker_restarted and time.monotonic() > started + args.seconds / 2:
+            broker.run("stop")
+            broker.run("start", KAFKA_JVM_OPTS="-XX:TieredStopAtLevel=1")
+            broker_restarted = True
+        if time.monotonic() > next_kill and not produced.is_set():
+            i = rng.randrange(len(replicas))
+            how = signal.SIGTERM if sum(kills.values()) % 3 == 2 else signal.SIGKILL
+            replicas[i].proc.send_signal(how)
+            replicas[i].proc.wait()
+            kills[how.name] += 1
+            replicas[i] = launch()
+            next_kill = time.monotonic() + args.kill_every * rng.uniform(0.5, 1.5)
+        time.sleep(0.5)
+    for replica in replicas:
+        replica.proc.send_signal(signal.SIGTERM)
+        replica.proc.wait()
+    return report(args, b, config, records, good, logs, kills, time.monotonic() - started, work)
+
+
+def report(
+    args: argparse.Namespace,
+    bootstrap: str,
+    config: Path,
+    records: list[tuple[int, bytes]],
+    good: list[Point],
+    logs: list[Path],
+    kills: Counter[str],
+    seconds: float,
+    work: Path,
+) -> int:
+    k = load_config(config).kafka
+    outcome = build_engine(load_config(config)).process(good)
+    expected_alerts = {(a.alert_id, a.status) for a in outcome.alerts}
+    expected_windows = {(v.series, format_ts(v.ts)) for v in outcome.verdicts}
+    alerts = [orjson.loads(r.value) for r in read_all(bootstrap, k.alert_topic)]
+    got = Counter((a["alert_id"], a["status"]) for a in alerts)
+    dead = read_all(bootstrap, k.dead_letter_topic)
+    dead_sources = {(dict(r.headers)["source.partition"], dict(r.headers)["source.offset"]) for r in dead}
+    scorings = [(s.decode(), e.decode()) for log in logs for s, e in SCORED.findall(log.read_bytes())]
+    scored = set(scorings)
+    lost, missed = expected_alerts - set(got), expected_windows - scored
+    rows = [
+        ("records in", f"{len(records)} ({len(good)} points of {args.series} series, {len(records) - len(good)} bad)"),
+        ("records dead-lettered", f"{len(dead_sources)} ({len(dead)} messages)"),
+        ("windows scored", f"{len(scored)} distinct of {len(expected_windows)} expected, {len(missed)} missed; "
+         f"{len(scorings)} scorings ({len(scorings) - len(scored)} again after crashes)"),
+        ("alerts", f"{len(got)} distinct (alert_id, status), {len(expected_alerts)} expected; {len(alerts)} messages"),
+        ("alerts lost", str(len(lost))),
+        ("duplicate alert ids", f"{sum(got.values()) - len(got)} repeated messages, all with their alert_id"),
+        ("unexpected alerts", str(len(set(got) - expected_alerts))),
+        ("restarts survived", f"{sum(kills.values())} daemon ({kills['SIGKILL']} SIGKILL, {kills['SIGTERM']} SIGTERM)"
+         " + 1 broker stop/start"),
+    ]  # fmt: skip
+    print(f"soak: {seconds:.0f}s, {args.replicas} replicas, logs in {work}")
+    width = max(len(name) for name, _ in rows)
+    print("\n".join(f"  {name.ljust(width)}  {value}" for name, value in rows))
+    return 1 if lost or missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Input formats by name (`input.format` in config.yaml): each turns one Kafka message into points.
+
+`json` is the native format (`monitor.decoding`); the others are what producers users already run put on
+Kafka: Telegraf's JSON serializer (`telegraf_json`), Influx line protocol (`influx`, Telegraf's default)
+and prometheus-kafka-adapter's JSON (`prometheus_adapter`). Every decoder shares the byte-level checks
+and returns `list[Point] | Rejected`; a rejection's reason is one of `REASONS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from monitor.decoding import REASONS as NATIVE_REASONS
+from monitor.decoding import decode_with, json_points
+from monitor.formats import influx, prom_adapter, telegraf
+from monitor.formats.options import FIELDS_AS, TIME_UNITS, FormatOptions
+from monitor.records import Point, Rejected
+
+Decoder = Callable[[bytes | None, float | None], list[Point] | Rejected]
+"""Message value and record timestamp (Unix seconds or None) → points, or why not."""
+
+_PARSERS: dict[str, Callable[[str, float | None, FormatOptions], list[Point]]] = {
+    "json": lambda text, record_ts, options: json_points(text, record_ts),
+    "telegraf_json": telegraf.decode,
+    "influx": influx.decode,
+    "prometheus_adapter": prom_adapter.decode,
+}
+FORMATS = tuple(_PARSERS)
+REASONS = (*NATIVE_REASONS, "invalid_line")
+"""Every rejection reason of every format: stable labels for `monitor_messages_total` and dead letters."""
+
+__all__ = ["FIELDS_AS", "FORMATS", "REASONS", "TIME_UNITS", "Decoder", "FormatOptions", "decoder"]
+
+
+def decoder(name: str, max_bytes: int, options: FormatOptions | None = None) -> Decoder:
+    """The decoder of format `name` (one of `FORMATS`), rejecting messages over `max_bytes`."""
+    parse = partial(_PARSERS[name], options=options or FormatOptions())
+    return partial(decode_with, parse, max_bytes=max_bytes)

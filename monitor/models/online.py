@@ -1,0 +1,109 @@
+"""Normalisation learned online for series the model never saw in training.
+
+The pooled statistics of the training series are a poor fit for a new host whose level or scale is its
+own: every window would look anomalous (or none would). Instead each unseen series learns its own mean
+and standard deviation from its first `warmup` windows and then keeps them fixed, so a later incident
+cannot drag the normalisation along with it.
+
+Per window the estimate is robust: values more than `OUTLIER_MADS` scaled median absolute deviations
+from the window's median are left out (a spike during the warm-up does not set the scale). Across
+windows the law of total variance combines them: the variance of the series is the mean within-window
+variance plus the variance of the window means, which matters when a window is shorter than a season.
+State per series: a counter and three vectors of F floats; at most `max_series` series are kept (the
+least recently scored go first, and relearn if they come back).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+OUTLIER_MADS = 5.0
+MAD_TO_SD = 1.4826
+"""MAD × this estimates the standard deviation of normally distributed values."""
+
+
+@dataclass(slots=True)
+class _Running:
+    windows: int
+    sums: np.ndarray
+    """(3, F): sum of window means, of squared window means, of within-window variances."""
+
+
+class OnlineNormalisation:
+    """Per-series statistics of unseen series, learned from their first `warmup` windows."""
+
+    def __init__(self, floor: np.ndarray, warmup: int, max_series: int) -> None:
+        self.floor = np.asarray(floor, dtype=np.float64)
+        self.warmup = warmup
+        self.max_series = max_series
+        self._series: OrderedDict[str, _Running] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def rows(self, series: Sequence[str], batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(k, F) means and stds for k raw windows (k, W, F) of unseen series, learning from them first.
+
+        Rows are taken in order, so a series with several windows in one batch learns from each before
+        the next one is normalised, exactly as if they had come in separate polls.
+        """
+        window_means, window_vars = _robust_moments(batch)
+        means = np.empty_like(window_means)
+        stds = np.empty_like(window_means)
+        for i, name in enumerate(series):
+            state = self._state(name, batch.shape[2])
+            if state.windows < self.warmup:
+                state.windows += 1
+                state.sums += (window_means[i], window_means[i] ** 2, window_vars[i])
+            mean, sq_mean, within = state.sums / state.windows
+            means[i] = mean
+            stds[i] = np.maximum(np.sqrt(np.maximum(within + sq_mean - mean**2, 0.0)), self.floor)
+        return means, stds
+
+    def snapshot(self, name: str) -> dict[str, Any] | None:
+        """What was learned about one series (None: nothing yet), for a checkpoint (`monitor.checkpoint`)."""
+        state = self._series.get(name)
+        return None if state is None else {"windows": state.windows, "sums": state.sums.copy()}
+
+    def restore(self, name: str, state: Mapping[str, Any]) -> None:
+        """Take a series back from `snapshot`; ValueError if it has another number of features."""
+        sums = np.asarray(state["sums"], dtype=np.float64)
+        if sums.shape != (3, len(self.floor)):
+            raise ValueError(f"online normalisation of shape {sums.shape}, expected (3, {len(self.floor)})")
+        self._state(name, len(self.floor))  # evicts the least recently used series beyond max_series
+        self._series[name] = _Running(int(state["windows"]), sums.copy())
+
+    def inherit(self, previous: OnlineNormalisation, known: set[str] | frozenset[str] = frozenset()) -> None:
+        """Take over what `previous` learned (a hot reload), except for series the new model knows."""
+        for name, state in previous._series.items():
+            if name not in known and state.sums.shape[1] == len(self.floor):
+                self._series[name] = _Running(state.windows, state.sums.copy())
+        while len(self._series) > self.max_series:
+            self._series.popitem(last=False)
+
+    def _state(self, name: str, n_features: int) -> _Running:
+        state = self._series.get(name)
+        if state is not None:
+            self._series.move_to_end(name)
+            return state
+        if len(self._series) >= self.max_series:
+            self._series.popitem(last=False)
+        state = self._series[name] = _Running(0, np.zeros((3, n_features)))
+        return state
+
+
+def _robust_moments(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(k, F) mean and variance of each window's values without its outliers (beyond OUTLIER_MADS MADs)."""
+    median = np.median(batch, axis=1, keepdims=True)
+    deviation = np.abs(batch - median)
+    mad = np.median(deviation, axis=1, keepdims=True)
+    inliers = deviation <= OUTLIER_MADS * MAD_TO_SD * mad
+    count = inliers.sum(axis=1)  # >= half the window: the median's neighbours are always inliers
+    mean = np.where(inliers, batch, 0.0).sum(axis=1) / count
+    variance = np.where(inliers, (batch - mean[:, None, :]) ** 2, 0.0).sum(axis=1) / count
+    return mean, variance

@@ -1,0 +1,240 @@
+"""monitor.checkpoint: state written before commits, restored on assignment; crashes lose no alert."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Collection, Iterator
+
+import numpy as np
+import pytest
+
+from monitor.checkpoint import Checkpoints
+from monitor.decoding import decode_json
+from monitor.detector import Detector, Engine
+from monitor.records import Message, Point, encode_point
+
+from .test_detector import FakeScorer, normal, pt, settings
+
+PARTITIONS = 3
+SERIES = [f"web-{i:02d}/cpu" for i in range(6)]
+
+
+class MemoryChangelog:
+    """A compacted topic in memory; `flush` makes queued records visible (as acknowledged ones)."""
+
+    def __init__(self) -> None:
+        self.log: dict[int, list[tuple[bytes, bytes | None]]] = defaultdict(list)
+        self.queued: list[tuple[int, bytes, bytes | None]] = []
+
+    def write(self, partition: int, key: bytes, value: bytes | None) -> None:
+        self.queued.append((partition, key, value))
+
+    def flush(self, keep: int | None = None) -> None:
+        """Acknowledge the queued records; `keep` acknowledges only the first few (a crash mid-write)."""
+        for partition, key, value in self.queued[:keep]:
+            self.log[partition].append((key, value))
+        self.queued.clear()
+
+    def read(self, partitions: Collection[int]) -> Iterator[tuple[int, bytes, bytes | None]]:
+        for partition in sorted(partitions):
+            for key, value in self.log[partition]:
+                yield partition, key, value
+
+    def close(self) -> None:
+        pass
+
+
+def engine() -> Engine:
+    return Engine([Detector(settings(window=8, stride=2), FakeScorer(window=8))])
+
+
+def stream(steps: int = 160) -> list[Message]:
+    """Messages of SERIES over PARTITIONS, one point each, with two anomalies, offsets per partition."""
+    offsets = [0] * PARTITIONS
+    messages = []
+    for i in range(steps):
+        for n, series in enumerate(SERIES):
+            value = 4.0 if (n == 1 and 60 <= i < 66) or (n == 4 and 100 <= i < 103) else normal(i + n)
+            partition = n % PARTITIONS
+            raw = encode_point(pt(series, i, value))
+            messages.append(Message(raw, None, "metrics", partition, offsets[partition], series.encode()))
+            offsets[partition] += 1
+    return messages
+
+
+def points_of(message: Message) -> list[Point]:
+    points = decode_json(message.value)
+    assert isinstance(points, list)
+    return points
+
+
+def alert_keys(alerts) -> set[tuple]:
+    return {(a.alert_id, a.status, a.at, a.score) for a in alerts}
+
+
+def uninterrupted(messages: list[Message]) -> tuple[set[tuple], set[tuple[str, float]]]:
+    e = engine()
+    outcome = e.process([p for m in messages for p in points_of(m)])
+    return alert_keys(outcome.alerts), {(v.series, v.ts) for v in outcome.verdicts}
+
+
+class Replica:
+    """One daemon, in the service's order: admit, process, publish, flush; every `every` steps (the
+    checkpoint interval) write the changed state, flush, commit. A crash can strike between any two."""
+
+    def __init__(
+        self, changelog: MemoryChangelog, committed: dict[int, int], partitions: set[int], every: int = 1
+    ) -> None:
+        self.engine = engine()
+        self.steps = 0
+        self.checkpoints = Checkpoints(self.engine, changelog, interval_s=every, clock=lambda: self.steps)
+        self.changelog, self.committed = changelog, committed
+        self.position = dict(committed)
+        """Where this incarnation reads: the committed offsets when it starts."""
+        self.rebalance(partitions)
+        self.published: list = []
+        self.scored: set[tuple[str, float]] = set()
+
+    def rebalance(self, partitions: set[int]) -> list[tuple[str, str]]:
+        """kafka-python keeps the position of a kept partition; a gained one starts at the committed offset."""
+        for p in set(self.position) - partitions:
+            del self.position[p]
+        self.position |= {p: self.committed.get(p, 0) for p in partitions - set(self.position)}
+        self.checkpoints.on_assigned(partitions)
+        return self.checkpoints.sync()
+
+    def todo(self, messages: list[Message]) -> list[Message]:
+        return [m for m in messages if m.partition in self.position and m.offset >= self.position[m.partition]]
+
+    def step(self, batch: list[Message], crash: str | None = None, rng: random.Random | None = None) -> None:
+        self.steps += 1
+        for m in batch:
+            self.position[m.partition] = m.offset + 1
+        points = [p for m in batch for p in self.checkpoints.admit(m, points_of(m))]
+        outcome = self.engine.process(points)
+        self.scored |= {(v.series, v.ts) for v in outcome.verdicts}
+        if crash == "before_publish":
+            return
+        self.published += outcome.alerts
+        self.checkpoints.processed(outcome.evicted)
+        if crash == "before_checkpoint" or not self.checkpoints.due():
+            return
+        self.checkpoints.write()
+        keep = rng.randrange(len(self.changelog.queued) + 1) if crash == "mid_checkpoint" and rng else None
+        self.changelog.flush(keep)
+        if crash in ("mid_checkpoint", "before_commit"):
+            return
+        self.committed.update(self.position)
+        self.checkpoints.committed()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_crashes_at_random_points_give_the_alerts_of_an_uninterrupted_run(seed):
+    rng = random.Random(seed)
+    messages = stream()
+    expected_alerts, expected_windows = uninterrupted(messages)
+    changelog, committed = MemoryChangelog(), {}
+    everything = set(range(PARTITIONS))
+    every = 1 + seed % 3  # checkpoints every step, or every second or third step
+    replica, published, scored, crashes = Replica(changelog, committed, everything, every), [], set(), 0
+    while todo := replica.todo(messages):
+        batch = todo[: rng.randint(1, 40)]
+        crash = rng.choice([None, None, None, "before_publish", "before_checkpoint", "mid_checkpoint", "before_commit"])
+        replica.step(batch, crash, rng)
+        if crash:
+            crashes += 1
+            published += replica.published
+            scored |= replica.scored
+            replica = Replica(changelog, committed, everything, every)  # a restart: nothing kept in memory
+    published += replica.published
+    scored |= replica.scored
+    assert crashes >= 3
+    assert alert_keys(published) == expected_alerts
+    assert len(expected_alerts) == 4  # two anomalies, each firing then resolved
+    assert scored == expected_windows, "every window scored by some incarnation"
+
+
+def test_a_restart_needs_no_new_warm_up():
+    messages = stream()
+    changelog, committed = MemoryChangelog(), {}
+    first = Replica(changelog, committed, set(range(PARTITIONS)))
+    first.step(first.todo(messages)[:300])
+    second = Replica(changelog, committed, set(range(PARTITIONS)))
+    assert second.engine.detectors[0].warming_up() == 0
+    assert second.checkpoints.counts["restored"] == len(SERIES)
+    before = first.engine.detectors[0]
+    after = second.engine.detectors[0]
+    for series in SERIES:
+        a, b = before.snapshot(series), after.snapshot(series)
+        np.testing.assert_array_equal(a["window"]["data"], b["window"]["data"])
+        assert a["threshold"]["total"] == b["threshold"]["total"]
+        assert a["alert"] == b["alert"]
+
+
+def test_a_partition_moves_to_another_replica_with_its_state():
+    messages = stream()
+    changelog, committed = MemoryChangelog(), {}
+    a = Replica(changelog, committed, {0, 1, 2})
+    a.step(a.todo(messages)[:200])
+    released = a.rebalance({0, 1})
+    assert {s for _, s in released} == {s for n, s in enumerate(SERIES) if n % PARTITIONS == 2}
+    assert all(a.engine.detectors[0].snapshot(s) is None for _, s in released)
+    b = Replica(changelog, committed, {2})
+    assert b.engine.series_tracked() == len(released)
+    a.step(a.todo(messages))
+    b.step(b.todo(messages))
+    expected, _ = uninterrupted(messages)
+    assert alert_keys(a.published + b.published) == expected
+
+
+def test_kept_partitions_keep_their_state_in_memory_and_a_partition_lost_and_regained_is_restored():
+    messages = stream()
+    changelog, committed = MemoryChangelog(), {}
+    a = Replica(changelog, committed, {0, 1, 2}, every=1000)  # no checkpoint: state only in memory
+    a.step(a.todo(messages)[:200])
+    a.checkpoints.on_revoked({0, 1, 2})  # eager: announces the rebalance, takes nothing yet
+    assert a.rebalance({0, 1, 2}) == []
+    assert a.checkpoints.counts["restored"] == 0 and a.engine.series_tracked() == len(SERIES)
+    a.checkpoints.on_assigned({0, 1})  # within one poll: partition 2 went away, then came back
+    assert {s for _, s in a.rebalance({0, 1, 2})} == {s for n, s in enumerate(SERIES) if n % PARTITIONS == 2}
+    a.step(a.todo(messages))  # partition 2 replays from its committed offset onto its restored state
+    expected, _ = uninterrupted(messages)
+    assert alert_keys(a.published) == expected
+
+
+def test_a_lost_membership_forgets_the_partitions():
+    changelog, committed = MemoryChangelog(), {}
+    a = Replica(changelog, committed, {0, 1, 2})
+    a.step(a.todo(stream(20)))
+    a.checkpoints.on_lost({1})
+    assert {s for _, s in a.checkpoints.sync()} == {s for n, s in enumerate(SERIES) if n % PARTITIONS == 1}
+
+
+def test_replayed_points_already_in_a_restored_state_are_skipped_and_counted():
+    messages = stream(40)
+    changelog, committed = MemoryChangelog(), {}
+    first = Replica(changelog, committed, {0, 1, 2})
+    first.step(first.todo(messages)[:60], crash="before_commit")  # state written, offsets not committed
+    second = Replica(changelog, committed, {0, 1, 2})
+    second.step(second.todo(messages)[:60])
+    assert second.checkpoints.counts["replayed"] == 60
+    assert second.scored == set()
+
+
+def test_evicted_series_leave_a_tombstone_and_are_not_restored():
+    d = Detector(settings(window=8, stride=2, max_series=2), FakeScorer(window=8))
+    changelog = MemoryChangelog()
+    checkpoints = Checkpoints(Engine([d]), changelog)
+    for offset, series in enumerate(["a", "b", "c"]):
+        message = Message(b"", None, "metrics", 0, offset)
+        points = checkpoints.admit(message, [pt(series, offset, 0.1)])
+        checkpoints.processed(checkpoints.engine.process(points).evicted)
+        checkpoints.write()
+        changelog.flush()
+    assert checkpoints.counts["tombstones"] == 1
+    fresh = Checkpoints(Engine([Detector(settings(window=8, stride=2), FakeScorer(window=8))]), changelog)
+    fresh.on_assigned({0})
+    fresh.sync()
+    assert fresh.engine.series_tracked() == 2
+    assert fresh.engine.detectors[0].snapshot("a") is None

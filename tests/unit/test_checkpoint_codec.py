@@ -1,0 +1,91 @@
+"""monitor.checkpoint_codec and what goes into a record: exact floats, records that no longer fit, the
+threshold statistics of another model, and what the scorer learned per series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.checkpoint import Checkpoints
+from monitor.checkpoint_codec import decode_state, encode_state
+from monitor.detector import Detector, Engine
+from monitor.models.online import OnlineNormalisation
+
+from .test_checkpoint import MemoryChangelog, engine
+from .test_detector import FakeScorer, normal, pt, settings
+
+
+def test_records_that_do_not_fit_are_skipped_and_counted():
+    changelog = MemoryChangelog()
+    changelog.write(0, b"x", b"not json at all")
+    changelog.write(0, b"y", encode_state("other-detector", 0, 5, {}))
+    narrow = {"model_version": "fake-1", "window": {"data": np.zeros((3, 2)), "ts": np.zeros(3)}}
+    changelog.write(0, b"z", encode_state("default", 0, 5, narrow))
+    changelog.flush()
+    checkpoints = Checkpoints(engine(), changelog)
+    checkpoints.on_assigned({0})
+    checkpoints.sync()
+    assert checkpoints.counts["incompatible"] == 3
+    assert checkpoints.engine.series_tracked() == 0
+
+
+def test_threshold_statistics_of_another_model_version_are_not_restored():
+    first = engine()
+    first.process([pt("a", i, normal(i)) for i in range(40)])
+    state = first.detectors[0].snapshot("a")
+    record = decode_state(encode_state("default", 0, 40, {**state, "model_version": "older"}))
+    second = engine()
+    second.detectors[0].restore("a", record.state)
+    assert second.detectors[0].thresholds.snapshot("a") is None
+    np.testing.assert_array_equal(second.detectors[0].snapshot("a")["window"]["data"], state["window"]["data"])
+
+
+def test_the_codec_keeps_floats_exact_including_non_finite_ones():
+    state = {"values": np.array([0.1, 1 / 3, float("inf")]), "total": 0.1 + 0.2, "nan": float("nan")}
+    record = decode_state(encode_state("d", 2, 7, state))
+    assert (record.detector, record.partition, record.offset) == ("d", 2, 7)
+    assert record.state["values"].tolist() == [0.1, 1 / 3, float("inf")]
+    assert record.state["total"] == 0.1 + 0.2
+    assert np.isnan(record.state["nan"])
+    with pytest.raises(ValueError):
+        decode_state(b'{"schema": "something/else"}')
+
+
+class LearningScorer(FakeScorer):
+    """A scorer with per-series state, like the online normalisation of series the model never saw."""
+
+    def __init__(self) -> None:
+        super().__init__(window=8)
+        self.learned: dict[str, int] = {}
+
+    def score(self, series, batch):
+        for name in series:
+            self.learned[name] = self.learned.get(name, 0) + 1
+        return super().score(series, batch)
+
+    def series_state(self, series: str) -> dict | None:
+        return None if series not in self.learned else {"windows": self.learned[series]}
+
+    def restore_series(self, series: str, state) -> None:
+        self.learned[series] = state["windows"]
+
+
+def test_what_the_scorer_learned_per_series_is_checkpointed_too():
+    first = Detector(settings(window=8, stride=2), LearningScorer())
+    Engine([first]).process([pt("a", i, normal(i)) for i in range(20)])
+    record = decode_state(encode_state("default", 0, 20, first.snapshot("a")))
+    second = Detector(settings(window=8, stride=2), LearningScorer())
+    second.restore("a", record.state)
+    assert second.scorer.learned == {"a": 7} == first.scorer.learned
+
+
+def test_online_normalisation_round_trips_through_a_record():
+    online = OnlineNormalisation(np.array([0.01, 0.01]), warmup=4, max_series=10)
+    online.rows(["new"] * 3, np.random.default_rng(0).normal(5, 2, (3, 8, 2)))
+    record = decode_state(encode_state("d", 0, 0, {"online": online.snapshot("new")}))
+    again = OnlineNormalisation(np.array([0.01, 0.01]), warmup=4, max_series=10)
+    again.restore("new", record.state["online"])
+    probe = np.random.default_rng(1).normal(5, 2, (1, 8, 2))
+    np.testing.assert_array_equal(online.rows(["new"], probe), again.rows(["new"], probe))
+    with pytest.raises(ValueError):
+        again.restore("other", {"windows": 1, "sums": np.zeros((3, 5))})

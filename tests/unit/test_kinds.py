@@ -1,0 +1,195 @@
+"""Every model kind and training option learns, scores spikes high, and round-trips through an artifact.
+
+Each case trains a tiny model once (well under a few seconds on two cores) on the seasonal series of
+`seasonal_data`. The plain LSTM is covered the same way in test_models.py; here it runs with the
+denoising and sparse options instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from monitor import model_config
+from monitor.errors import ModelError
+from monitor.models import (
+    MODEL_KINDS,
+    LoadedModel,
+    ModelShape,
+    TorchScorer,
+    TrainOptions,
+    build_model,
+    load_artifact,
+    save_artifact,
+    train_model,
+)
+from monitor.models.fitting import FitSettings, corrupt, resolve_device
+
+from .seasonal_data import SERIES, WINDOW, future_windows, history
+
+BASE = TrainOptions(window=WINDOW, hidden=16, latent=8, epochs=8, batch_size=64, learning_rate=1e-2, patience=3)
+CASES = {
+    "dense": {"kind": "dense"},
+    "conv": {"kind": "conv"},
+    "vae": {"kind": "vae"},
+    "lstm+denoising+sparse": {"kind": "lstm", "denoising": "gaussian", "sparse": 1e-2},
+    "dense+mask": {"kind": "dense", "denoising": "mask", "noise": 0.2},
+    "conv+denoising+sparse": {"kind": "conv", "denoising": "gaussian", "noise": 0.2, "sparse": 1e-2},
+}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def case(request: pytest.FixtureRequest) -> tuple[TrainOptions, LoadedModel]:
+    options = dataclasses.replace(BASE, **CASES[request.param])
+    model, metadata = train_model(history(), ["value"], options, progress=False)
+    return options, LoadedModel(model, metadata)
+
+
+def held_out() -> tuple[list[str], np.ndarray]:
+    """Windows of every training series taken after its history: what the model scores next."""
+    names = [name for name in SERIES for _ in range(20)]
+    return names, np.concatenate([future_windows(name, 20) for name in SERIES])
+
+
+def spiked_and_normal(scorer: TorchScorer) -> tuple[float, np.ndarray]:
+    windows = future_windows("web-02/cpu", 40)
+    spiked = windows[7].copy()
+    spiked[-3, 0] += 6 * SERIES["web-02/cpu"][1]
+    normal = scorer.score(["web-02/cpu"] * 40, windows).scores
+    return float(scorer.score(["web-02/cpu"], spiked[None]).scores[0]), normal
+
+
+def test_validation_error_falls_well_below_the_untrained_model(case) -> None:
+    options, trained = case
+    torch.manual_seed(options.seed)
+    untrained = build_model(options.kind, trained.metadata.shape).eval()
+    names, batch = held_out()
+
+    error = TorchScorer(trained).score(names, batch).scores.mean()
+    untrained_error = TorchScorer(LoadedModel(untrained, trained.metadata)).score(names, batch).scores.mean()
+
+    assert error < 0.2 * untrained_error
+    assert trained.metadata.training["val_loss"] < 0.2 * trained.metadata.training["initial_val_loss"]
+
+
+def test_an_injected_spike_scores_far_above_normal_windows(case) -> None:
+    spike, normal = spiked_and_normal(TorchScorer(case[1]))
+    assert spike > 10 * np.median(normal)
+
+
+def test_each_kind_round_trips_through_an_artifact(case, tmp_path: Path) -> None:
+    options, trained = case
+    path = save_artifact(trained.module, trained.metadata, tmp_path / "artifact")
+    names, batch = held_out()
+
+    loaded = load_artifact(path)
+
+    assert type(loaded.module) is type(trained.module)
+    assert loaded.metadata.kind == options.kind and re.fullmatch(
+        rf"{options.kind}-\d{{8}}-[0-9a-f]{{6}}", loaded.metadata.version
+    )
+    np.testing.assert_array_equal(
+        TorchScorer(loaded).score(names, batch).scores, TorchScorer(trained).score(names, batch).scores
+    )
+    assert loaded.metadata.training["options"]["denoising"] == options.denoising
+
+
+@pytest.fixture(scope="module")
+def vae() -> LoadedModel:
+    model, metadata = train_model(
+        history(), ["value"], dataclasses.replace(BASE, kind="vae", score_method="nll"), progress=False
+    )
+    return LoadedModel(model, metadata)
+
+
+def test_the_vae_nll_score_flags_a_spike_and_is_what_seeds_thresholds(vae: LoadedModel) -> None:
+    scorer = TorchScorer(vae)
+    spike, normal = spiked_and_normal(scorer)
+
+    assert vae.metadata.score_method == "nll"
+    assert (normal >= 0).all(), "nll scores are shifted to stay >= 0 like errors"
+    assert spike > 10 * np.median(normal)
+    reconstruction = TorchScorer(
+        LoadedModel(vae.module, dataclasses.replace(vae.metadata, score_method="reconstruction"))
+    )
+    assert not np.allclose(reconstruction.score(["web-02/cpu"] * 40, future_windows("web-02/cpu", 40)).scores, normal)
+
+
+def test_vae_scores_are_deterministic(vae: LoadedModel) -> None:
+    names, batch = held_out()
+    scorer = TorchScorer(vae)
+    np.testing.assert_array_equal(scorer.score(names, batch).scores, scorer.score(names, batch).scores)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "dense", "conv"])
+def test_nll_needs_a_kind_with_a_likelihood(kind: str) -> None:
+    with pytest.raises(ModelError, match="needs a model kind with a likelihood"):
+        TrainOptions(kind=kind, score_method="nll")
+
+
+def test_the_config_lists_exactly_the_registered_kinds() -> None:
+    assert tuple(MODEL_KINDS) == model_config.MODEL_KINDS
+    assert tuple(k for k, cls in MODEL_KINDS.items() if cls.has_likelihood) == model_config.LIKELIHOOD_KINDS
+
+
+def test_dense_widths_follow_the_article_example() -> None:
+    model = build_model("dense", ModelShape(window=49, n_features=16, hidden=128, latent=32, layers=2))
+    widths = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [(784, 128), (128, 64), (64, 32), (32, 64), (64, 128), (128, 784)]
+
+
+@pytest.mark.parametrize(("window", "layers"), [(8, 1), (9, 3), (24, 2), (33, 8)])
+def test_conv_reconstructs_windows_of_any_length(window: int, layers: int) -> None:
+    model = build_model("conv", ModelShape(window=window, n_features=3, hidden=4, latent=2, layers=layers))
+    x = torch.randn(5, window, 3)
+    assert model(x).shape == x.shape
+    assert model.encode(x).shape == (5, 2)
+
+
+def fit_settings(**changes: object) -> FitSettings:
+    return dataclasses.replace(FitSettings(1, 1, 1e-3, 1, 0, "cpu"), **changes)
+
+
+def test_denoising_corrupts_the_inputs_as_configured_and_reproducibly() -> None:
+    windows = torch.ones(200, 24, 2)
+
+    gaussian = corrupt(windows, fit_settings(denoising="gaussian", noise=0.3), torch.Generator().manual_seed(1))
+    masked = corrupt(windows, fit_settings(denoising="mask", noise=0.25), torch.Generator().manual_seed(1))
+    again = corrupt(windows, fit_settings(denoising="mask", noise=0.25), torch.Generator().manual_seed(1))
+
+    assert (gaussian - windows).std().item() == pytest.approx(0.3, rel=0.05)
+    assert (masked == 0).float().mean().item() == pytest.approx(0.25, abs=0.02)
+    assert set(masked.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(masked, again)
+    assert corrupt(windows, fit_settings(), torch.Generator()) is windows
+
+
+def test_the_sparse_penalty_shrinks_the_latent_activations() -> None:
+    names, batch = held_out()
+
+    def mean_code(sparse: float) -> float:
+        options = dataclasses.replace(BASE, kind="dense", sparse=sparse)
+        model, metadata = train_model(history(), ["value"], options, progress=False)
+        normalised = torch.from_numpy(metadata.normalisation.apply(names, batch))
+        with torch.inference_mode():
+            return model.encode(normalised).abs().mean().item()
+
+    assert mean_code(0.1) < 0.5 * mean_code(0.0)
+
+
+def test_cuda_is_used_when_available_and_a_clear_error_otherwise() -> None:
+    if torch.cuda.is_available():
+        assert resolve_device("cuda").type == "cuda"
+        return
+    with pytest.raises(ModelError, match=r"--device cuda: CUDA is not available on this machine .*--device cpu"):
+        resolve_device("cuda")
+
+
+def test_an_unknown_device_is_a_model_error() -> None:
+    with pytest.raises(ModelError, match="not a torch device name"):
+        resolve_device("gpu0")

@@ -1,0 +1,86 @@
+"""Online normalisation of series the model never saw: robust, frozen after the warm-up, bounded in memory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor.models import LoadedModel, TorchScorer, TrainOptions, train_model
+from monitor.models.online import OnlineNormalisation
+from monitor.models.windowing import sliding_windows
+
+from .seasonal_data import SERIES, WINDOW, future_windows, history, seasonal
+
+FLOOR = np.array([1e-6])
+
+
+def windows_of(values: np.ndarray, stride: int = 4) -> np.ndarray:
+    return sliding_windows(values, WINDOW, stride)
+
+
+def learn(online: OnlineNormalisation, name: str, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    for window in windows:
+        means, stds = online.rows([name], window[None])
+    return means[0], stds[0]
+
+
+def test_statistics_of_an_unseen_series_match_its_whole_history() -> None:
+    values = seasonal("new-host/cpu", 0, 400)
+    online = OnlineNormalisation(FLOOR, warmup=80, max_series=10)
+
+    mean, std = learn(online, "new-host/cpu", windows_of(values))
+
+    assert mean[0] == pytest.approx(values.mean(), abs=0.05)
+    assert std[0] == pytest.approx(values.std(), rel=0.05), "window variance plus the variance of window means"
+
+
+def test_a_spike_during_the_warm_up_does_not_set_the_scale() -> None:
+    values = seasonal("new-host/cpu", 0, 400)
+    spiked = values.copy()
+    spiked[100:103] += 200.0
+
+    _, clean = learn(OnlineNormalisation(FLOOR, 80, 10), "s", windows_of(values))
+    _, robust = learn(OnlineNormalisation(FLOOR, 80, 10), "s", windows_of(spiked))
+
+    assert robust[0] == pytest.approx(clean[0], rel=0.05)
+
+
+def test_the_statistics_freeze_after_the_warm_up() -> None:
+    online = OnlineNormalisation(FLOOR, warmup=10, max_series=10)
+    before = learn(online, "s", windows_of(seasonal("s", 0, 200)))
+
+    after = learn(online, "s", windows_of(seasonal("s", 200, 200) + 50.0))
+
+    np.testing.assert_array_equal(after, before)
+
+
+def test_at_most_max_series_are_kept_least_recently_scored_first_out() -> None:
+    online = OnlineNormalisation(FLOOR, warmup=4, max_series=2)
+    window = seasonal("s", 0, WINDOW)[None]
+    for name in ("a", "b", "a", "c"):
+        online.rows([name], window)
+    assert len(online) == 2
+    assert set(online._series) == {"a", "c"}
+
+
+@pytest.fixture(scope="module")
+def trained() -> LoadedModel:
+    options = TrainOptions(kind="dense", window=WINDOW, hidden=16, latent=8, epochs=8, learning_rate=1e-2)
+    model, metadata = train_model(history(), ["value"], options, progress=False)
+    return LoadedModel(model, metadata)
+
+
+def test_an_unseen_series_scores_like_a_known_one_once_it_has_learned_its_level(trained: LoadedModel) -> None:
+    """A new host at another level and scale: pooled statistics make all its windows look anomalous."""
+    new = seasonal("new-host/cpu", 0, 400) * 10 + 300  # level 340, nothing like the training series
+    windows = windows_of(new)
+    online = TorchScorer(trained, online_warmup=40)
+    pooled = TorchScorer(trained)
+
+    scores = online.score(["new-host/cpu"] * len(windows), windows).scores
+    known = online.score(["web-01/cpu"] * 40, future_windows("web-01/cpu", 40)).scores
+
+    assert np.median(scores[-20:]) < 3 * np.median(known)
+    assert np.median(pooled.score(["new-host/cpu"] * 20, windows[-20:]).scores) > 100 * np.median(known)
+    assert online.online is not None and len(online.online) == 1, "known series never enter the online table"
+    assert set(trained.metadata.normalisation.series) == set(SERIES)
