@@ -51,23 +51,29 @@ SCORED = re.compile(rb"scored detector=\S+ series=(\S+) end=(\S+)")
 WINDOW, STRIDE, PARTITIONS = 16, 2, 3
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Ports free right now, distinct (the sockets are held together while the kernel picks)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 class Broker:
     """A single node of the soak's own, restartable without touching the shared broker."""
 
     def __init__(self, home: Path) -> None:
-        self.port = free_port()
+        self.port, controller = free_ports(2)
         self.env = {
             **os.environ,
             "KAFKA_HOME_DIR": str(home),
             "KAFKA_LIBS_DIR": str(ROOT / "deploy/kafka/.cache/libs"),
             "KAFKA_PORT": str(self.port),
-            "KAFKA_CONTROLLER_PORT": str(free_port()),
+            "KAFKA_CONTROLLER_PORT": str(controller),
         }
         self.bootstrap = f"127.0.0.1:{self.port}"
 

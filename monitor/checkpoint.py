@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.checkpoint_codec import decode_state, encode_state
-from monitor.detector import Engine
+from monitor.detector import Detector, Engine
 from monitor.logs import event
 from monitor.records import Message, Point
 
@@ -53,10 +53,12 @@ class Changelog(Protocol):
 
 @dataclass(slots=True)
 class _Origin:
-    """Where a series' points come from, and the offset after the last record already in its state."""
+    """Where a series' points come from, the offset after the last record already in its state, and the
+    detector that owns it."""
 
     partition: int
     next_offset: int
+    detector: Detector
 
 
 class Checkpoints:
@@ -153,7 +155,7 @@ class Checkpoints:
             origin = self._origins.get(point.series)
             if origin is not None and origin.partition != message.partition:
                 self._tombstone(point.series, origin.partition)  # the producer re-keyed the series
-            self._origins[point.series] = _Origin(message.partition, message.offset + 1)
+            self._origins[point.series] = _Origin(message.partition, message.offset + 1, detector)
             self._dirty.add(point.series)
         return kept
 
@@ -170,12 +172,11 @@ class Checkpoints:
         self._evicted.clear()
         for series in self._dirty:
             origin = self._origins[series]
-            detector = self.engine.owner(series)
-            state = detector.snapshot(series) if detector is not None else None
+            state = origin.detector.snapshot(series)
             if state is None:
                 self._tombstone(series, origin.partition)
             else:
-                value = encode_state(detector.settings.name, origin.partition, origin.next_offset, state)
+                value = encode_state(origin.detector.settings.name, origin.partition, origin.next_offset, state)
                 self.changelog.write(origin.partition, series.encode(), value)
                 self.counts["written"] += 1
             queued += 1
@@ -189,12 +190,10 @@ class Checkpoints:
     def _release(self, partitions: Collection[int]) -> list[tuple[str, str]]:
         released = []
         for series in [s for s, o in self._origins.items() if o.partition in partitions]:
-            del self._origins[series]
+            detector = self._origins.pop(series).detector
             self._dirty.discard(series)
-            detector = self.engine.owner(series)
-            if detector is not None:
-                detector.forget(series)
-                released.append((detector.settings.name, series))
+            detector.forget(series)
+            released.append((detector.settings.name, series))
         return released
 
     def _restore(self, partitions: Collection[int]) -> int:
@@ -218,7 +217,7 @@ class Checkpoints:
                 self.counts["incompatible"] += 1
                 event(log, "checkpoint_skipped", logging.WARNING, series=series, partition=partition, error=str(exc))
                 continue
-            self._origins[series] = _Origin(partition, record.offset)
+            self._origins[series] = _Origin(partition, record.offset, detector)
             restored.add(series)
         self.counts["restored"] += len(restored)
         return len(restored)

@@ -320,9 +320,10 @@ wait_ready() {
                 log "broker ready on $BOOTSTRAP (pid $pid) after $((SECONDS - t0))s"
                 return 0
             fi
-        elif [[ -s "$PIDFILE" ]] || ((SECONDS - t0 > 5)); then
+        elif { [[ -s "$PIDFILE" ]] && ! broker_pid >/dev/null; } || ((SECONDS - t0 > 5)); then
             # The launcher writes the pid file first thing; once it exists (or
-            # after 5 s without it) a missing process means the JVM died.
+            # after 5 s without it) a missing process means the JVM died. The
+            # second look closes a race: the file may appear between the two.
             log "broker process exited during startup; last lines of $LOGFILE:"
             tail -n 40 "$LOGFILE" >&2 || true
             exit 1

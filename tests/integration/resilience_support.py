@@ -57,9 +57,11 @@ class OwnKafka:
     nodes: int = 1
 
     def __post_init__(self) -> None:
-        self.port = free_ports(self.nodes)
-        self.controller_port = free_ports(self.nodes)
-        self.sasl_port = free_ports(1) if self.mode == "sasl" else None
+        """One block of free ports: brokers, then controllers, then the SASL listener (never overlapping)."""
+        sasl = self.mode == "sasl"
+        self.port = free_ports(2 * self.nodes + sasl)
+        self.controller_port = self.port + self.nodes
+        self.sasl_port = self.port + 2 * self.nodes if sasl else None
 
     @property
     def bootstrap(self) -> str:
