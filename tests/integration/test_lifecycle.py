@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-import pytest
 import yaml
 
 from monitor.cli import main
@@ -197,15 +196,3 @@ def test_multivariate_entities_from_real_files_name_the_faulty_feature(tmp_path:
     assert [a["series"] for a in fired] == ["web-02"], alerts
     assert fired[0]["top_features"][0]["feature"] == "disk"
     assert fired[0]["labels"] == {"host": "web-02"}
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """`main` installs its own root handler; put pytest's back afterwards."""
-    import logging
-
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)

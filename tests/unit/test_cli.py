@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,6 @@ from monitor import __version__
 from monitor.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """`main` installs its own root handler on the (captured) stderr; put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    kafka_level = logging.getLogger("kafka").level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("kafka").setLevel(kafka_level)
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,16 +27,6 @@ DETECTOR = {
     "training": {"epochs": 3, "patience": 1, "batch_size": 16},
     "threshold": {"warmup": 4},
 }
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """`main` installs its own root handler; put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def stamp(i: int) -> str:

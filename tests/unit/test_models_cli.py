@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,6 @@ from .seasonal_data import seasonal
 
 T0 = 1.7e9
 INCIDENT = (T0 + 60.0 * 100, T0 + 60.0 * 130)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    """`main` installs its own root handler; put pytest's back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 @pytest.fixture
