@@ -11,7 +11,6 @@ on the rows where the daemon would have published a firing alert.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import tempfile
@@ -53,12 +52,9 @@ def train_scorer(detector: DetectorConfig, file: DataFile, threads: int = 1) -> 
     it the way the daemon does (artifact on disk, `load_scorer`)."""
     from monitor.models import SeriesData, save_artifact, train_model
     from monitor.reload import load_scorer
-    from monitor.train_cli import _options, add_train_arguments
+    from monitor.train_cli import training_options
 
-    parser = argparse.ArgumentParser()
-    add_train_arguments(parser)
-    defaults = parser.parse_args(["--input", file.name])  # no overrides: the configured settings
-    options = replace(_options(detector, defaults), threads=threads)
+    options = training_options(detector, threads=threads)  # the configured settings, no CLI overrides
     head = probationary_rows(len(file.ts))
     data = {file.series: SeriesData(file.ts[:head], file.values[:head, None])}
     module, metadata = train_model(data, detector.settings.features, options, progress=False)
