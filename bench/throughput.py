@@ -3,7 +3,8 @@
     python bench/throughput.py [--series 1000] [--points 2000] [--window 64] [--hidden 64]
 
 (a) raw consume: kafka-python + decoding only, the ceiling for anything that reads the topic;
-(b) the scorer alone on pre-built batches of 256 windows;
+(b) the scorer alone on pre-built batches of 256 windows, and per backend (torch, ONNX Runtime) at batch 1
+    and 256 with one and two threads;
 (c) the daemon's own loop (KafkaSource → decode → engine → KafkaSink → commit) at stride 1 and at the
     default stride;
 (d) the naive loop: one forward call per incoming point.
@@ -64,13 +65,31 @@ def raw_consume(server: str, topic: str, total: int) -> tuple[int, float]:
     return points, seconds
 
 
-def scorer_alone(scorer: TorchScorer, window: int, batch: int = 256) -> float:
-    """Windows per second over a pre-built batch (median of 5)."""
+def scorer_alone(scorer: TorchScorer, window: int, batch: int = 256, seconds: float = 0.2) -> float:
+    """Windows per second over a pre-built batch (median of 5 timings, each of calls for `seconds` or one)."""
     rng = np.random.default_rng(0)
     windows = rng.normal(0.5, 0.1, (batch, window, 1))
     series = [f"host-{i % 1000:02d}/cpu" for i in range(batch)]
     scorer.score(series, windows)
-    return median_rate(lambda: timed(lambda: len(scorer.score(series, windows).scores)), 5)
+
+    def run() -> tuple[int, float]:
+        count, started = 0, time.perf_counter()
+        while not count or time.perf_counter() - started < seconds:
+            count += len(scorer.score(series, windows).scores)
+        return count, time.perf_counter() - started
+
+    return median_rate(run, 5)
+
+
+def backends(model: Path, window: int) -> dict[tuple[int, int], tuple[float, float]]:
+    """(threads, batch) → (torch, onnx) windows/s of the scorer alone, both backends timed back to back."""
+    rates = {}
+    for threads in (1, 2):
+        scorers = [TorchScorer.from_path(model, threads=threads, backend=b) for b in ("torch", "onnx")]
+        for batch in (1, 256):
+            rates[threads, batch] = (scorer_alone(scorers[0], window, batch), scorer_alone(scorers[1], window, batch))
+    torch.set_num_threads(1)  # the scorers set it process-wide; the rest of the run measures one thread
+    return rates
 
 
 def daemon_loop(server: str, topic: str, model: Path, window: int, stride: int, limit: int) -> tuple[int, int, float]:
@@ -136,6 +155,7 @@ def main() -> None:
     raw_points, raw_s = raw_consume(server, topic, total)
     raw = raw_points / raw_s
     scorer_rate = scorer_alone(scorer, args.window)
+    backend_rates = backends(model, args.window)
     p1, w1, s1 = daemon_loop(server, topic, model, args.window, 1, min(args.stride1_records, total))
     pd, wd, sd = daemon_loop(server, topic, model, args.window, args.stride, total)
     naive_rate = naive(scorer, args.window)
@@ -144,6 +164,10 @@ def main() -> None:
         ("measurement", "points/s", "windows/s"),
         ("(a) raw consume + decode", f"{raw:,.0f}", "-"),
         ("(b) scorer alone, batch 256", "-", f"{scorer_rate:,.0f}"),
+        *(
+            (f"(b) batch {b}, {t} thread{'s' * (t > 1)}: torch | onnx", "-", f"{r[0]:,.0f} | {r[1]:,.0f}")
+            for (t, b), r in backend_rates.items()
+        ),
         ("(c) daemon loop, stride 1", f"{p1 / s1:,.0f}", f"{w1 / s1:,.0f}"),
         (f"(c) daemon loop, stride {args.stride}", f"{pd / sd:,.0f}", f"{wd / sd:,.0f}"),
         ("(d) naive, one forward per point", f"{naive_rate:,.0f}", f"{naive_rate:,.0f}"),
@@ -157,7 +181,8 @@ def main() -> None:
         f"ratios: e2e_stride1/scorer={w1 / s1 / scorer_rate:.2f} "
         f"e2e_default/raw_consume={pd / sd / raw:.2f} "
         f"e2e_stride1/naive={p1 / s1 / naive_rate:.1f} e2e_default/naive={pd / sd / naive_rate:.1f} "
-        f"e2e_stride1/flop_ceiling={w1 / s1 / ceiling:.2f}"
+        f"e2e_stride1/flop_ceiling={w1 / s1 / ceiling:.2f} "
+        + " ".join(f"onnx/torch_b{b}_t{t}={r[1] / r[0]:.2f}" for (t, b), r in backend_rates.items())
     )
 
 

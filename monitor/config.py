@@ -34,6 +34,8 @@ from monitor.threshold import ThresholdSettings
 from monitor.windows import DUPLICATE_POLICIES, PointRules
 
 INPUT_FORMATS = FORMATS
+SCORING_BACKENDS = ("torch", "onnx")
+"""`monitor.models.onnx_backend.BACKENDS`, repeated here because the config may not import torch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class Config:
     http: HttpSettings = field(default_factory=HttpSettings)
     scoring_threads: int = 1
     scoring_max_batch: int = 256
+    scoring_backend: str = "torch"
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     source: str = "config.yaml"
 
@@ -115,6 +118,7 @@ def _parse(top: Section, base_dir: Path, environ: Mapping[str, str]) -> Config:
         http=parse_http(exporter, base_dir, environ),
         scoring_threads=scoring.integer("threads", 1, 1, 64),
         scoring_max_batch=scoring.integer("max_batch", 256, 1),
+        scoring_backend=scoring.text("backend", "torch", SCORING_BACKENDS),
         checkpoint=parse_checkpoint(top.section("checkpoint")),
         source=top.source,
     )

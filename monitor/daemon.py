@@ -27,10 +27,16 @@ def build_engine(config: Config) -> Engine:
     """Load every detector's model; a missing or incompatible artifact stops the start with its path."""
     detectors = []
     for d in config.detectors:
-        scorer = load_scorer(d, config.scoring_threads)
+        scorer = load_scorer(d, config.scoring_threads, None, config.scoring_backend, config.scoring_max_batch)
         detectors.append(Detector(d.settings, scorer))
         event(
-            log, "model_loaded", detector=d.settings.name, version=scorer.version, kind=scorer.kind, path=d.model.path
+            log,
+            "model_loaded",
+            detector=d.settings.name,
+            version=scorer.version,
+            kind=scorer.kind,
+            backend=scorer.backend,
+            path=d.model.path,
         )
     return Engine(detectors)
 
@@ -73,7 +79,9 @@ def _tasks(config: Config, engine: Engine, exporter: Exporter) -> list[Task]:
     ]
     reloader = ModelReloader(
         watched,
-        load=lambda d: load_scorer(by_name[d.settings.name], config.scoring_threads, d.scorer),
+        load=lambda d: load_scorer(
+            by_name[d.settings.name], config.scoring_threads, d.scorer, config.scoring_backend, config.scoring_max_batch
+        ),
         signature=signature,
         on_swap=lambda d: exporter.set_model(d.settings.name, d.scorer.version, d.scorer.kind),
     )

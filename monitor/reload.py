@@ -34,11 +34,21 @@ Loader = Callable[[Detector], Scorer]
 """Loads what a detector's model path serves now, ready to replace the detector's scorer."""
 
 
-def load_scorer(config: DetectorConfig, threads: int, previous: Scorer | None = None) -> Any:
-    """The `TorchScorer` of a detector's model path, as configured; with `previous`, ready to replace it."""
+def load_scorer(
+    config: DetectorConfig,
+    threads: int,
+    previous: Scorer | None = None,
+    backend: str = "torch",
+    max_batch: int = 256,
+) -> Any:
+    """The `TorchScorer` of a detector's model path, as configured; with `previous`, ready to replace it.
+
+    `backend`, `threads` and `max_batch` are the `scoring` section's (`Config.scoring_*`).
+    """
     from monitor.models import TorchScorer
 
-    scorer = TorchScorer.from_path(config.model.path, threads, config.model.online_warmup, config.settings.max_series)
+    model, settings = config.model, config.settings
+    scorer = TorchScorer.from_path(model.path, threads, model.online_warmup, settings.max_series, backend, max_batch)
     if isinstance(previous, TorchScorer):
         if scorer.score_method != previous.score_method:
             raise ModelError(

@@ -44,5 +44,6 @@ class ConvAutoencoder(Autoencoder):
         return self.encoder(x.transpose(1, 2))
 
     def decode(self, code: torch.Tensor, steps: int) -> torch.Tensor:
-        seed = torch.relu(self.from_latent(code)).view(len(code), *self._bottom)
+        # code.shape[0], not len(code): an ONNX export traces it as the dynamic batch size, not a constant
+        seed = torch.relu(self.from_latent(code)).view(code.shape[0], *self._bottom)
         return self.decoder(seed).transpose(1, 2)

@@ -32,4 +32,5 @@ class DenseAutoencoder(Autoencoder):
         return self.encoder(x.flatten(1))
 
     def decode(self, code: torch.Tensor, steps: int) -> torch.Tensor:
-        return self.decoder(code).view(len(code), steps, self.shape.n_features)
+        # code.shape[0], not len(code): an ONNX export traces it as the dynamic batch size, not a constant
+        return self.decoder(code).view(code.shape[0], steps, self.shape.n_features)

@@ -6,6 +6,8 @@ exactly like live scores; keeping the reduction in one function is what guarante
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -15,6 +17,9 @@ from monitor.scoring import Scores
 MAX_BATCH = 256
 """Rows per forward pass: large enough to amortise the per-call overhead, small enough to bound memory."""
 
+Forward = nn.Module | Callable[[torch.Tensor], torch.Tensor]
+"""The module, or another runtime's forward pass of it (`monitor.models.onnx_backend`): same reduction either way."""
+
 
 def scored_steps(window: int, score_tail: int) -> int:
     """How many of the last steps of a window count: `score_tail`, or all of them when it is 0 or too big."""
@@ -22,7 +27,7 @@ def scored_steps(window: int, score_tail: int) -> int:
 
 
 def reconstruction_scores(
-    model: nn.Module,
+    model: Forward,
     normalised: np.ndarray,
     score_tail: int,
     max_batch: int = MAX_BATCH,

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from monitor.errors import ModelError
+from monitor.logs import event
 from monitor.models.artifact import LoadedModel, load_artifact
 from monitor.models.inference import MAX_BATCH, reconstruction_scores
 from monitor.models.normalisation import normalise
 from monitor.models.online import OnlineNormalisation
+from monitor.models.onnx_backend import BACKENDS, OnnxForward, onnx_forward
 from monitor.models.store import resolve
 from monitor.scoring import Scores
 
 ONLINE_MAX_SERIES = 100_000
+
+log = logging.getLogger(__name__)
 
 
 class TorchScorer:
@@ -27,6 +33,10 @@ class TorchScorer:
     the daemon shares the cores with Kafka I/O; larger hosts can raise it. Series the model never saw
     learn their own normalisation over their first `online_warmup` windows (`monitor.models.online`);
     with 0 they use the statistics pooled over the training series.
+
+    `backend="onnx"` runs the forward pass in ONNX Runtime (`monitor.models.onnx_backend`) with `threads`
+    intra-op threads; a model it cannot serve is scored with torch after one warning line, and `backend`
+    then says "torch".
     """
 
     def __init__(
@@ -36,10 +46,14 @@ class TorchScorer:
         max_batch: int = MAX_BATCH,
         online_warmup: int = 0,
         max_series: int = ONLINE_MAX_SERIES,
+        backend: str = "torch",
     ) -> None:
         torch.set_num_threads(threads)
         self._model = loaded.module.eval()
         self._metadata = loaded.metadata
+        if backend not in BACKENDS:
+            raise ModelError(f"unknown scoring backend {backend!r} (known: {', '.join(BACKENDS)})")
+        self._forward = self._model if backend == "torch" else self._onnx(threads)
         self._max_batch = max_batch
         self._baseline = np.asarray(loaded.metadata.validation_scores, dtype=np.float64)
         normalisation = loaded.metadata.normalisation
@@ -47,10 +61,31 @@ class TorchScorer:
 
     @classmethod
     def from_path(
-        cls, path: str | os.PathLike[str], threads: int = 1, online_warmup: int = 0, max_series: int = ONLINE_MAX_SERIES
+        cls,
+        path: str | os.PathLike[str],
+        threads: int = 1,
+        online_warmup: int = 0,
+        max_series: int = ONLINE_MAX_SERIES,
+        backend: str = "torch",
+        max_batch: int = MAX_BATCH,
     ) -> TorchScorer:
         """Load what the store (or single artifact) at `path` serves; a bad one is a `ModelError` naming it."""
-        return cls(load_artifact(resolve(path)), threads=threads, online_warmup=online_warmup, max_series=max_series)
+        loaded = load_artifact(resolve(path))
+        return cls(loaded, threads, max_batch, online_warmup, max_series, backend)
+
+    def _onnx(self, threads: int) -> nn.Module | OnnxForward:
+        """The ONNX Runtime forward pass of the model, or the module itself (with a warning) when it has none."""
+        meta = self._metadata
+        forward, reason = onnx_forward(self._model, meta.window, meta.n_features, meta.score_method, threads)
+        if forward is None:
+            event(log, "onnx_fallback", logging.WARNING, version=meta.version, kind=meta.kind, reason=reason)
+            return self._model
+        return forward
+
+    @property
+    def backend(self) -> str:
+        """The backend that runs the forward pass: "onnx", or "torch" (asked for, or fallen back to)."""
+        return "torch" if self._forward is self._model else "onnx"
 
     @property
     def version(self) -> str:
@@ -102,7 +137,7 @@ class TorchScorer:
             return Scores(np.empty(0), np.empty((0, self._metadata.n_features)))
         normalised = self._normalise(series, batch)
         return reconstruction_scores(
-            self._model, normalised, self._metadata.score_tail, self._max_batch, self._metadata.score_method
+            self._forward, normalised, self._metadata.score_tail, self._max_batch, self._metadata.score_method
         )
 
     def _normalise(self, series: Sequence[str], batch: np.ndarray) -> np.ndarray:
