@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from monitor.checkpoint import Checkpoints
 from monitor.decoding import decode_json
 from monitor.detector import Engine, Outcome
@@ -243,6 +245,7 @@ class Service:
 
     def _decode(self, messages: list[Message]) -> list[Point]:
         points: list[Point] = []
+        ok: Counter[str] = Counter()
         for message in messages:
             decoded = self.decode(message.value, message.timestamp)
             if not isinstance(decoded, Rejected):
@@ -251,7 +254,9 @@ class Service:
                 self._reject(message, decoded)
             else:
                 points.extend(decoded if self.checkpoints is None else self.checkpoints.admit(message, decoded))
-                self.exporter.messages.labels(message.topic, "ok").inc()
+                ok[message.topic] += 1
+        for topic, count in ok.items():
+            self.exporter.messages.labels(topic, "ok").inc(count)
         return points
 
     def _reject(self, message: Message, rejected: Rejected) -> None:
@@ -273,16 +278,14 @@ class Service:
         s = self.summary
         s.messages += len(messages)
         s.points += len(points)
-        s.windows_scored += len(outcome.verdicts)
+        s.windows_scored += outcome.windows
         s.alerts.update(a.status for a in outcome.alerts)
         e = self.exporter
         e.observe_outcome(outcome)
         for detector, seconds in outcome.scoring_seconds.items():
             e.scoring.labels(detector).observe(seconds)
-        now = time.time()
-        for message in messages:
-            if message.timestamp is not None:
-                e.latency.observe(max(now - message.timestamp, 0.0))
+        stamps = np.array([m.timestamp for m in messages if m.timestamp is not None], dtype=float)
+        e.latency.observe_many(np.maximum(time.time() - stamps, 0.0))
         e.set_lag(self.source.lag())
         for detector in self.engine.detectors:
             e.tracked.labels(detector.settings.name).set(len(detector.windows))

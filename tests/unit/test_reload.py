@@ -102,7 +102,7 @@ def test_a_new_version_is_swapped_in_when_due_keeping_windows_and_thresholds(sto
     assert len(running.detector.windows) == 1
     before, after = state_before["threshold"], state_after["threshold"]
     assert after["judged"] == before["judged"] > 0
-    np.testing.assert_array_equal(after["values"], before["values"])
+    np.testing.assert_array_equal(after["sums"], before["sums"])
     verdicts = running.feed("web-01/cpu", 60, 8).verdicts
     assert len(verdicts) == 2, "the window kept filling across the swap: the next ones are due every stride"
 
