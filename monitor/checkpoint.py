@@ -127,6 +127,11 @@ class Checkpoints:
         self.pending = True
         self._evicted.extend(evicted)
 
+    @property
+    def rebalancing(self) -> bool:
+        """Partitions were gained or lost and `sync` has not acted on it yet."""
+        return bool(self._gained or self._lost)
+
     def due(self) -> bool:
         return self.pending and self.clock() - self._last >= self.interval_s
 

@@ -58,6 +58,7 @@ class Config:
     scoring_threads: int = 1
     scoring_max_batch: int = 256
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+    scoring_overlap: bool = True
     source: str = "config.yaml"
 
     def detector(self, name: str) -> DetectorConfig:
@@ -116,6 +117,7 @@ def _parse(top: Section, base_dir: Path, environ: Mapping[str, str]) -> Config:
         scoring_threads=scoring.integer("threads", 1, 1, 64),
         scoring_max_batch=scoring.integer("max_batch", 256, 1),
         checkpoint=parse_checkpoint(top.section("checkpoint")),
+        scoring_overlap=scoring.flag("overlap", True),
         source=top.source,
     )
     for section in (inp, exporter, scoring, top):

@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import Any
 
 import numpy as np
@@ -18,10 +20,10 @@ import numpy as np
 from monitor.alerting import AlertSettings, AlertTracker
 from monitor.entities import EntityAssembler, Selector
 from monitor.errors import ModelError
-from monitor.records import Alert, Point, Rejected, Verdict
+from monitor.records import Alert, Point, Rejected
 from monitor.scoring import Scorer
 from monitor.threshold import ThresholdBank, ThresholdSettings
-from monitor.verdicts import VerdictBatch
+from monitor.verdicts import Outcome, VerdictBatch
 from monitor.windows import PointRules, WindowBatch, WindowStore
 
 _UNROUTED = object()
@@ -45,35 +47,6 @@ class DetectorSettings:
     """Join univariate series that share this label into one entity (see `monitor.entities`)."""
 
 
-@dataclass(slots=True)
-class Outcome:
-    """What one `process` call produced: verdicts and alerts detector by detector, each in input order."""
-
-    batches: list[VerdictBatch] = field(default_factory=list)
-    """The verdicts of each detector's scoring call, as columns."""
-    alerts: list[Alert] = field(default_factory=list)
-    scoring_seconds: dict[str, float] = field(default_factory=dict)
-    """Time of each detector's batched scoring call."""
-    evicted: list[tuple[str, str]] = field(default_factory=list)
-    """(detector, series) pairs evicted by `max_series`, so observers can drop them too."""
-
-    @property
-    def windows(self) -> int:
-        """Windows scored."""
-        return sum(len(b) for b in self.batches)
-
-    @property
-    def verdicts(self) -> list[Verdict]:
-        """One `Verdict` object per window (built on demand: the run loop itself uses `batches`)."""
-        return [v for b in self.batches for v in b.verdicts()]
-
-    def extend(self, other: Outcome) -> None:
-        self.batches.extend(other.batches)
-        self.alerts.extend(other.alerts)
-        self.scoring_seconds.update(other.scoring_seconds)
-        self.evicted.extend(other.evicted)
-
-
 class Detector:
     def __init__(self, settings: DetectorSettings, scorer: Scorer) -> None:
         _check_compatible(settings, scorer)
@@ -84,7 +57,9 @@ class Detector:
         self.windows = WindowStore(
             settings.window, settings.stride, settings.features, settings.max_series, self._forget, settings.points
         )
-        self._evicted: list[str] = []
+        self._evicted: SimpleQueue[str] = SimpleQueue()
+        """Series the windows evicted, forgotten by the next `score`: with `scoring.overlap` that runs in
+        the scoring thread, and the thresholds and alerts belong to it while the next poll is read."""
         self.selector = Selector(settings.series, settings.labels, settings.entity_label, settings.features)
         self.entities = (
             EntityAssembler(settings.entity_label, settings.features, settings.max_series)
@@ -106,8 +81,12 @@ class Detector:
 
     def score(self, windows: WindowBatch) -> Outcome:
         """Score a batch of windows in one call and run each result through threshold and alerting."""
-        outcome = Outcome(evicted=[(self.settings.name, s) for s in self._evicted])
-        self._evicted.clear()
+        outcome = Outcome()
+        while not self._evicted.empty():
+            series = self._evicted.get()
+            self.thresholds.forget(series)
+            self.alerts.forget(series)
+            outcome.evicted.append((self.settings.name, series))
         if not len(windows):
             return outcome
         data = windows.data
@@ -174,9 +153,7 @@ class Detector:
 
     def _forget(self, series: str) -> None:
         """An evicted series leaves nothing behind, so memory stays bounded by `max_series`."""
-        self.thresholds.forget(series)
-        self.alerts.forget(series)
-        self._evicted.append(series)
+        self._evicted.put(series)
 
 
 class Engine:
@@ -190,6 +167,12 @@ class Engine:
         """Routes of evicted series go with them; this bounds the ids that no detector wants."""
 
     def process(self, points: Iterable[Point]) -> Outcome:
+        """Route and window the points, score what became due, judge it: one poll, start to end."""
+        return self.finish(self.start(points))
+
+    def start(self, points: Iterable[Point], executor: Executor | None = None) -> list[Future[Outcome]]:
+        """Route and window the points, then score and judge the due windows, in `executor`'s thread when
+        given: the caller reads the next poll meanwhile (torch releases the GIL while it computes)."""
         ready = {id(d): WindowBatch(d.settings.window, len(d.settings.features)) for d in self.detectors}
         for point in points:
             detector = self._route(point.series, point.labels)
@@ -201,9 +184,20 @@ class Engine:
                 if point is None:
                     continue
             detector.windows.collect(point, ready[id(detector)])
-        outcome = Outcome()
+        futures = []
         for detector in self.detectors:
-            outcome.extend(detector.score(ready[id(detector)]))
+            if executor is not None:
+                futures.append(executor.submit(detector.score, ready[id(detector)]))
+            else:
+                futures.append(Future())
+                futures[-1].set_result(detector.score(ready[id(detector)]))
+        return futures
+
+    def finish(self, started: list[Future[Outcome]]) -> Outcome:
+        """Wait for what `start` began; a scoring error (a model that does not fit) is raised here."""
+        outcome = Outcome()
+        for future in started:
+            outcome.extend(future.result())
         for _, series in outcome.evicted:
             self._routes.pop(series, None)
         return outcome

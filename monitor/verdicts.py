@@ -1,4 +1,4 @@
-"""Verdicts of one detector's scoring call as columns: arrays, not one object per window.
+"""What one engine step produced: verdicts as columns (arrays, not one object per window), and the `Outcome`.
 
 At stride 1 a replica judges as many windows as it reads points, so the engine, the exporter and the
 alert tracker work on these columns; `Verdict` objects are built only for the few windows that need one
@@ -8,11 +8,11 @@ alert tracker work on these columns; `Verdict` objects are built only for the fe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from monitor.records import Verdict
+from monitor.records import Alert, Verdict
 
 
 @dataclass(slots=True)
@@ -99,3 +99,32 @@ class VerdictBatch:
 
     def verdicts(self) -> list[Verdict]:
         return [self.verdict(i) for i in range(len(self))]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one `process` call produced: verdicts and alerts detector by detector, each in input order."""
+
+    batches: list[VerdictBatch] = field(default_factory=list)
+    """The verdicts of each detector's scoring call, as columns."""
+    alerts: list[Alert] = field(default_factory=list)
+    scoring_seconds: dict[str, float] = field(default_factory=dict)
+    """Time of each detector's batched scoring call."""
+    evicted: list[tuple[str, str]] = field(default_factory=list)
+    """(detector, series) pairs evicted by `max_series`, so observers can drop them too."""
+
+    @property
+    def windows(self) -> int:
+        """Windows scored."""
+        return sum(len(b) for b in self.batches)
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        """One `Verdict` object per window (built on demand: the run loop itself uses `batches`)."""
+        return [v for b in self.batches for v in b.verdicts()]
+
+    def extend(self, other: Outcome) -> None:
+        self.batches.extend(other.batches)
+        self.alerts.extend(other.alerts)
+        self.scoring_seconds.update(other.scoring_seconds)
+        self.evicted.extend(other.evicted)

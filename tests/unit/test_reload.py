@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 
 from monitor.config import DetectorConfig
-from monitor.detector import Detector, DetectorSettings, Engine, Outcome
+from monitor.detector import Detector, DetectorSettings, Engine
 from monitor.model_config import ModelSettings, TrainingSettings
 from monitor.models import LoadedModel, TrainOptions, train_model
 from monitor.models.store import point_current, publish, signature
 from monitor.records import Point
 from monitor.reload import ModelReloader, load_scorer
 from monitor.threshold import ThresholdSettings
+from monitor.verdicts import Outcome
 
 from .seasonal_data import WINDOW, history, seasonal
 
