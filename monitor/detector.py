@@ -227,10 +227,13 @@ class Engine:
         detector = self._route(point.series, point.labels)
         if detector is None or detector.entities is not None:
             return None
-        features = detector.settings.features
-        if all(f in point.values for f in features):
+        values = point.values
+        for feature in detector.settings.features:
+            if feature not in values:
+                break
+        else:
             return None
-        missing = [f for f in features if f not in point.values]
+        missing = [f for f in detector.settings.features if f not in values]
         return Rejected(
             "missing_feature", f"series {point.series!r} lacks {missing} of detector {detector.settings.name!r}"
         )
