@@ -70,6 +70,8 @@ class ThresholdBank:
         self._slots: dict[str, int] = {}
         self._free: list[int] = []
         self._judged = np.zeros(0, dtype=np.int64)
+        self._ready = 0
+        """Live series whose `_judged` reached `warmup` (kept as a count: it is read after every poll)."""
         self._sums = np.zeros((0, self.n_blocks))
         self._squares = np.zeros((0, self.n_blocks))
         self._counts = np.zeros((0, self.n_blocks), dtype=np.int64)
@@ -102,17 +104,18 @@ class ThresholdBank:
         level = self._recent[slots].sum(axis=1) / np.minimum(seen + 1, self.settings.smoothing)
         anomalous = ~warming_up & (level > threshold)
         self._judged[slots] += 1
+        self._ready += int(np.count_nonzero(warming_up & (self._judged[slots] >= self.settings.warmup)))
         self._push(slots[~anomalous], level[~anomalous])
         return Judgements(threshold, anomalous, warming_up, level)
 
     def judged_enough(self) -> int:
         """Series past their warm-up: the ones that can alert."""
-        live = np.fromiter(self._slots.values(), dtype=np.int64, count=len(self._slots))
-        return int(np.count_nonzero(self._judged[live] >= self.settings.warmup))
+        return self._ready
 
     def forget(self, series: str) -> None:
         slot = self._slots.pop(series, None)
         if slot is not None:
+            self._ready -= int(self._judged[slot] >= self.settings.warmup)
             self._free.append(slot)
 
     def snapshot(self, series: str) -> dict[str, Any] | None:
@@ -147,7 +150,9 @@ class ThresholdBank:
         recent = np.asarray(state.get("recent", ()), dtype=float)[-self.settings.smoothing :]
         self._recent[slot, : len(recent)] = recent
         self._seen[slot] = len(recent)
+        was_ready = self._judged[slot] >= self.settings.warmup
         self._judged[slot] = int(state["judged"])
+        self._ready += int(self._judged[slot] >= self.settings.warmup) - int(was_ready)
         return True
 
     def _from_values(self, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -170,6 +175,7 @@ class ThresholdBank:
             array[slot] = array[self._seed]
         self._judged[slot] = self._seen[slot] = 0
         self._recent[slot] = 0.0
+        self._ready += int(self.settings.warmup == 0)
         return slot
 
     def _grow(self) -> None:

@@ -206,3 +206,18 @@ def test_statistics_in_blocks_of_another_size_are_not_restored():
     target = bank(history=2000, warmup=5)
     assert not target.restore("a", source.snapshot("a"))
     assert target.judge("a", 1.0).warming_up, "the series starts over"
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 3])
+def test_the_count_of_series_past_warm_up_follows_judging_forgetting_and_restoring(warmup):
+    b = bank(warmup=warmup)
+    for _ in range(2):
+        b.judge_many(["a", "b", "c"], np.array([1.0, 1.0, 1.0]))
+    b.judge("a", 1.0)
+    ready = lambda: sum(int(b.snapshot(s)["judged"] >= warmup) for s in "abc" if b.snapshot(s))  # noqa: E731
+    assert b.judged_enough() == ready()
+    b.forget("b")
+    assert b.judged_enough() == ready()
+    b.restore("b", b.snapshot("a"))
+    b.restore("b", b.snapshot("a"))
+    assert b.judged_enough() == ready()
