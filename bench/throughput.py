@@ -5,8 +5,8 @@
 (a) raw consume: kafka-python + decoding only, the ceiling for anything that reads the topic;
 (b) the scorer alone on pre-built batches of 256 windows, and per backend (torch, ONNX Runtime) at batch 1
     and 256 with one and two threads;
-(c) the daemon's own loop (KafkaSource → decode → engine → KafkaSink → commit) at stride 1 and at the
-    default stride;
+(c) the daemon as `monitor run` builds it (checkpoints, reload, HTTP endpoint) at stride 1 and at the
+    given stride, with scoring overlapping the next poll and without;
 (d) the naive loop: one forward call per incoming point.
 It prints points/s and windows/s for each, the FLOP ceiling it measures, and one line of ratios.
 """
@@ -22,15 +22,11 @@ import torch
 from common import bootstrap, fresh, median_rate, produce_file, stream_file, table, timed, train_small
 from kafka import KafkaConsumer
 
-from monitor.config import KafkaSettings, parse_config
+from monitor.config import parse_config
+from monitor.daemon import build_service
 from monitor.decoding import decode_json
 from monitor.demo import StreamSpec
-from monitor.detector import Detector, Engine
-from monitor.exporter import Exporter
-from monitor.health import Health
-from monitor.kafka_io import KafkaSink, KafkaSource
 from monitor.models import TorchScorer
-from monitor.service import Service
 
 
 def flops_per_window(window: int, hidden: int, features: int = 1) -> float:
@@ -92,25 +88,48 @@ def backends(model: Path, window: int) -> dict[tuple[int, int], tuple[float, flo
     return rates
 
 
-def daemon_loop(server: str, topic: str, model: Path, window: int, stride: int, limit: int) -> tuple[int, int, float]:
-    """The service's own step() over `limit` records; returns (points, windows, seconds)."""
-    config = parse_config({"detectors": [{"window": window, "stride": stride, "model": {"path": str(model)}}]})
-    kafka = KafkaSettings(
-        bootstrap_servers=server, metrics_topic=topic, alert_topic=fresh("alerts"),
-        dead_letter_topic=fresh("dlq"), group_id=fresh("e2e"),
+def daemon_loop(
+    server: str,
+    topic: str,
+    model: Path,
+    window: int,
+    stride: int,
+    limit: int,
+    overlap: bool = True,
+    checkpoint: bool = True,
+) -> tuple[int, int, float]:
+    """`monitor run` as shipped (`build_service`: checkpoints, model reload, HTTP endpoint) over `limit`
+    records; returns (points, windows, seconds from the first record to the last commit)."""
+    config = parse_config(
+        {
+            "kafka": {
+                "bootstrap_servers": server, "metrics_topic": topic, "group_id": fresh("e2e"),
+                "alert_topic": fresh("alerts"), "dead_letter_topic": fresh("dlq"),
+            },
+            "exporter": {"listen": "127.0.0.1:0"},
+            "scoring": {"overlap": overlap},
+            "checkpoint": {"enabled": checkpoint},
+            "detectors": [{"window": window, "stride": stride, "model": {"path": str(model)}}],
+        }
     )  # fmt: skip
-    engine = Engine([Detector(config.detectors[0].settings, TorchScorer.from_path(model))])
-    service = Service(engine, KafkaSource(kafka), KafkaSink(kafka), Exporter(), Health())
-    started = None
-    while service.summary.messages < limit:
-        messages = service.source.poll()
-        if messages:
-            started = started or time.perf_counter()
-        service.step(messages)
-    seconds = time.perf_counter() - (started or time.perf_counter())
-    service.source.close()
-    service.sink.close()
-    return service.summary.points, service.summary.windows_scored, seconds
+    service, release = build_service(config)
+    read, started, polled = service.source.poll, [], [0]
+
+    def poll() -> list:
+        if polled[0] >= limit:
+            service.stop.set()
+            return []
+        messages = read()
+        if messages and not started:
+            started.append(time.perf_counter())
+        polled[0] += len(messages)
+        return messages
+
+    service.source.poll = poll  # type: ignore[method-assign]
+    summary = service.run()
+    seconds = time.perf_counter() - started[0]
+    release()
+    return summary.points, summary.windows_scored, seconds
 
 
 def naive(scorer: TorchScorer, window: int, count: int = 2000) -> float:
@@ -158,6 +177,7 @@ def main() -> None:
     backend_rates = backends(model, args.window)
     p1, w1, s1 = daemon_loop(server, topic, model, args.window, 1, min(args.stride1_records, total))
     pd, wd, sd = daemon_loop(server, topic, model, args.window, args.stride, total)
+    ps, ws, ss = daemon_loop(server, topic, model, args.window, args.stride, total, overlap=False)
     naive_rate = naive(scorer, args.window)
 
     rows = [
@@ -170,6 +190,7 @@ def main() -> None:
         ),
         ("(c) daemon loop, stride 1", f"{p1 / s1:,.0f}", f"{w1 / s1:,.0f}"),
         (f"(c) daemon loop, stride {args.stride}", f"{pd / sd:,.0f}", f"{wd / sd:,.0f}"),
+        (f"(c) daemon loop, stride {args.stride}, overlap off", f"{ps / ss:,.0f}", f"{ws / ss:,.0f}"),
         ("(d) naive, one forward per point", f"{naive_rate:,.0f}", f"{naive_rate:,.0f}"),
     ]
     print(table(rows))
@@ -181,7 +202,7 @@ def main() -> None:
         f"ratios: e2e_stride1/scorer={w1 / s1 / scorer_rate:.2f} "
         f"e2e_default/raw_consume={pd / sd / raw:.2f} "
         f"e2e_stride1/naive={p1 / s1 / naive_rate:.1f} e2e_default/naive={pd / sd / naive_rate:.1f} "
-        f"e2e_stride1/flop_ceiling={w1 / s1 / ceiling:.2f} "
+        f"e2e_stride1/flop_ceiling={w1 / s1 / ceiling:.2f} overlap_on/off={pd / sd / (ps / ss):.2f} "
         + " ".join(f"onnx/torch_b{b}_t{t}={r[1] / r[0]:.2f}" for (t, b), r in backend_rates.items())
     )
 

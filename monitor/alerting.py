@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from monitor.records import Alert, Verdict, alert_id
+from monitor.verdicts import VerdictBatch
 
 TOP_FEATURES = 3
 
@@ -27,66 +30,107 @@ class AlertSettings:
     """Score / threshold at or above which the severity is critical instead of warning."""
 
 
-@dataclass(slots=True)
-class _SeriesState:
-    above: int = 0
-    below: int = 0
-    first_above: Verdict | None = None
-    firing: Alert | None = None
-
-
 class AlertTracker:
-    """Follows every series of one detector and emits an `Alert` when one fires or resolves."""
+    """Follows every series of one detector and emits an `Alert` when one fires or resolves.
+
+    The counts of every series live in arrays indexed by slot, so a batch of verdicts is followed with a
+    few numpy operations; `Alert` objects exist only for open alerts and the events themselves.
+    """
 
     def __init__(self, detector: str, settings: AlertSettings) -> None:
         self.detector = detector
         self.settings = settings
-        self._series: dict[str, _SeriesState] = {}
+        self._slots: dict[str, int] = {}
+        self._free: list[int] = []
+        self._above = np.zeros(0, dtype=np.int64)
+        self._below = np.zeros(0, dtype=np.int64)
+        self._first = np.zeros(0)
+        """Window end of the first of the current run of anomalous verdicts: the alert's `started_at`."""
+        self._open = np.zeros(0, dtype=bool)
+        self._firing: dict[int, Alert] = {}
 
     def observe(self, verdict: Verdict, model_version: str) -> Alert | None:
-        state = self._series.setdefault(verdict.series, _SeriesState())
-        if verdict.warming_up:
-            return None
-        if verdict.anomalous:
-            state.below = 0
-            state.above += 1
-            if state.above == 1:
-                state.first_above = verdict
-            if state.firing is None and state.above >= self.settings.for_windows:
-                state.firing = self._firing(state, verdict, model_version)
-                return state.firing
-            return None
-        state.above = 0
-        state.below += 1
-        if state.firing is not None and state.below >= self.settings.resolve_after:
-            resolved = self._resolved(state.firing, verdict)
-            state.firing = None
-            return resolved
-        return None
+        """Follow one verdict (`observe_many` for a batch of one)."""
+        batch = VerdictBatch.of([verdict], tuple(verdict.feature_shares))
+        events = self.observe_many(batch, np.array([0]), model_version)
+        return events[0][1] if events else None
+
+    def observe_many(self, batch: VerdictBatch, rows: np.ndarray, model_version: str) -> list[tuple[int, Alert]]:
+        """Follow the verdicts of `rows` (each of another series); returns (row, alert) per event."""
+        rows = rows[~batch.warming_up[rows]]
+        slots = np.array([self._slot(batch.series[i]) for i in rows], dtype=np.int64)
+        anomalous = batch.anomalous[rows]
+        above = np.where(anomalous, self._above[slots] + 1, 0)
+        below = np.where(anomalous, 0, self._below[slots] + 1)
+        self._above[slots], self._below[slots] = above, below
+        started = anomalous & (above == 1)
+        self._first[slots[started]] = batch.ts[rows[started]]
+        is_open = self._open[slots]
+        fire = anomalous & ~is_open & (above >= self.settings.for_windows)
+        resolve = ~anomalous & is_open & (below >= self.settings.resolve_after)
+        events = []
+        for j in np.flatnonzero(fire | resolve):
+            slot, verdict = int(slots[j]), batch.verdict(int(rows[j]))
+            if fire[j]:
+                alert = self._firing[slot] = self._fired(float(self._first[slot]), verdict, model_version)
+            else:
+                alert = self._resolved(self._firing.pop(slot), verdict)
+            self._open[slot] = bool(fire[j])
+            events.append((int(rows[j]), alert))
+        return events
 
     def firing(self) -> list[Alert]:
         """The alerts open right now."""
-        return [s.firing for s in self._series.values() if s.firing is not None]
+        return list(self._firing.values())
 
     def forget(self, series: str) -> None:
-        self._series.pop(series, None)
+        slot = self._slots.pop(series, None)
+        if slot is not None:
+            self._firing.pop(slot, None)
+            self._free.append(slot)
 
     def snapshot(self, series: str) -> dict[str, Any] | None:
-        """The series' alert state (counts, first anomalous verdict, open alert) for `restore`, so an alert
-        open before a restart resolves with its own id afterwards instead of firing again."""
-        state = self._series.get(series)
-        if state is None:
+        """The series' alert state (counts, start of the anomalous run, open alert) for `restore`, so an
+        alert open before a restart resolves with its own id afterwards instead of firing again."""
+        slot = self._slots.get(series)
+        if slot is None:
             return None
-        return {"above": state.above, "below": state.below, "first_above": state.first_above, "firing": state.firing}
+        return {
+            "above": int(self._above[slot]),
+            "below": int(self._below[slot]),
+            "first_above_ts": float(self._first[slot]),
+            "firing": self._firing.get(slot),
+        }
 
     def restore(self, series: str, state: Mapping[str, Any]) -> None:
-        self._series[series] = _SeriesState(
-            int(state["above"]), int(state["below"]), state["first_above"], state["firing"]
-        )
+        self.forget(series)
+        slot = self._slot(series)
+        self._above[slot], self._below[slot] = int(state["above"]), int(state["below"])
+        if "first_above" in state:  # written before the start was kept as a time: the whole verdict
+            self._first[slot] = state["first_above"].ts if state["first_above"] is not None else 0.0
+        else:
+            self._first[slot] = float(state["first_above_ts"])
+        if state["firing"] is not None:
+            self._firing[slot] = state["firing"]
+        self._open[slot] = state["firing"] is not None
 
-    def _firing(self, state: _SeriesState, verdict: Verdict, model_version: str) -> Alert:
-        assert state.first_above is not None
-        started_at = state.first_above.ts
+    def _slot(self, series: str) -> int:
+        slot = self._slots.get(series)
+        if slot is not None:
+            return slot
+        if not self._free:
+            size = len(self._open)
+            extra = max(16, size)
+            for name in ("_above", "_below", "_first", "_open"):
+                array = getattr(self, name)
+                setattr(self, name, np.concatenate([array, np.zeros(extra, dtype=array.dtype)]))
+            self._free.extend(range(size + extra - 1, size - 1, -1))
+        slot = self._slots[series] = self._free.pop()
+        self._above[slot] = self._below[slot] = 0
+        self._open[slot] = False
+        return slot
+
+    def _fired(self, started_at: float, verdict: Verdict, model_version: str) -> Alert:
         return Alert(
             alert_id=alert_id(self.detector, verdict.series, started_at),
             status="firing",

@@ -127,6 +127,11 @@ class Checkpoints:
         self.pending = True
         self._evicted.extend(evicted)
 
+    @property
+    def rebalancing(self) -> bool:
+        """Partitions were gained or lost and `sync` has not acted on it yet."""
+        return bool(self._gained or self._lost)
+
     def due(self) -> bool:
         return self.pending and self.clock() - self._last >= self.interval_s
 
@@ -141,23 +146,35 @@ class Checkpoints:
     def admit(self, message: Message, points: list[Point]) -> list[Point]:
         """The points of `message` that are not already in their series' restored state; marks the rest
         changed, to be written by the next `write`."""
-        kept = []
-        for point in points:
-            origin = self._origins.get(point.series)
-            if origin is not None and origin.partition == message.partition and message.offset < origin.next_offset:
-                self.counts["replayed"] += 1
-            else:
-                kept.append(point)
+        kept = [p for p in points if not self._replayed(p, message)]
         for point in kept:
-            detector = self.engine.owner(point.series, point.labels)
-            if detector is None or detector.entities is not None:
-                continue  # no detector wants it, or it joins an entity (entity state is not checkpointed)
             origin = self._origins.get(point.series)
-            if origin is not None and origin.partition != message.partition:
-                self._tombstone(point.series, origin.partition)  # the producer re-keyed the series
-            self._origins[point.series] = _Origin(message.partition, message.offset + 1, detector)
+            if origin is not None and origin.partition == message.partition:
+                origin.next_offset = message.offset + 1  # the usual case: the series' next record
+            elif not self._track(point, message):
+                continue
             self._dirty.add(point.series)
         return kept
+
+    def _replayed(self, point: Point, message: Message) -> bool:
+        """The point is already in its series' restored state (counted)."""
+        origin = self._origins.get(point.series)
+        if origin is not None and origin.partition == message.partition and message.offset < origin.next_offset:
+            self.counts["replayed"] += 1
+            return True
+        return False
+
+    def _track(self, point: Point, message: Message) -> bool:
+        """Start following a series (first point, or re-keyed to another partition); False when its state
+        is not checkpointed (no detector wants it, or it joins an entity: entity state is not checkpointed)."""
+        detector = self.engine.owner(point.series, point.labels)
+        if detector is None or detector.entities is not None:
+            return False
+        origin = self._origins.get(point.series)
+        if origin is not None:
+            self._tombstone(point.series, origin.partition)  # the producer re-keyed the series
+        self._origins[point.series] = _Origin(message.partition, message.offset + 1, detector)
+        return True
 
     def write(self) -> int:
         """Queue the state of every series changed since the last call, and tombstones for evicted

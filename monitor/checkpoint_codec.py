@@ -1,7 +1,8 @@
 """The checkpoint record: one series' engine state as bytes, exact to the last bit, and back.
 
 JSON, so a person can read a changelog record with the console consumer. Arrays are base64 of their
-float64 bytes and floats are written by `repr`, so a restored series computes exactly what it would have
+float64 bytes, floats are written in their shortest exact form (orjson; non-finite ones tagged), so a
+restored series computes exactly what it would have
 computed without the restart, and the alerts of the two runs carry the same ids. Verdicts and alerts in
 the alert state are tagged objects; anything else in a state is plain JSON.
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
+import orjson
 
 from monitor.records import Alert, Verdict
 
@@ -31,7 +34,7 @@ class StateRecord:
 
 def encode_state(detector: str, partition: int, offset: int, state: dict[str, Any]) -> bytes:
     doc = {"schema": SCHEMA, "detector": detector, "partition": partition, "offset": offset, "state": state}
-    return json.dumps(doc, default=_tag, separators=(",", ":")).encode()
+    return orjson.dumps(_finite(doc), default=_tag, option=orjson.OPT_PASSTHROUGH_DATACLASS)
 
 
 def decode_state(raw: bytes) -> StateRecord:
@@ -40,6 +43,17 @@ def decode_state(raw: bytes) -> StateRecord:
     if doc.get("schema") != SCHEMA:
         raise ValueError(f"not a {SCHEMA} record (schema {doc.get('schema')!r})")
     return StateRecord(str(doc["detector"]), int(doc["partition"]), int(doc["offset"]), doc["state"])
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no inf or NaN (orjson would write null): such floats become tagged strings."""
+    if type(value) is float:
+        return value if math.isfinite(value) else {"__float__": repr(value)}
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _tag(value: Any) -> Any:
@@ -54,6 +68,8 @@ def _tag(value: Any) -> Any:
 
 
 def _untag(doc: dict[str, Any]) -> Any:
+    if "__float__" in doc:
+        return float(doc["__float__"])
     if "__array__" in doc:
         flat = np.frombuffer(base64.b64decode(doc["f8"]), dtype="<f8")
         return flat.reshape(doc["__array__"]).astype(float)

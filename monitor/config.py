@@ -61,6 +61,7 @@ class Config:
     scoring_max_batch: int = 256
     scoring_backend: str = "torch"
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
+    scoring_overlap: bool = True
     source: str = "config.yaml"
 
     def detector(self, name: str) -> DetectorConfig:
@@ -120,6 +121,7 @@ def _parse(top: Section, base_dir: Path, environ: Mapping[str, str]) -> Config:
         scoring_max_batch=scoring.integer("max_batch", 256, 1),
         scoring_backend=scoring.text("backend", "torch", SCORING_BACKENDS),
         checkpoint=parse_checkpoint(top.section("checkpoint")),
+        scoring_overlap=scoring.flag("overlap", True),
         source=top.source,
     )
     for section in (inp, exporter, scoring, top):

@@ -11,6 +11,7 @@ from monitor import __version__
 from monitor.checkpoint import Checkpoints
 from monitor.config import Config
 from monitor.detector import Detector, Engine
+from monitor.edges import Sink, Source, Task
 from monitor.exporter import Exporter
 from monitor.formats import REASONS, decoder
 from monitor.health import Health
@@ -18,7 +19,7 @@ from monitor.http_server import scheme, serve
 from monitor.logs import event
 from monitor.reload import ModelReloader, load_scorer
 from monitor.retraining import Retrainer
-from monitor.service import Service, Sink, Source, Task
+from monitor.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,10 @@ def build_service(config: Config, input_path: str | None = None) -> tuple[Servic
         raise
     decode = decoder(config.input_format, config.max_message_bytes, config.input_options)
     tasks = _tasks(config, engine, exporter)
-    service = Service(engine, source, sink, exporter, health, decode, transient, tasks, checkpoints)
+    service = Service(
+        engine, source, sink, exporter, health, decode, transient, tasks, checkpoints,
+        overlap=config.scoring_overlap, commit_interval_s=config.checkpoint.interval_s,
+    )  # fmt: skip
     return service, server.shutdown
 
 

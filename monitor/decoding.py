@@ -107,6 +107,28 @@ def _lenient(text: str, error: Exception) -> Any:
 
 
 def _point(doc: Any, where: str, record_ts: float | None) -> Point:
+    """A point from one object: the common shape is taken after a few type checks, anything else (and
+    every bad input) goes through `_checked_point`, which names the field at fault."""
+    if type(doc) is dict:
+        series, ts, value, labels = doc.get("series"), doc.get("ts"), doc.get("value"), doc.get("labels")
+        if (
+            type(series) is str
+            and type(ts) in _NUMBERS
+            and type(value) in _NUMBERS
+            and (labels is None or (type(labels) is dict and all(type(v) is str for v in labels.values())))
+            and "values" not in doc
+            and MIN_TS <= ts <= MAX_TS
+            and math.isfinite(value)
+            and series.strip()
+        ):
+            return Point(series, float(ts), {UNIVARIATE: float(value)}, labels or {})
+    return _checked_point(doc, where, record_ts)
+
+
+_NUMBERS = (int, float)
+
+
+def _checked_point(doc: Any, where: str, record_ts: float | None) -> Point:
     if not isinstance(doc, dict):
         raise Bad("not_an_object", f"{where.rstrip('.') or 'message'}: must be a JSON object, got {show(doc)}")
     series = doc.get("series")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from queue import SimpleQueue
 from typing import Any
 
 import numpy as np
@@ -18,12 +20,12 @@ import numpy as np
 from monitor.alerting import AlertSettings, AlertTracker
 from monitor.entities import EntityAssembler, Selector
 from monitor.errors import ModelError
-from monitor.records import Alert, Point, Rejected, Verdict, Window
+from monitor.records import Alert, Point, Rejected
 from monitor.scoring import Scorer
 from monitor.threshold import ThresholdBank, ThresholdSettings
-from monitor.windows import PointRules, WindowStore
+from monitor.verdicts import Outcome, VerdictBatch
+from monitor.windows import PointRules, WindowBatch, WindowStore
 
-MAX_ROUTES = 200_000
 _UNROUTED = object()
 
 
@@ -45,24 +47,6 @@ class DetectorSettings:
     """Join univariate series that share this label into one entity (see `monitor.entities`)."""
 
 
-@dataclass(slots=True)
-class Outcome:
-    """What one `process` call produced: verdicts and alerts detector by detector, each in input order."""
-
-    verdicts: list[Verdict] = field(default_factory=list)
-    alerts: list[Alert] = field(default_factory=list)
-    scoring_seconds: dict[str, float] = field(default_factory=dict)
-    """Time of each detector's batched scoring call."""
-    evicted: list[tuple[str, str]] = field(default_factory=list)
-    """(detector, series) pairs evicted by `max_series`, so observers can drop them too."""
-
-    def extend(self, other: Outcome) -> None:
-        self.verdicts.extend(other.verdicts)
-        self.alerts.extend(other.alerts)
-        self.scoring_seconds.update(other.scoring_seconds)
-        self.evicted.extend(other.evicted)
-
-
 class Detector:
     def __init__(self, settings: DetectorSettings, scorer: Scorer) -> None:
         _check_compatible(settings, scorer)
@@ -73,9 +57,9 @@ class Detector:
         self.windows = WindowStore(
             settings.window, settings.stride, settings.features, settings.max_series, self._forget, settings.points
         )
-        self._judged: set[str] = set()
-        """Tracked series past their warm-up; the others cannot alert yet (see `warming_up`)."""
-        self._evicted: list[str] = []
+        self._evicted: SimpleQueue[str] = SimpleQueue()
+        """Series the windows evicted, forgotten by the next `score`: with `scoring.overlap` that runs in
+        the scoring thread, and the thresholds and alerts belong to it while the next poll is read."""
         self.selector = Selector(settings.series, settings.labels, settings.entity_label, settings.features)
         self.entities = (
             EntityAssembler(settings.entity_label, settings.features, settings.max_series)
@@ -95,30 +79,38 @@ class Detector:
         _check_compatible(self.settings, scorer)
         self.scorer = scorer
 
-    def score(self, windows: Sequence[Window]) -> Outcome:
+    def score(self, windows: WindowBatch) -> Outcome:
         """Score a batch of windows in one call and run each result through threshold and alerting."""
-        outcome = Outcome(evicted=[(self.settings.name, s) for s in self._evicted])
-        self._evicted.clear()
-        if not windows:
+        outcome = Outcome()
+        while not self._evicted.empty():
+            series = self._evicted.get()
+            self.thresholds.forget(series)
+            self.alerts.forget(series)
+            outcome.evicted.append((self.settings.name, series))
+        if not len(windows):
             return outcome
-        batch = np.stack([w.data for w in windows])
+        data = windows.data
         started = time.perf_counter()
-        result = self.scorer.score([w.series for w in windows], batch)
+        result = self.scorer.score(windows.series, data)
         outcome.scoring_seconds[self.settings.name] = time.perf_counter() - started
-        for window, score, errors in zip(windows, result.scores, result.feature_errors, strict=True):
-            verdict = self._verdict(window, float(score), errors)
-            outcome.verdicts.append(verdict)
-            if not verdict.warming_up:
-                self._judged.add(window.series)
-            alert = self.alerts.observe(verdict, self.scorer.version)
-            if alert is not None:
-                outcome.alerts.append(alert)
+        batch = VerdictBatch.empty(
+            self.settings.name, self.settings.features, windows.series, windows.labels, windows.start,
+            windows.end, data[:, -1, :].copy(), result.feature_errors,
+        )  # fmt: skip
+        events: list[tuple[int, Alert]] = []
+        for rows in _rounds(windows.series):
+            judged = self.thresholds.judge_many([windows.series[i] for i in rows], result.scores[rows])
+            batch.score[rows], batch.threshold[rows] = judged.score, judged.threshold
+            batch.anomalous[rows], batch.warming_up[rows] = judged.anomalous, judged.warming_up
+            events.extend(self.alerts.observe_many(batch, rows, self.scorer.version))
+        outcome.batches.append(batch)
+        outcome.alerts.extend(alert for _, alert in sorted(events, key=lambda e: e[0]))
         return outcome
 
     def warming_up(self) -> int:
         """Tracked series that cannot alert yet (window still filling, or threshold warm-up): the usual
         answer to "why is there no output?"."""
-        return len(self.windows) - len(self._judged)
+        return len(self.windows) - self.thresholds.judged_enough()
 
     def snapshot(self, series: str) -> dict[str, Any] | None:
         """Everything the detector keeps about a series (None if untracked), for a checkpoint."""
@@ -140,8 +132,6 @@ class Detector:
         self.thresholds.forget(series)
         if state["threshold"] is not None and state["model_version"] == self.scorer.version:
             self.thresholds.restore(series, state["threshold"])
-            if state["threshold"]["judged"] >= self.settings.threshold.warmup:
-                self._judged.add(series)
         self.alerts.forget(series)
         if state["alert"] is not None:
             self.alerts.restore(series, state["alert"])
@@ -160,34 +150,10 @@ class Detector:
         self.windows.forget(series)
         self.thresholds.forget(series)
         self.alerts.forget(series)
-        self._judged.discard(series)
 
     def _forget(self, series: str) -> None:
         """An evicted series leaves nothing behind, so memory stays bounded by `max_series`."""
-        self.thresholds.forget(series)
-        self.alerts.forget(series)
-        self._judged.discard(series)
-        self._evicted.append(series)
-
-    def _verdict(self, window: Window, score: float, errors: np.ndarray) -> Verdict:
-        judgement = self.thresholds.judge(window.series, score)
-        total = float(errors.sum())
-        shares = {
-            f: (float(e) / total if total > 0 else 0.0) for f, e in zip(self.settings.features, errors, strict=True)
-        }
-        return Verdict(
-            detector=self.settings.name,
-            series=window.series,
-            ts=window.end_ts,
-            window_start=window.start_ts,
-            score=judgement.score,
-            threshold=judgement.threshold,
-            anomalous=judgement.anomalous,
-            warming_up=judgement.warming_up,
-            labels=window.labels,
-            feature_shares=shares,
-            values={f: float(v) for f, v in zip(self.settings.features, window.data[-1], strict=True)},
-        )
+        self._evicted.put(series)
 
 
 class Engine:
@@ -197,9 +163,17 @@ class Engine:
         self.detectors = list(detectors)
         self.unmatched = 0
         self._routes: dict[str, Detector | None] = {}
+        self._max_routes = 2 * sum(d.settings.max_series for d in self.detectors) + 1000
+        """Routes of evicted series go with them; this bounds the ids that no detector wants."""
 
     def process(self, points: Iterable[Point]) -> Outcome:
-        ready: dict[int, list[Window]] = {}
+        """Route and window the points, score what became due, judge it: one poll, start to end."""
+        return self.finish(self.start(points))
+
+    def start(self, points: Iterable[Point], executor: Executor | None = None) -> list[Future[Outcome]]:
+        """Route and window the points, then score and judge the due windows, in `executor`'s thread when
+        given: the caller reads the next poll meanwhile (torch releases the GIL while it computes)."""
+        ready = {id(d): WindowBatch(d.settings.window, len(d.settings.features)) for d in self.detectors}
         for point in points:
             detector = self._route(point.series, point.labels)
             if detector is None:
@@ -209,12 +183,23 @@ class Engine:
                 point = detector.entities.add(point)
                 if point is None:
                     continue
-            windows = detector.windows.push(point)
-            if windows:
-                ready.setdefault(id(detector), []).extend(windows)
-        outcome = Outcome()
+            detector.windows.collect(point, ready[id(detector)])
+        futures = []
         for detector in self.detectors:
-            outcome.extend(detector.score(ready.get(id(detector), [])))
+            if executor is not None:
+                futures.append(executor.submit(detector.score, ready[id(detector)]))
+            else:
+                futures.append(Future())
+                futures[-1].set_result(detector.score(ready[id(detector)]))
+        return futures
+
+    def finish(self, started: list[Future[Outcome]]) -> Outcome:
+        """Wait for what `start` began; a scoring error (a model that does not fit) is raised here."""
+        outcome = Outcome()
+        for future in started:
+            outcome.extend(future.result())
+        for _, series in outcome.evicted:
+            self._routes.pop(series, None)
         return outcome
 
     def dropped(self) -> Counter[str]:
@@ -242,9 +227,13 @@ class Engine:
         detector = self._route(point.series, point.labels)
         if detector is None or detector.entities is not None:
             return None
-        missing = [f for f in detector.settings.features if f not in point.values]
-        if not missing:
+        values = point.values
+        for feature in detector.settings.features:
+            if feature not in values:
+                break
+        else:
             return None
+        missing = [f for f in detector.settings.features if f not in values]
         return Rejected(
             "missing_feature", f"series {point.series!r} lacks {missing} of detector {detector.settings.name!r}"
         )
@@ -257,10 +246,26 @@ class Engine:
         """The owner of a series, decided on its first point (labels included) and cached by series id."""
         route = self._routes.get(series, _UNROUTED)
         if route is _UNROUTED:
-            if len(self._routes) >= MAX_ROUTES:
+            if len(self._routes) >= self._max_routes:
                 self._routes.clear()  # a cache: ever-new series ids must not grow it without bound
             route = self._routes[series] = next((d for d in self.detectors if d.matches(series, labels)), None)
         return route  # type: ignore[return-value]
+
+
+def _rounds(series: Sequence[str]) -> list[np.ndarray]:
+    """Rows grouped so that no series appears twice in a group, in order: the k-th window of every series
+    is judged in round k, after its earlier windows (a threshold learns from each judgement)."""
+    if len(set(series)) == len(series):
+        return [np.arange(len(series))]
+    seen: Counter[str] = Counter()
+    rounds: list[list[int]] = []
+    for i, name in enumerate(series):
+        k = seen[name]
+        seen[name] += 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(i)
+    return [np.array(r) for r in rounds]
 
 
 def _check_compatible(settings: DetectorSettings, scorer: Scorer) -> None:

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config import DetectorConfig
-from monitor.detector import Detector, Outcome
+from monitor.detector import Detector
 from monitor.errors import ModelError
 from monitor.logs import event
 from monitor.records import Point
 from monitor.scoring import Scorer
+from monitor.verdicts import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,11 @@ from collections.abc import Callable
 import numpy as np
 
 from monitor.config import DetectorConfig
-from monitor.detector import Detector, Engine, Outcome
+from monitor.detector import Detector, Engine
 from monitor.entities import EntityAssembler
 from monitor.logs import event
 from monitor.records import Point
+from monitor.verdicts import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,11 @@
 """The run loop: poll → decode → detect → publish → flush → commit → export.
 
-Sources and sinks are small protocols so the same loop serves Kafka and files. The order of the last
-steps is the delivery guarantee: offsets are committed only after the sink has flushed the alerts and
-dead letters of the polled records, so a crash anywhere replays records rather than losing them.
+Sources and sinks are small protocols (`monitor.edges`) so the same loop serves Kafka and files. The order
+of the last steps is the delivery guarantee: offsets are committed only after the sink has flushed the
+alerts and dead letters of the polled records, so a crash anywhere replays records rather than losing them.
+With `overlap`, a poll's windows are scored and judged in a thread while the loop reads the next poll;
+that poll is taken in only after the previous one is finished, and offsets and checkpoints are written
+every `commit_interval_s` (or checkpoint interval) in a step with nothing in flight.
 A poll, commit, flush or restore that fails with a transient error (the broker did not answer) is retried
 with backoff while `/readyz` says why; a loop that stops polling shows in `/healthz`. With `checkpoints`,
 changed series' state is acknowledged before each commit and restored on assignment (`monitor.checkpoint`).
@@ -15,18 +18,22 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
 
 from monitor.checkpoint import Checkpoints
 from monitor.decoding import decode_json
-from monitor.detector import Engine, Outcome
+from monitor.detector import Engine
+from monitor.edges import Sink, Source, Summary, Task
 from monitor.exporter import Exporter
 from monitor.formats import Decoder
 from monitor.health import Health
 from monitor.logs import event
-from monitor.records import Alert, Message, Point, Rejected, format_ts
+from monitor.records import Message, Point, Rejected, format_ts
 from monitor.state_metrics import StateMetrics
+from monitor.verdicts import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -34,53 +41,13 @@ BACKOFF_S = (0.5, 30.0)
 """First and longest wait after the broker did not answer; it doubles in between."""
 
 
-class Source(Protocol):
-    def poll(self) -> list[Message] | None:
-        """A batch of messages (maybe empty); None when a finite source is exhausted."""
-        ...
-
-    def assigned(self) -> bool: ...
-
-    def commit(self) -> None: ...
-
-    def lag(self) -> dict[tuple[str, int], int]: ...
-
-    def close(self) -> None: ...
-
-
-class Task(Protocol):
-    def after_step(self, points: list[Point], outcome: Outcome) -> None:
-        """Called after each polled batch (an empty one too), between polls, in the loop thread."""
-        ...
-
-
-class Sink(Protocol):
-    def publish(self, alert: Alert) -> None: ...
-
-    def dead_letter(self, message: Message, rejected: Rejected) -> None: ...
-
-    def flush(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
 @dataclass(slots=True)
-class Summary:
-    """What a run did, printed at the end and used by the demo and the tests."""
+class _Started:
+    """A poll taken in: its points are windowed, their scoring may still run in the scoring thread."""
 
-    messages: int = 0
-    points: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-    windows_scored: int = 0
-    alerts: Counter[str] = field(default_factory=Counter)
-
-    def line(self) -> str:
-        rejected = sum(self.rejected.values())
-        return (
-            f"messages={self.messages} points={self.points} rejected={rejected} "
-            f"windows_scored={self.windows_scored} alerts_firing={self.alerts['firing']} "
-            f"alerts_resolved={self.alerts['resolved']}"
-        )
+    messages: list[Message]
+    points: list[Point]
+    scoring: list[Future[Outcome]]
 
 
 class Service:
@@ -95,6 +62,8 @@ class Service:
         transient: tuple[type[Exception], ...] = (),
         tasks: Sequence[Task] = (),
         checkpoints: Checkpoints | None = None,
+        overlap: bool = False,
+        commit_interval_s: float = 1.0,
     ) -> None:
         self.engine, self.source, self.sink = engine, source, sink
         self.checkpoints = checkpoints
@@ -109,6 +78,12 @@ class Service:
         self.stop = threading.Event()
         self._dropped_seen: Counter[str] = Counter()
         self._failures = 0
+        self._scoring = ThreadPoolExecutor(1, "scoring") if overlap else None
+        self.commit_interval_s = commit_interval_s
+        """With `overlap` and no checkpoints: the longest time between offset commits."""
+        self._pending: _Started | None = None
+        self._uncommitted = False
+        self._last_commit = time.monotonic()
 
     def run(self, duration_s: float | None = None) -> Summary:
         """Loop until stopped (signal, duration, or a finite source running out), then flush and commit."""
@@ -125,21 +100,31 @@ class Service:
                     self._unanswered("poll", exc)
                     continue
                 self._polled()
+                if self._pending is not None:
+                    self._finish(self._pending)  # its scoring ran while the poll was read
+                    self._pending = None
                 if messages is None:
                     why = "input exhausted"
                     break
-                if self.checkpoints is not None:
-                    self._until_done("restore", self._sync)
-                self.step(messages)
+                if self._scoring is None or self._settle_due():
+                    if self.checkpoints is not None:
+                        self._until_done("restore", self._sync)
+                    self.step(messages)
+                else:
+                    self._pending = self._start(messages)
             event(log, "stopping", reason=why)
-            if self.checkpoints is not None and self.checkpoints.pending:
-                self._checkpoint()
+            if self._pending is not None:
+                self._finish(self._pending)
+                self._pending = None
+            self._settle(final=True)
         finally:
             self.sink.flush()
             self.source.close()
             self.sink.close()
             if self.checkpoints is not None:
                 self.checkpoints.close()
+            if self._scoring is not None:
+                self._scoring.shutdown(cancel_futures=True)
         s = self.summary
         event(
             log,
@@ -154,9 +139,17 @@ class Service:
         return self.summary
 
     def step(self, messages: list[Message]) -> None:
-        """Process one polled batch completely, up to the commit."""
+        """Process one polled batch completely, up to the commit (or the checkpoint, when due)."""
+        self._finish(self._start(messages))
+        self._settle()
+
+    def _start(self, messages: list[Message]) -> _Started:
         points = self._decode(messages)
-        outcome = self.engine.process(points)
+        return _Started(messages, points, self.engine.start(points, self._scoring))
+
+    def _finish(self, started: _Started) -> None:
+        """Publish what the scoring of a poll found and flush it; offsets wait for `_settle`."""
+        outcome = self.engine.finish(started.scoring)
         if log.isEnabledFor(logging.DEBUG):  # which replica scored which window, for fault tests and audits
             for v in outcome.verdicts:
                 event(log, "scored", logging.DEBUG, detector=v.detector, series=v.series, end=format_ts(v.ts))
@@ -176,17 +169,29 @@ class Service:
                 model_version=alert.model_version,
             )
         self._until_done("flush", self.sink.flush)
-        if self.checkpoints is None:
-            if messages:
-                self._commit()
-        else:
-            if messages:
+        if started.messages:
+            self._uncommitted = True
+            if self.checkpoints is not None:
                 self.checkpoints.processed(outcome.evicted)
-            if self.checkpoints.due():
-                self._checkpoint()
-        self._observe(messages, points, outcome)
+        self._observe(started.messages, started.points, outcome)
         for task in self.tasks:
-            task.after_step(points, outcome)
+            task.after_step(started.points, outcome)
+
+    def _settle_due(self) -> bool:
+        """Whether the next poll is processed with nothing in flight, so offsets (and state) can be written
+        after it: checkpoint or commit interval reached, or partitions moved."""
+        if self.checkpoints is not None:
+            return self.checkpoints.due() or self.checkpoints.rebalancing
+        return self._uncommitted and time.monotonic() - self._last_commit >= self.commit_interval_s
+
+    def _settle(self, final: bool = False) -> None:
+        """Commit what is processed: every step without overlap, else when due; with checkpoints, after
+        writing the state (every checkpoint interval, and at the end)."""
+        if self.checkpoints is not None:
+            if self.checkpoints.pending and (final or self.checkpoints.due()):
+                self._checkpoint()
+        elif self._uncommitted and (final or self._scoring is None or self._settle_due()):
+            self._commit()
 
     def _polled(self) -> None:
         self._failures = 0
@@ -203,6 +208,8 @@ class Service:
             self._unanswered("commit", exc)
             return False
         self.exporter.last_commit.set_to_current_time()
+        self._uncommitted = False
+        self._last_commit = time.monotonic()
         return True
 
     def _checkpoint(self) -> None:
@@ -243,6 +250,7 @@ class Service:
 
     def _decode(self, messages: list[Message]) -> list[Point]:
         points: list[Point] = []
+        ok: Counter[str] = Counter()
         for message in messages:
             decoded = self.decode(message.value, message.timestamp)
             if not isinstance(decoded, Rejected):
@@ -251,7 +259,9 @@ class Service:
                 self._reject(message, decoded)
             else:
                 points.extend(decoded if self.checkpoints is None else self.checkpoints.admit(message, decoded))
-                self.exporter.messages.labels(message.topic, "ok").inc()
+                ok[message.topic] += 1
+        for topic, count in ok.items():
+            self.exporter.messages.labels(topic, "ok").inc(count)
         return points
 
     def _reject(self, message: Message, rejected: Rejected) -> None:
@@ -270,19 +280,13 @@ class Service:
         self.sink.dead_letter(message, rejected)
 
     def _observe(self, messages: list[Message], points: list[Point], outcome: Outcome) -> None:
-        s = self.summary
-        s.messages += len(messages)
-        s.points += len(points)
-        s.windows_scored += len(outcome.verdicts)
-        s.alerts.update(a.status for a in outcome.alerts)
+        self.summary.add(len(messages), len(points), outcome)
         e = self.exporter
         e.observe_outcome(outcome)
         for detector, seconds in outcome.scoring_seconds.items():
             e.scoring.labels(detector).observe(seconds)
-        now = time.time()
-        for message in messages:
-            if message.timestamp is not None:
-                e.latency.observe(max(now - message.timestamp, 0.0))
+        stamps = np.array([m.timestamp for m in messages if m.timestamp is not None], dtype=float)
+        e.latency.observe_many(np.maximum(time.time() - stamps, 0.0))
         e.set_lag(self.source.lag())
         for detector in self.engine.detectors:
             e.tracked.labels(detector.settings.name).set(len(detector.windows))

@@ -1,4 +1,4 @@
-"""Rolling per-series thresholds on the anomaly score: mean + k·sd of the last `history` normal scores.
+"""Rolling per-series thresholds on the anomaly score: mean + k·sd of about the last `history` normal scores.
 
 Every series starts from the same statistics, the healthy validation scores that come with the model, so
 it can be judged after a short warm-up instead of after `history` windows. Scores judged anomalous are
@@ -7,17 +7,24 @@ kept out of the statistics: otherwise a long incident would raise its own thresh
 What is judged is the mean of a series' last `smoothing` scores, not one window's score: a single
 reconstruction error is noisy and heavy-tailed, while a short average rises with a real change of
 behaviour and barely moves for one odd point (the short-term average of Numenta's anomaly likelihood).
+
+The history is kept as running sums in `BLOCKS` blocks of `ceil(history / BLOCKS)` scores, not as the
+scores themselves: when the newest block is full the oldest one is dropped whole, so the statistics cover
+between `history - block + 1` and `history` scores (exactly `history` when it is at most `BLOCKS`). That
+is a few hundred bytes per series instead of 8 bytes per remembered score, and every series' state lives
+in arrays indexed by slot, so a batch of windows is judged with a handful of numpy operations.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+BLOCKS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,38 +50,14 @@ class Judgement:
     """What was compared with the threshold: the mean of the series' last `smoothing` scores."""
 
 
-class _Rolling:
-    """A bounded window of scores with running sums, so each update costs O(1)."""
+@dataclass(frozen=True, slots=True)
+class Judgements:
+    """`judge_many`'s answer, one entry per series judged (same meaning as `Judgement`)."""
 
-    def __init__(self, seed: Sequence[float], history: int, smoothing: int = 1) -> None:
-        self.judged = 0
-        self.values: deque[float] = deque(maxlen=history)
-        self.total = 0.0
-        self.total_sq = 0.0
-        self.recent: deque[float] = deque(maxlen=smoothing)
-        for value in seed[-history:]:
-            self.push(float(value))
-
-    def smoothed(self, score: float) -> float:
-        """Add a score to the recent ones and return their mean (summed afresh: at most `smoothing` terms)."""
-        self.recent.append(score)
-        return math.fsum(self.recent) / len(self.recent)
-
-    def push(self, value: float) -> None:
-        if len(self.values) == self.values.maxlen:
-            old = self.values[0]
-            self.total -= old
-            self.total_sq -= old * old
-        self.values.append(value)
-        self.total += value
-        self.total_sq += value * value
-
-    def mean_sd(self) -> tuple[float, float]:
-        n = len(self.values)
-        if n == 0:
-            return 0.0, 0.0
-        mean = self.total / n
-        return mean, math.sqrt(max(self.total_sq / n - mean * mean, 0.0))
+    threshold: np.ndarray
+    anomalous: np.ndarray
+    warming_up: np.ndarray
+    score: np.ndarray
 
 
 class ThresholdBank:
@@ -82,61 +65,144 @@ class ThresholdBank:
 
     def __init__(self, settings: ThresholdSettings, baseline: np.ndarray) -> None:
         self.settings = settings
+        self.block = math.ceil(settings.history / BLOCKS)
+        self.n_blocks = max(settings.history // self.block, 1)
+        self._slots: dict[str, int] = {}
+        self._free: list[int] = []
+        self._judged = np.zeros(0, dtype=np.int64)
+        self._ready = 0
+        """Live series whose `_judged` reached `warmup` (kept as a count: it is read after every poll)."""
+        self._sums = np.zeros((0, self.n_blocks))
+        self._squares = np.zeros((0, self.n_blocks))
+        self._counts = np.zeros((0, self.n_blocks), dtype=np.int64)
+        self._current = np.zeros(0, dtype=np.int64)
+        self._recent = np.zeros((0, settings.smoothing))
+        """The last `smoothing` scores in a ring; `_seen` says how many of them are real."""
+        self._seen = np.zeros(0, dtype=np.int64)
+        self._grow()
+        self._seed = self._free.pop()
+        """A slot that is never judged: the statistics of the seed, copied into every new series' slot."""
         seed = _evenly(_moving_mean(np.asarray(baseline, dtype=float), settings.smoothing), settings.history)
-        self._seed = seed.tolist()
-        """Python floats, shared by every new series' history until its own scores replace them: a new series
-        then costs a pointer per seed value, not a float object (8 instead of 32 bytes each)."""
-        self._series: dict[str, _Rolling] = {}
+        self._push(np.array([self._seed]), seed)
 
     def judge(self, series: str, score: float) -> Judgement:
         """Compare the series' smoothed score with its current threshold, then learn from it if it was normal."""
-        rolling = self._state(series)
-        mean, sd = rolling.mean_sd()
-        threshold = max(mean + self.settings.k * sd, self.settings.minimum)
-        warming_up = rolling.judged < self.settings.warmup
-        level = rolling.smoothed(score)
-        anomalous = not warming_up and level > threshold
-        rolling.judged += 1
-        if not anomalous:
-            rolling.push(level)
-        return Judgement(threshold, anomalous, warming_up, level)
+        j = self.judge_many([series], np.array([score], dtype=float))
+        return Judgement(float(j.threshold[0]), bool(j.anomalous[0]), bool(j.warming_up[0]), float(j.score[0]))
+
+    def judge_many(self, series: Sequence[str], scores: np.ndarray) -> Judgements:
+        """`judge` for a batch in which every series appears at most once."""
+        slots = np.array([self._slot(s) for s in series], dtype=np.int64)
+        n = self._counts[slots].sum(axis=1)
+        mean = self._sums[slots].sum(axis=1) / np.maximum(n, 1)
+        variance = self._squares[slots].sum(axis=1) / np.maximum(n, 1) - mean * mean
+        threshold = np.maximum(mean + self.settings.k * np.sqrt(np.maximum(variance, 0.0)), self.settings.minimum)
+        warming_up = self._judged[slots] < self.settings.warmup
+        seen = self._seen[slots]
+        self._recent[slots, seen % self.settings.smoothing] = scores
+        self._seen[slots] = seen + 1
+        level = self._recent[slots].sum(axis=1) / np.minimum(seen + 1, self.settings.smoothing)
+        anomalous = ~warming_up & (level > threshold)
+        self._judged[slots] += 1
+        self._ready += int(np.count_nonzero(warming_up & (self._judged[slots] >= self.settings.warmup)))
+        self._push(slots[~anomalous], level[~anomalous])
+        return Judgements(threshold, anomalous, warming_up, level)
+
+    def judged_enough(self) -> int:
+        """Series past their warm-up: the ones that can alert."""
+        return self._ready
 
     def forget(self, series: str) -> None:
-        self._series.pop(series, None)
+        slot = self._slots.pop(series, None)
+        if slot is not None:
+            self._ready -= int(self._judged[slot] >= self.settings.warmup)
+            self._free.append(slot)
 
     def snapshot(self, series: str) -> dict[str, Any] | None:
-        """The series' statistics, running sums included, so a restored series judges exactly as before."""
-        rolling = self._series.get(series)
-        if rolling is None:
+        """The series' statistics, so a restored series judges exactly as before."""
+        slot = self._slots.get(series)
+        if slot is None:
             return None
-        values = np.array(rolling.values, dtype=float)
+        seen, size = int(self._seen[slot]), self.settings.smoothing
+        recent = np.roll(self._recent[slot], -seen)[size - min(seen, size) :] if seen else np.zeros(0)
         return {
-            "judged": rolling.judged,
-            "values": values,
-            "total": rolling.total,
-            "total_sq": rolling.total_sq,
-            "recent": np.array(rolling.recent, dtype=float),
+            "judged": int(self._judged[slot]),
+            "block": self.block,
+            "sums": self._sums[slot].copy(),
+            "squares": self._squares[slot].copy(),
+            "counts": self._counts[slot].copy(),
+            "current": int(self._current[slot]),
+            "recent": recent,
         }
 
-    def restore(self, series: str, state: Mapping[str, Any]) -> None:
-        """Rebuild a series' statistics from `snapshot`."""
-        rolling = _Rolling([], self.settings.history, self.settings.smoothing)
-        rolling.recent.extend(float(v) for v in state.get("recent", ()))  # absent in checkpoints before smoothing
-        values = [float(v) for v in state["values"]]
-        if len(values) <= self.settings.history:
-            rolling.values.extend(values)
-            rolling.total, rolling.total_sq = float(state["total"]), float(state["total_sq"])
-        else:  # `history` shrank since the snapshot: keep the newest scores, sums recomputed
-            for value in values[-self.settings.history :]:
-                rolling.push(value)
-        rolling.judged = int(state["judged"])
-        self._series[series] = rolling
+    def restore(self, series: str, state: Mapping[str, Any]) -> bool:
+        """Rebuild a series' statistics from `snapshot`; False (nothing restored) when they were kept in
+        blocks of another size (`history` changed since), so the series warms up again."""
+        if "values" in state:  # written before the statistics were kept in blocks: the scores themselves
+            state = self._from_values(state)
+        counts = np.asarray(state["counts"])
+        if state["block"] != self.block or counts.shape != (self.n_blocks,):
+            return False
+        self.forget(series)
+        slot = self._slot(series)
+        self._sums[slot], self._squares[slot], self._counts[slot] = state["sums"], state["squares"], counts
+        self._current[slot] = int(state["current"])
+        recent = np.asarray(state.get("recent", ()), dtype=float)[-self.settings.smoothing :]
+        self._recent[slot, : len(recent)] = recent
+        self._seen[slot] = len(recent)
+        was_ready = self._judged[slot] >= self.settings.warmup
+        self._judged[slot] = int(state["judged"])
+        self._ready += int(self._judged[slot] >= self.settings.warmup) - int(was_ready)
+        return True
 
-    def _state(self, series: str) -> _Rolling:
-        state = self._series.get(series)
-        if state is None:
-            state = self._series[series] = _Rolling(self._seed, self.settings.history, self.settings.smoothing)
-        return state
+    def _from_values(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The block form of a snapshot that holds the remembered scores themselves."""
+        scratch = ThresholdBank(self.settings, np.zeros(0))
+        scratch._push(np.array([scratch._seed]), np.asarray(state["values"], dtype=float)[-self.settings.history :])
+        converted = {"judged": state["judged"], "recent": state.get("recent", ()), "block": self.block}
+        for name in ("sums", "squares", "counts", "current"):
+            converted[name] = getattr(scratch, f"_{name}")[scratch._seed]
+        return converted
+
+    def _slot(self, series: str) -> int:
+        slot = self._slots.get(series)
+        if slot is not None:
+            return slot
+        if not self._free:
+            self._grow()
+        slot = self._slots[series] = self._free.pop()
+        for array in (self._sums, self._squares, self._counts, self._current):
+            array[slot] = array[self._seed]
+        self._judged[slot] = self._seen[slot] = 0
+        self._recent[slot] = 0.0
+        self._ready += int(self.settings.warmup == 0)
+        return slot
+
+    def _grow(self) -> None:
+        size = len(self._judged)
+        extra = max(16, size)
+        for name in ("_judged", "_sums", "_squares", "_counts", "_current", "_recent", "_seen"):
+            array = getattr(self, name)
+            setattr(self, name, np.concatenate([array, np.zeros((extra, *array.shape[1:]), dtype=array.dtype)]))
+        self._free.extend(range(size + extra - 1, size - 1, -1))
+
+    def _push(self, slots: np.ndarray, values: np.ndarray) -> None:
+        """Learn normal scores, one per slot (a seed: many for one slot, in order)."""
+        if len(slots) != len(values):
+            for value in values:
+                self._push(slots, np.array([value]))
+            return
+        current = self._current[slots]
+        full = self._counts[slots, current] >= self.block
+        if full.any():
+            moved = slots[full]
+            current[full] = (current[full] + 1) % self.n_blocks
+            self._current[moved] = current[full]
+            for array in (self._sums, self._squares, self._counts):
+                array[moved, current[full]] = 0
+        self._sums[slots, current] += values
+        self._squares[slots, current] += values * values
+        self._counts[slots, current] += 1
 
 
 def _moving_mean(values: np.ndarray, n: int) -> np.ndarray:

@@ -15,6 +15,10 @@ Windows end on real points only: a window that would end on a filled point is le
 A point that lacks one of the detector's features is dropped. When more than `max_series` series are
 tracked, the least recently updated one is evicted. `snapshot` and `restore` carry one series' buffer
 across a restart or a partition move (see `monitor.checkpoint`).
+
+Memory is what bounds a replica with tens of thousands of series, so the buffers of all series live in
+two arrays indexed by a slot number (no object per series or per point), and due windows are copied
+straight into one `WindowBatch` array that goes to the scorer as it is.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,22 +52,39 @@ class PointRules:
     """Of two points with the same timestamp, keep the first or the last."""
 
 
-@dataclass(slots=True)
-class _Buffer:
-    """A ring buffer written twice (at i and i + window) so the window is always one contiguous slice."""
+class WindowBatch:
+    """The windows that became due in one poll: one (B, window, features) array plus their series."""
 
-    data: np.ndarray  # (2 * window, n_features)
-    ts: np.ndarray  # (2 * window,)
-    labels: Mapping[str, str]
-    pos: int = 0
-    filled: int = 0
-    since_emit: int = 0
-    last_ts: float = float("-inf")
-    """Timestamp of the newest point in the ring."""
-    newest: float = float("-inf")
-    """Timestamp of the newest point seen, held back or not."""
-    held: list[tuple[float, list[float]]] = field(default_factory=list)
-    """Points waiting out `allowed_lateness`, in time order."""
+    def __init__(self, window: int, n_features: int) -> None:
+        self.series: list[str] = []
+        self.labels: list[Mapping[str, str]] = []
+        self.start: list[float] = []
+        self.end: list[float] = []
+        self._data = np.empty((16, window, n_features))
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data[: len(self.series)]
+
+    def add(self, series: str, labels: Mapping[str, str], start: float, end: float, data: np.ndarray) -> None:
+        n = len(self.series)
+        if n == len(self._data):
+            self._data = np.concatenate([self._data, np.empty_like(self._data)])
+        self._data[n] = data
+        self.series.append(series)
+        self.labels.append(labels)
+        self.start.append(start)
+        self.end.append(end)
+
+    def windows(self) -> list[Window]:
+        """One `Window` object per row, for callers that want them (tests, tools); the engine does not."""
+        return [
+            Window(s, t0, t1, self._data[i].copy(), labels)
+            for i, (s, t0, t1, labels) in enumerate(zip(self.series, self.start, self.end, self.labels, strict=True))
+        ]
 
 
 class WindowStore:
@@ -90,10 +111,25 @@ class WindowStore:
         """Points used after a rule changed them: reordered, duplicate_replaced, gap_filled, gap_reset."""
         self.accepted = 0
         """Points taken into a buffer (held back or not); with the drops and replacements, every point."""
-        self._buffers: OrderedDict[str, _Buffer] = OrderedDict()
+        self._slots: OrderedDict[str, int] = OrderedDict()
+        """Series → slot, least recently updated first."""
+        self._free: list[int] = []
+        # Ring buffers written twice (at i and i + window), so every window is one contiguous slice.
+        self._data = np.zeros((0, 2 * window, len(self.features)))
+        self._ts = np.zeros((0, window))
+        self._pos: list[int] = []
+        self._filled: list[int] = []
+        self._since: list[int] = []
+        self._last: list[float] = []
+        """Timestamp of the newest point in the ring."""
+        self._newest: list[float] = []
+        """Timestamp of the newest point seen, held back or not."""
+        self._labels: list[Mapping[str, str]] = []
+        self._held: dict[int, list[tuple[float, tuple[float, ...]]]] = {}
+        """Points waiting out `allowed_lateness`, in time order, by slot (only slots that hold some)."""
 
     def __len__(self) -> int:
-        return len(self._buffers)
+        return len(self._slots)
 
     def add(self, point: Point) -> Window | None:
         """Append a point; the newest window it completes. Under the default rules a point completes at
@@ -103,36 +139,50 @@ class WindowStore:
 
     def push(self, point: Point) -> list[Window]:
         """Take a point in; returns the windows that became due, oldest first."""
-        row = self._row(point)
-        if row is None:
+        batch = WindowBatch(self.window, len(self.features))
+        self.collect(point, batch)
+        return batch.windows()
+
+    def collect(self, point: Point, batch: WindowBatch) -> None:
+        """Take a point in and copy the windows it makes due into `batch` (the engine's path)."""
+        try:
+            row = tuple([point.values[name] for name in self.features])
+        except KeyError:
             self.dropped["missing_feature"] += 1
-            return []
-        buf = self._buffer(point)
-        if not self._admit(buf, point.ts, row):
-            return []
+            return
+        slot = self._slot(point)
+        ts = point.ts
+        if ts > self._newest[slot] and slot not in self._held and self.rules.allowed_lateness == 0:
+            self.accepted += 1  # the usual case: the next point of its series, in order
+            self._newest[slot] = ts
+            self._append_real(point.series, slot, ts, row, batch)
+            return
+        if not self._admit(slot, ts, row):
+            return
         self.accepted += 1
-        windows = []
-        release = bisect.bisect_right(buf.held, buf.newest - self.rules.allowed_lateness, key=lambda h: h[0])
-        for ts, values in buf.held[:release]:
-            window = self._append_real(point.series, buf, ts, values)
-            if window is not None:
-                windows.append(window)
-        del buf.held[:release]
-        return windows
+        held = self._held[slot]
+        release = bisect.bisect_right(held, self._newest[slot] - self.rules.allowed_lateness, key=lambda h: h[0])
+        for ts, values in held[:release]:
+            self._append_real(point.series, slot, ts, values, batch)
+        del held[:release]
+        if not held:
+            del self._held[slot]
 
     def snapshot(self, series: str) -> dict[str, Any] | None:
         """The series' buffer in time order (None if untracked), for `restore` after a restart."""
-        buf = self._buffers.get(series)
-        if buf is None:
+        slot = self._slots.get(series)
+        if slot is None:
             return None
-        rows = slice(buf.pos + self.window - buf.filled, buf.pos + self.window)
+        filled, pos = self._filled[slot], self._pos[slot]
+        rows = slice(pos + self.window - filled, pos + self.window)
+        ts = np.concatenate([self._ts[slot], self._ts[slot]])[rows]
         return {
-            "data": buf.data[rows].copy(),
-            "ts": buf.ts[rows].copy(),
-            "labels": dict(buf.labels),
-            "since_emit": buf.since_emit,
-            "newest": buf.newest,
-            "held": [(ts, list(values)) for ts, values in buf.held],
+            "data": self._data[slot, rows].copy(),
+            "ts": ts,
+            "labels": dict(self._labels[slot]),
+            "since_emit": self._since[slot],
+            "newest": self._newest[slot],
+            "held": [(ts, list(values)) for ts, values in self._held.get(slot, [])],
         }
 
     def restore(self, series: str, state: Mapping[str, Any]) -> None:
@@ -141,113 +191,125 @@ class WindowStore:
         if data.ndim != 2 or data.shape[1] != len(self.features) or len(ts) != len(data) or len(ts) > self.window:
             raise ValueError(f"buffer of shape {data.shape} does not fit window {self.window} x {self.features}")
         self.forget(series)
-        buf = self._buffer(Point(series, 0.0, {}, state["labels"]))
+        slot = self._slot(Point(series, 0.0, {}, state["labels"]))
         for t, row in zip(ts, data, strict=True):
-            self._append(buf, float(t), row)
-        buf.since_emit = int(state["since_emit"])
-        buf.newest = max(float(state["newest"]), buf.last_ts)
-        buf.held = [(float(t), [float(v) for v in values]) for t, values in state["held"]]
+            self._append(slot, float(t), row)
+        self._since[slot] = int(state["since_emit"])
+        self._newest[slot] = max(float(state["newest"]), self._last[slot])
+        held = [(float(t), tuple(float(v) for v in values)) for t, values in state["held"]]
+        if held:
+            self._held[slot] = held
 
     def forget(self, series: str) -> None:
         """Drop a series' buffer without counting an eviction (its partition moved to another replica)."""
-        self._buffers.pop(series, None)
+        slot = self._slots.pop(series, None)
+        if slot is not None:
+            self._release(slot)
 
-    def _admit(self, buf: _Buffer, ts: float, row: list[float]) -> bool:
+    def _admit(self, slot: int, ts: float, row: tuple[float, ...]) -> bool:
         """Place a point among the held ones, or count why not; True when it was taken."""
-        if ts < buf.newest - self.rules.allowed_lateness or ts < buf.last_ts:
+        newest = self._newest[slot]
+        if ts < newest - self.rules.allowed_lateness or ts < self._last[slot]:
             self.dropped["late"] += 1
             return False
-        if ts == buf.last_ts:
-            return self._duplicate(buf, None, row)
-        i = bisect.bisect_left(buf.held, ts, key=lambda h: h[0])
-        if i < len(buf.held) and buf.held[i][0] == ts:
-            return self._duplicate(buf, i, row)
-        if ts < buf.newest:
+        if ts == self._last[slot]:
+            return self._duplicate(slot, None, row)
+        held = self._held.setdefault(slot, [])
+        i = bisect.bisect_left(held, ts, key=lambda h: h[0])
+        if i < len(held) and held[i][0] == ts:
+            return self._duplicate(slot, i, row)
+        if ts < newest:
             self.adjusted["reordered"] += 1
-        buf.held.insert(i, (ts, row))
-        buf.newest = max(buf.newest, ts)
+        held.insert(i, (ts, row))
+        self._newest[slot] = max(newest, ts)
         return True
 
-    def _duplicate(self, buf: _Buffer, held: int | None, row: list[float]) -> bool:
+    def _duplicate(self, slot: int, held: int | None, row: tuple[float, ...]) -> bool:
         """A second point with a known timestamp: dropped, or it replaces the first (never a new point)."""
         if self.rules.duplicates == "first":
             self.dropped["duplicate"] += 1
             return False
         self.adjusted["duplicate_replaced"] += 1
         if held is not None:
-            buf.held[held] = (buf.held[held][0], row)
+            self._held[slot][held] = (self._held[slot][held][0], row)
         else:
-            last = (buf.pos - 1) % self.window
-            buf.data[last] = buf.data[last + self.window] = row
+            last = (self._pos[slot] - 1) % self.window
+            self._data[slot, last] = self._data[slot, last + self.window] = row
         return False
 
-    def _row(self, point: Point) -> list[float] | None:
-        try:
-            return [point.values[name] for name in self.features]
-        except KeyError:
-            return None
-
-    def _buffer(self, point: Point) -> _Buffer:
-        buf = self._buffers.get(point.series)
-        if buf is not None:
-            self._buffers.move_to_end(point.series)
-            return buf
-        if len(self._buffers) >= self.max_series:
-            evicted, _ = self._buffers.popitem(last=False)
+    def _slot(self, point: Point) -> int:
+        slot = self._slots.get(point.series)
+        if slot is not None:
+            self._slots.move_to_end(point.series)
+            return slot
+        if len(self._slots) >= self.max_series:
+            evicted, old = self._slots.popitem(last=False)
+            self._release(old)
             self.dropped["evicted_series"] += 1
             if self.on_evict is not None:
                 self.on_evict(evicted)
-        n = len(self.features)
-        buf = _Buffer(np.zeros((2 * self.window, n)), np.zeros(2 * self.window), dict(point.labels))
-        self._restart(buf)
-        self._buffers[point.series] = buf
-        return buf
+        slot = self._allocate()
+        self._slots[point.series] = slot
+        self._labels[slot] = dict(point.labels)
+        self._pos[slot], self._last[slot], self._newest[slot] = 0, float("-inf"), float("-inf")
+        self._restart(slot)
+        return slot
 
-    def _restart(self, buf: _Buffer) -> None:
+    def _allocate(self) -> int:
+        if not self._free:
+            size = len(self._pos)
+            grown = min(max(16, 2 * size), max(self.max_series, 1))
+            self._data = np.concatenate([self._data, np.zeros((grown - size, *self._data.shape[1:]))])
+            self._ts = np.concatenate([self._ts, np.zeros((grown - size, self.window))])
+            for values, fill in ((self._pos, 0), (self._filled, 0), (self._since, 0), (self._labels, {})):
+                values.extend([fill] * (grown - size))  # type: ignore[list-item]
+            self._last.extend([float("-inf")] * (grown - size))
+            self._newest.extend([float("-inf")] * (grown - size))
+            self._free.extend(range(grown - 1, size - 1, -1))
+        return self._free.pop()
+
+    def _release(self, slot: int) -> None:
+        self._held.pop(slot, None)
+        self._labels[slot] = {}
+        self._free.append(slot)
+
+    def _restart(self, slot: int) -> None:
         # Counting from stride - window makes the first full window due at once, later ones every stride.
-        buf.filled = 0
-        buf.since_emit = self.stride - self.window
+        self._filled[slot] = 0
+        self._since[slot] = self.stride - self.window
 
-    def _append_real(self, series: str, buf: _Buffer, ts: float, row: list[float]) -> Window | None:
-        """Append a point that arrived (after any gap rule), and return the window it completes."""
+    def _append_real(self, series: str, slot: int, ts: float, row: Sequence[float], batch: WindowBatch) -> None:
+        """Append a point that arrived (after any gap rule); add the window it completes to `batch`."""
         step = self.rules.step
-        if step > 0 and buf.filled:
-            missing = round((ts - buf.last_ts) / step) - 1
+        if step > 0 and self._filled[slot]:
+            missing = round((ts - self._last[slot]) / step) - 1
             if 0 < missing <= self.rules.fill_gaps:
-                self._fill(buf, ts, row, missing)
+                self._fill(slot, ts, row, missing)
             elif missing > 0 and self.rules.reset_after_gap:
                 self.adjusted["gap_reset"] += 1
-                self._restart(buf)
-        self._append(buf, ts, row)
-        if buf.filled < self.window or buf.since_emit < self.stride:
-            return None
-        buf.since_emit = 0
-        return self._window(series, buf)
+                self._restart(slot)
+        self._append(slot, ts, row)
+        if self._filled[slot] < self.window or self._since[slot] < self.stride:
+            return
+        self._since[slot] = 0
+        pos = self._pos[slot]
+        batch.add(series, self._labels[slot], float(self._ts[slot, pos]), ts, self._data[slot, pos : pos + self.window])
 
-    def _fill(self, buf: _Buffer, ts: float, row: list[float], missing: int) -> None:
+    def _fill(self, slot: int, ts: float, row: Sequence[float], missing: int) -> None:
         """Linear interpolation between the newest point in the ring and the arriving one."""
-        t0, before = buf.last_ts, buf.data[(buf.pos - 1) % self.window].copy()
+        t0, before = self._last[slot], self._data[slot, (self._pos[slot] - 1) % self.window].copy()
         after = np.asarray(row, dtype=float)
         for k in range(1, missing + 1):
             share = k / (missing + 1)
-            self._append(buf, t0 + (ts - t0) * share, before + (after - before) * share)
+            self._append(slot, t0 + (ts - t0) * share, before + (after - before) * share)
         self.adjusted["gap_filled"] += missing
 
-    def _append(self, buf: _Buffer, ts: float, row: Sequence[float] | np.ndarray) -> None:
-        for i in (buf.pos, buf.pos + self.window):
-            buf.data[i] = row
-            buf.ts[i] = ts
-        buf.pos = (buf.pos + 1) % self.window
-        buf.filled = min(buf.filled + 1, self.window)
-        buf.since_emit += 1
-        buf.last_ts = ts
-
-    def _window(self, series: str, buf: _Buffer) -> Window:
-        end = buf.pos + self.window
-        return Window(
-            series=series,
-            start_ts=float(buf.ts[buf.pos]),
-            end_ts=float(buf.ts[end - 1]),
-            data=buf.data[buf.pos : end].copy(),
-            labels=buf.labels,
-        )
+    def _append(self, slot: int, ts: float, row: Sequence[float] | np.ndarray) -> None:
+        pos = self._pos[slot]
+        ring = self._data[slot]
+        ring[pos] = ring[pos + self.window] = row
+        self._ts[slot, pos] = ts
+        self._pos[slot] = (pos + 1) % self.window
+        self._filled[slot] = min(self._filled[slot] + 1, self.window)
+        self._since[slot] += 1
+        self._last[slot] = ts

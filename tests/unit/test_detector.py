@@ -128,6 +128,27 @@ def test_same_stream_in_one_batch_gives_the_same_alerts():
     assert batched.process(stream[:50]).alerts + batched.process(stream[50:]).alerts == expected
 
 
+def test_interleaved_series_in_one_batch_judge_exactly_as_one_point_at_a_time():
+    """Several windows of several series in one call are judged in rounds, each series in its own order."""
+    rng = np.random.default_rng(3)
+    names = ["a", "b", "c"]
+    stream = [
+        pt(name, i, 6.0 if (name, i) in {("a", 30), ("b", 31), ("c", 60)} else normal(i) + rng.normal(0, 0.01))
+        for i in range(90)
+        for name in rng.permutation(names)
+    ]
+    single = Engine([detector(stride=1)[0]])
+    outcomes = [single.process([p]) for p in stream]
+    expected = [(v.series, v.ts, v.score, v.threshold, v.anomalous) for o in outcomes for v in o.verdicts]
+    batched = Engine([detector(stride=1)[0]])
+    result = [batched.process(stream[i : i + 97]) for i in range(0, len(stream), 97)]
+    verdicts = [(v.series, v.ts, v.score, v.threshold, v.anomalous) for o in result for v in o.verdicts]
+    assert sorted(verdicts) == sorted(expected)
+    alerts = [a for o in result for a in o.alerts]
+    assert alerts == [a for o in outcomes for a in o.alerts]
+    assert {a.series for a in alerts if a.status == "firing"} == set(names)
+
+
 def test_one_scorer_call_per_process_even_with_many_series_ready():
     d, scorer = detector(stride=1)
     engine = Engine([d])

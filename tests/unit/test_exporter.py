@@ -7,12 +7,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
+from prometheus_client import Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.alerting import AlertSettings
 from monitor.detector import Detector, DetectorSettings, Engine
-from monitor.exporter import Exporter
+from monitor.exporter import LATENCY_BUCKETS, BatchHistogram, Exporter
 from monitor.records import Point
 from monitor.threshold import ThresholdSettings
 from tests.unit.test_detector import T0, FakeScorer
@@ -89,7 +91,7 @@ def test_promtool_finds_no_naming_problem():
     rig.feed(quiet(2), WINDOW + 3)
     rig.exporter.messages.labels("metrics", "ok").inc()
     rig.exporter.points_dropped.labels("late").inc()
-    rig.exporter.latency.observe(0.2)
+    rig.exporter.latency.observe_many(np.array([0.2]))
     rig.exporter.set_lag({("metrics", 0): 3})
     promtool = shutil.which("promtool")
     assert promtool, "promtool (Debian package prometheus) is needed; .ci/run installs it"
@@ -174,3 +176,18 @@ def test_lag_of_partitions_no_longer_assigned_disappears():
 @pytest.mark.parametrize("max_series", [1, 3])
 def test_scrapes_never_fail_on_an_empty_exporter(max_series):
     assert b"monitor_series_not_exported 0.0" in Exporter(max_series).render()
+
+
+def test_batch_histogram_exposes_what_a_client_histogram_would():
+    values = np.array([0.0, 0.01, 0.011, 0.3, 1.0, 7.5, 400.0, 0.05])
+    batched = BatchHistogram("latency_seconds", "help", LATENCY_BUCKETS)
+    batched.observe_many(values[:3])
+    batched.observe_many(values[3:])
+    batched.observe_many(np.array([]))
+    reference = Histogram("latency_seconds", "help", buckets=LATENCY_BUCKETS, registry=None)
+    for v in values:
+        reference.observe(float(v))
+    [ours], [theirs] = list(batched.collect()), reference.collect()
+    assert [(s.name, s.labels, s.value) for s in ours.samples] == [
+        (s.name, s.labels, s.value) for s in theirs.samples if not s.name.endswith("_created")
+    ]

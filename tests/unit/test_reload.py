@@ -14,13 +14,14 @@ import numpy as np
 import pytest
 
 from monitor.config import DetectorConfig
-from monitor.detector import Detector, DetectorSettings, Engine, Outcome
+from monitor.detector import Detector, DetectorSettings, Engine
 from monitor.model_config import ModelSettings, TrainingSettings
 from monitor.models import LoadedModel, TrainOptions, train_model
 from monitor.models.store import point_current, publish, signature
 from monitor.records import Point
 from monitor.reload import ModelReloader, load_scorer
 from monitor.threshold import ThresholdSettings
+from monitor.verdicts import Outcome
 
 from .seasonal_data import WINDOW, history, seasonal
 
@@ -102,7 +103,7 @@ def test_a_new_version_is_swapped_in_when_due_keeping_windows_and_thresholds(sto
     assert len(running.detector.windows) == 1
     before, after = state_before["threshold"], state_after["threshold"]
     assert after["judged"] == before["judged"] > 0
-    np.testing.assert_array_equal(after["values"], before["values"])
+    np.testing.assert_array_equal(after["sums"], before["sums"])
     verdicts = running.feed("web-01/cpu", 60, 8).verdicts
     assert len(verdicts) == 2, "the window kept filling across the swap: the next ones are due every stride"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import DetectorConfig, parse_config
-from monitor.detector import Detector, DetectorSettings, Engine, Outcome
+from monitor.detector import Detector, DetectorSettings, Engine
 from monitor.errors import ConfigError
 from monitor.model_config import ModelSettings, RetrainingSettings, TrainingSettings
 from monitor.models import TrainOptions, train_model
@@ -19,6 +19,7 @@ from monitor.records import Point
 from monitor.reload import ModelReloader, load_scorer
 from monitor.retraining import Retrainer
 from monitor.threshold import ThresholdSettings
+from monitor.verdicts import Outcome
 
 from .seasonal_data import SERIES, WINDOW, history, seasonal
 

@@ -165,3 +165,59 @@ def test_a_restored_series_keeps_its_recent_scores():
     old = bank(k=3.0, smoothing=3)
     old.restore("a", legacy)  # a checkpoint written before smoothing existed
     assert old.judge("a", 6.0).score == 6.0
+
+
+def test_a_batch_of_series_is_judged_as_one_at_a_time():
+    rng = np.random.default_rng(5)
+    one, many = bank(warmup=2, smoothing=3), bank(warmup=2, smoothing=3)
+    names = ["a", "b", "c", "d"]
+    for _ in range(40):
+        scores = rng.gamma(2.0, 0.5, size=len(names)) * rng.choice([1.0, 8.0], p=[0.9, 0.1])
+        batch = many.judge_many(names, scores)
+        single = [one.judge(name, float(score)) for name, score in zip(names, scores, strict=True)]
+        assert batch.anomalous.tolist() == [j.anomalous for j in single]
+        np.testing.assert_allclose(batch.threshold, [j.threshold for j in single], rtol=1e-12)
+        np.testing.assert_allclose(batch.score, [j.score for j in single], rtol=1e-12)
+
+
+def test_a_long_history_is_kept_in_blocks_and_drops_its_oldest_block_whole():
+    """history 2000 in 16 blocks of 125: the statistics cover the last 1876 to 2000 normal scores."""
+    rng = np.random.default_rng(11)
+    scores = rng.gamma(2.0, 0.5, size=5000)
+    b = bank(warmup=10**9, history=2000, k=3.0, baseline=np.array([]))
+    for score in scores[:4000]:
+        b.judge("a", float(score))
+    assert b.judge("a", 0.0).threshold == pytest.approx(expected(scores[2000:4000], 3.0), rel=1e-9)
+    b.judge("a", 0.0)  # 4002 scores learned: the oldest block went, the newest holds 2
+    assert b.judge("a", 0.0).threshold == pytest.approx(expected([*scores[2125:4000], 0.0, 0.0], 3.0), rel=1e-9)
+
+
+def test_a_checkpoint_that_kept_the_scores_themselves_is_restored_into_blocks():
+    values = np.linspace(1.0, 2.0, 50)
+    legacy = {"judged": 60, "values": values, "total": values.sum(), "total_sq": (values**2).sum(), "recent": [1.5]}
+    b = bank(k=3.0)
+    assert b.restore("a", legacy)
+    assert b.judge("a", 1.5).threshold == pytest.approx(expected(values, 3.0), rel=1e-9)
+
+
+def test_statistics_in_blocks_of_another_size_are_not_restored():
+    source = bank(history=64)
+    source.judge("a", 1.0)
+    target = bank(history=2000, warmup=5)
+    assert not target.restore("a", source.snapshot("a"))
+    assert target.judge("a", 1.0).warming_up, "the series starts over"
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 3])
+def test_the_count_of_series_past_warm_up_follows_judging_forgetting_and_restoring(warmup):
+    b = bank(warmup=warmup)
+    for _ in range(2):
+        b.judge_many(["a", "b", "c"], np.array([1.0, 1.0, 1.0]))
+    b.judge("a", 1.0)
+    ready = lambda: sum(int(b.snapshot(s)["judged"] >= warmup) for s in "abc" if b.snapshot(s))  # noqa: E731
+    assert b.judged_enough() == ready()
+    b.forget("b")
+    assert b.judged_enough() == ready()
+    b.restore("b", b.snapshot("a"))
+    b.restore("b", b.snapshot("a"))
+    assert b.judged_enough() == ready()

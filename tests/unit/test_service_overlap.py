@@ -1,0 +1,94 @@
+"""`Service(overlap=True)`: a poll is scored in a thread while the next is read, and that changes nothing
+about what is published or committed: the same alerts in the same order, and no commit ever covers a
+record whose alerts were not yet flushed."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from monitor.detector import Detector, Engine
+from monitor.exporter import Exporter
+from monitor.health import Health
+from monitor.records import Message, Point, encode_point
+from monitor.service import Service
+
+from .test_detector import FakeScorer, normal, settings
+from .test_properties import ListSink, ListSource
+
+T0 = 1_767_225_600.0
+
+
+class CommitLog(ListSource):
+    """Records, at every commit, how many messages had been polled and how many the service had finished."""
+
+    def __init__(self, batches: list[list[Message]], service: list[Service]) -> None:
+        super().__init__(batches)
+        self.polled = 0
+        self.commits: list[tuple[int, int]] = []
+        self._service = service
+
+    def poll(self) -> list[Message] | None:
+        batch = super().poll()
+        self.polled += len(batch or [])
+        return batch
+
+    def commit(self) -> None:
+        self.commits.append((self.polled, self._service[0].summary.messages))
+
+
+class SlowScorer(FakeScorer):
+    """Scores off the loop's thread, slowly enough that the next poll is read meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: set[str] = set()
+
+    def score(self, series, batch):
+        self.threads.add(threading.current_thread().name)
+        threading.Event().wait(0.002)
+        return super().score(series, batch)
+
+
+def stream(series: int = 6, points: int = 120) -> list[Message]:
+    spikes = {(1, 50), (4, 90)}
+    out = []
+    for i in range(points):
+        for s in range(series):
+            value = 8.0 if (s, i) in spikes else normal(i)
+            point = Point(f"host-{s}/cpu", T0 + 60.0 * i, {"value": value})
+            out.append(Message(encode_point(point), None, "metrics", 0, len(out)))
+    return out
+
+
+def run(overlap: bool, batch_size: int, interval: float) -> tuple[ListSink, CommitLog, SlowScorer]:
+    messages = stream()
+    batches = [messages[i : i + batch_size] for i in range(0, len(messages), batch_size)]
+    scorer = SlowScorer()
+    holder: list[Service] = []
+    source, sink = CommitLog(batches, holder), ListSink()
+    engine = Engine([Detector(settings(stride=1), scorer)])
+    service = Service(engine, source, sink, Exporter(), Health(), overlap=overlap, commit_interval_s=interval)
+    holder.append(service)
+    summary = service.run()
+    assert summary.messages == len(messages)
+    return sink, source, scorer
+
+
+@pytest.mark.parametrize(("batch_size", "interval"), [(7, 0.0), (25, 0.05), (100, 10.0)])
+def test_overlap_publishes_the_same_alerts_and_never_commits_unfinished_records(batch_size, interval):
+    serial_sink, serial_source, serial_scorer = run(False, batch_size, interval)
+    sink, source, scorer = run(True, batch_size, interval)
+    assert [a.alert_id for a in serial_sink.alerts if a.status == "firing"], "the stream has anomalies"
+    assert sink.alerts == serial_sink.alerts
+    assert all(polled == finished for polled, finished in source.commits), source.commits
+    assert source.commits[-1] == (len(stream()),) * 2, "everything is committed at the end"
+    assert scorer.threads == {"scoring_0"} and serial_scorer.threads == {threading.current_thread().name}
+    assert len(serial_source.commits) >= len(source.commits)
+
+
+def test_without_overlap_every_poll_is_committed():
+    _, source, _ = run(False, 50, 10.0)
+    assert len(source.commits) == int(np.ceil(len(stream()) / 50))
