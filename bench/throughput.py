@@ -26,6 +26,7 @@ from monitor.config import parse_config
 from monitor.daemon import build_service
 from monitor.decoding import decode_json
 from monitor.demo import StreamSpec
+from monitor.detector import DetectorSettings
 from monitor.models import TorchScorer
 
 
@@ -97,6 +98,7 @@ def daemon_loop(
     limit: int,
     overlap: bool = True,
     checkpoint: bool = True,
+    backend: str = "torch",
 ) -> tuple[int, int, float]:
     """`monitor run` as shipped (`build_service`: checkpoints, model reload, HTTP endpoint) over `limit`
     records; returns (points, windows, seconds from the first record to the last commit)."""
@@ -107,7 +109,7 @@ def daemon_loop(
                 "alert_topic": fresh("alerts"), "dead_letter_topic": fresh("dlq"),
             },
             "exporter": {"listen": "127.0.0.1:0"},
-            "scoring": {"overlap": overlap},
+            "scoring": {"overlap": overlap, "backend": backend},
             "checkpoint": {"enabled": checkpoint},
             "detectors": [{"window": window, "stride": stride, "model": {"path": str(model)}}],
         }
@@ -153,7 +155,12 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=2000, help="points per series")
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--stride", type=int, default=16, help="the default stride measured in (c)")
+    parser.add_argument(
+        "--stride",
+        type=int,
+        default=DetectorSettings().stride,
+        help="the second stride measured in (c) (default: the shipped one)",
+    )
     parser.add_argument("--stride1-records", type=int, default=200_000, help="records read at stride 1")
     args = parser.parse_args()
 

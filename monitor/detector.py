@@ -20,11 +20,11 @@ import numpy as np
 from monitor.alerting import AlertSettings, AlertTracker
 from monitor.entities import EntityAssembler, Selector
 from monitor.errors import ModelError
-from monitor.records import Alert, Point, Rejected
+from monitor.records import Alert, Point, Rejected, WindowBatch
 from monitor.scoring import Scorer
 from monitor.threshold import ThresholdBank, ThresholdSettings
 from monitor.verdicts import Outcome, VerdictBatch
-from monitor.windows import PointRules, WindowBatch, WindowStore
+from monitor.windows import PointRules, WindowStore
 
 _UNROUTED = object()
 

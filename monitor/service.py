@@ -3,9 +3,8 @@
 Sources and sinks are small protocols (`monitor.edges`) so the same loop serves Kafka and files. The order
 of the last steps is the delivery guarantee: offsets are committed only after the sink has flushed the
 alerts and dead letters of the polled records, so a crash anywhere replays records rather than losing them.
-With `overlap`, a poll's windows are scored and judged in a thread while the loop reads the next poll;
-that poll is taken in only after the previous one is finished, and offsets and checkpoints are written
-every `commit_interval_s` (or checkpoint interval) in a step with nothing in flight.
+With `overlap`, a poll is scored in a thread while the next is read; that one is taken in only after the
+previous one is finished, and offsets and checkpoints are written in a step with nothing in flight.
 A poll, commit, flush or restore that fails with a transient error (the broker did not answer) is retried
 with backoff while `/readyz` says why; a loop that stops polling shows in `/healthz`. With `checkpoints`,
 changed series' state is acknowledged before each commit and restored on assignment (`monitor.checkpoint`).

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.records import Point, Window
+from monitor.records import Point, Window, WindowBatch
 
 DUPLICATE_POLICIES = ("first", "last")
 
@@ -50,41 +50,6 @@ class PointRules:
     """Seconds a point may arrive after a newer one of its series and still be used, in time order."""
     duplicates: str = "first"
     """Of two points with the same timestamp, keep the first or the last."""
-
-
-class WindowBatch:
-    """The windows that became due in one poll: one (B, window, features) array plus their series."""
-
-    def __init__(self, window: int, n_features: int) -> None:
-        self.series: list[str] = []
-        self.labels: list[Mapping[str, str]] = []
-        self.start: list[float] = []
-        self.end: list[float] = []
-        self._data = np.empty((16, window, n_features))
-
-    def __len__(self) -> int:
-        return len(self.series)
-
-    @property
-    def data(self) -> np.ndarray:
-        return self._data[: len(self.series)]
-
-    def add(self, series: str, labels: Mapping[str, str], start: float, end: float, data: np.ndarray) -> None:
-        n = len(self.series)
-        if n == len(self._data):
-            self._data = np.concatenate([self._data, np.empty_like(self._data)])
-        self._data[n] = data
-        self.series.append(series)
-        self.labels.append(labels)
-        self.start.append(start)
-        self.end.append(end)
-
-    def windows(self) -> list[Window]:
-        """One `Window` object per row, for callers that want them (tests, tools); the engine does not."""
-        return [
-            Window(s, t0, t1, self._data[i].copy(), labels)
-            for i, (s, t0, t1, labels) in enumerate(zip(self.series, self.start, self.end, self.labels, strict=True))
-        ]
 
 
 class WindowStore:
