@@ -188,6 +188,7 @@ def _threshold(s: Section) -> ThresholdSettings:
         k=s.number("k", d.k, 0.0),
         minimum=s.number("minimum", d.minimum, 0.0),
         smoothing=s.integer("smoothing", d.smoothing, 1, 10_000),
+        adapt_after=s.integer("adapt_after", d.adapt_after, 0),
     )
     s.done()
     return t

@@ -2,7 +2,9 @@
 
 Every series starts from the same statistics, the healthy validation scores that come with the model, so
 it can be judged after a short warm-up instead of after `history` windows. Scores judged anomalous are
-kept out of the statistics: otherwise a long incident would raise its own threshold and hide itself.
+kept out of the statistics: otherwise a long incident would raise its own threshold and hide itself. Only
+after `adapt_after` anomalous windows in a row are they learned again: a change that lasts that long is
+the series' new normal, and an alert that could never resolve would be worse than none.
 
 What is judged is the mean of a series' last `smoothing` scores, not one window's score: a single
 reconstruction error is noisy and heavy-tailed, while a short average rises with a real change of
@@ -39,6 +41,9 @@ class ThresholdSettings:
     """A floor for the threshold, for series so regular that their deviation is near zero."""
     smoothing: int = 20
     """Windows averaged into the judged score (the series' last `smoothing` scores); 1 judges each alone."""
+    adapt_after: int = 2000
+    """Consecutive anomalous windows after which a series' scores are learned again (0: never), so that a
+    lasting change of level becomes the new normal and its alert resolves instead of staying open."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,8 @@ class ThresholdBank:
         self._recent = np.zeros((0, settings.smoothing))
         """The last `smoothing` scores in a ring; `_seen` says how many of them are real."""
         self._seen = np.zeros(0, dtype=np.int64)
+        self._streak = np.zeros(0, dtype=np.int64)
+        """Consecutive anomalous judgements of each series (for `adapt_after`)."""
         self._grow()
         self._seed = self._free.pop()
         """A slot that is never judged: the statistics of the seed, copied into every new series' slot."""
@@ -105,7 +112,11 @@ class ThresholdBank:
         anomalous = ~warming_up & (level > threshold)
         self._judged[slots] += 1
         self._ready += int(np.count_nonzero(warming_up & (self._judged[slots] >= self.settings.warmup)))
-        self._push(slots[~anomalous], level[~anomalous])
+        streak = np.where(anomalous, self._streak[slots] + 1, 0)
+        self._streak[slots] = streak
+        adapt = self.settings.adapt_after
+        learn = ~anomalous | (streak > adapt) if adapt > 0 else ~anomalous
+        self._push(slots[learn], level[learn])
         return Judgements(threshold, anomalous, warming_up, level)
 
     def judged_enough(self) -> int:
@@ -133,6 +144,7 @@ class ThresholdBank:
             "counts": self._counts[slot].copy(),
             "current": int(self._current[slot]),
             "recent": recent,
+            "streak": int(self._streak[slot]),
         }
 
     def restore(self, series: str, state: Mapping[str, Any]) -> bool:
@@ -152,6 +164,7 @@ class ThresholdBank:
         self._seen[slot] = len(recent)
         was_ready = self._judged[slot] >= self.settings.warmup
         self._judged[slot] = int(state["judged"])
+        self._streak[slot] = int(state.get("streak", 0))
         self._ready += int(self._judged[slot] >= self.settings.warmup) - int(was_ready)
         return True
 
@@ -173,7 +186,7 @@ class ThresholdBank:
         slot = self._slots[series] = self._free.pop()
         for array in (self._sums, self._squares, self._counts, self._current):
             array[slot] = array[self._seed]
-        self._judged[slot] = self._seen[slot] = 0
+        self._judged[slot] = self._seen[slot] = self._streak[slot] = 0
         self._recent[slot] = 0.0
         self._ready += int(self.settings.warmup == 0)
         return slot
@@ -181,7 +194,7 @@ class ThresholdBank:
     def _grow(self) -> None:
         size = len(self._judged)
         extra = max(16, size)
-        for name in ("_judged", "_sums", "_squares", "_counts", "_current", "_recent", "_seen"):
+        for name in ("_judged", "_sums", "_squares", "_counts", "_current", "_recent", "_seen", "_streak"):
             array = getattr(self, name)
             setattr(self, name, np.concatenate([array, np.zeros((extra, *array.shape[1:]), dtype=array.dtype)]))
         self._free.extend(range(size + extra - 1, size - 1, -1))

@@ -319,3 +319,16 @@ def test_core_imports_no_torch_kafka_or_prometheus():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("adapt_after", [0, 40])
+def test_a_lasting_level_shift_becomes_normal_only_with_adapt_after(adapt_after):
+    threshold = ThresholdSettings(warmup=2, history=64, k=4.0, smoothing=1, adapt_after=adapt_after)
+    d = Detector(settings(stride=1, threshold=threshold), FakeScorer())
+    stream = [pt("web-01/cpu", i, normal(i) + (3.0 if i >= 60 else 0.0)) for i in range(400)]
+    alerts = Engine([d]).process(stream).alerts
+    assert [a.status for a in alerts][:1] == ["firing"]
+    if adapt_after:
+        assert [a.status for a in alerts] == ["firing", "resolved"], "the new level is learned, the alert resolves"
+    else:
+        assert [a.status for a in alerts] == ["firing"], "without adapting, the shifted series stays anomalous"
