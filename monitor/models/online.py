@@ -32,6 +32,25 @@ class _Running:
     windows: int
     sums: np.ndarray
     """(3, F): sum of window means, of squared window means, of within-window variances."""
+    mean: np.ndarray
+    std: np.ndarray
+    """The estimate from `sums`, kept: after the warm-up it is all a series needs, window after window."""
+
+    @classmethod
+    def of(cls, windows: int, sums: np.ndarray, floor: np.ndarray) -> _Running:
+        state = cls(windows, sums, sums[0], floor)
+        state.learn(None, None, floor)
+        return state
+
+    def learn(self, mean: np.ndarray | None, variance: np.ndarray | None, floor: np.ndarray) -> None:
+        """Add one window's robust moments (None: none, only recompute the estimate)."""
+        if mean is not None:
+            self.windows += 1
+            self.sums += (mean, mean**2, variance)
+        if self.windows:
+            mean_of_means, sq_mean, within = self.sums / self.windows
+            self.mean = mean_of_means
+            self.std = np.maximum(np.sqrt(np.maximum(within + sq_mean - mean_of_means**2, 0.0)), floor)
 
 
 class OnlineNormalisation:
@@ -52,17 +71,18 @@ class OnlineNormalisation:
         Rows are taken in order, so a series with several windows in one batch learns from each before
         the next one is normalised, exactly as if they had come in separate polls.
         """
-        window_means, window_vars = _robust_moments(batch)
-        means = np.empty_like(window_means)
-        stds = np.empty_like(window_means)
-        for i, name in enumerate(series):
-            state = self._state(name, batch.shape[2])
-            if state.windows < self.warmup:
-                state.windows += 1
-                state.sums += (window_means[i], window_means[i] ** 2, window_vars[i])
-            mean, sq_mean, within = state.sums / state.windows
-            means[i] = mean
-            stds[i] = np.maximum(np.sqrt(np.maximum(within + sq_mean - mean**2, 0.0)), self.floor)
+        states = [self._state(name, batch.shape[2]) for name in series]
+        learning = [i for i, state in enumerate(states) if state.windows < self.warmup]
+        moments = {}
+        if learning:  # robust moments (medians) only for windows that still teach their series something
+            window_means, window_vars = _robust_moments(batch[learning])
+            moments = {i: (window_means[j], window_vars[j]) for j, i in enumerate(learning)}
+        for i in learning:  # in order: a later window of a series is normalised with what the earlier taught
+            if states[i].windows < self.warmup:  # an earlier window of this batch may have ended the warm-up
+                states[i].learn(*moments[i], self.floor)
+            moments[i] = (states[i].mean.copy(), states[i].std.copy())
+        means = np.array([moments[i][0] if i in moments else s.mean for i, s in enumerate(states)])
+        stds = np.array([moments[i][1] if i in moments else s.std for i, s in enumerate(states)])
         return means, stds
 
     def snapshot(self, name: str) -> dict[str, Any] | None:
@@ -76,13 +96,13 @@ class OnlineNormalisation:
         if sums.shape != (3, len(self.floor)):
             raise ValueError(f"online normalisation of shape {sums.shape}, expected (3, {len(self.floor)})")
         self._state(name, len(self.floor))  # evicts the least recently used series beyond max_series
-        self._series[name] = _Running(int(state["windows"]), sums.copy())
+        self._series[name] = _Running.of(int(state["windows"]), sums.copy(), self.floor)
 
     def inherit(self, previous: OnlineNormalisation, known: set[str] | frozenset[str] = frozenset()) -> None:
         """Take over what `previous` learned (a hot reload), except for series the new model knows."""
         for name, state in previous._series.items():
             if name not in known and state.sums.shape[1] == len(self.floor):
-                self._series[name] = _Running(state.windows, state.sums.copy())
+                self._series[name] = _Running.of(state.windows, state.sums.copy(), self.floor)
         while len(self._series) > self.max_series:
             self._series.popitem(last=False)
 
@@ -93,7 +113,7 @@ class OnlineNormalisation:
             return state
         if len(self._series) >= self.max_series:
             self._series.popitem(last=False)
-        state = self._series[name] = _Running(0, np.zeros((3, n_features)))
+        state = self._series[name] = _Running.of(0, np.zeros((3, n_features)), self.floor)
         return state
 
 

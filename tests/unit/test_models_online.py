@@ -84,3 +84,16 @@ def test_an_unseen_series_scores_like_a_known_one_once_it_has_learned_its_level(
     assert np.median(pooled.score(["new-host/cpu"] * 20, windows[-20:]).scores) > 100 * np.median(known)
     assert online.online is not None and len(online.online) == 1, "known series never enter the online table"
     assert set(trained.metadata.normalisation.series) == set(SERIES)
+
+
+def test_a_batch_with_several_windows_per_series_normalises_each_like_one_at_a_time() -> None:
+    windows = {name: windows_of(seasonal(name, 0, 200) * (k + 1)) for k, name in enumerate(["a", "b"])}
+    names = [name for i in range(12) for name in ("a", "b")]  # warm-up 5 ends inside the batch
+    batch = np.stack([windows[name][i] for i in range(12) for name in ("a", "b")])
+    one_at_a_time = OnlineNormalisation(FLOOR, warmup=5, max_series=10)
+    expected = [one_at_a_time.rows([name], window[None]) for name, window in zip(names, batch, strict=True)]
+
+    means, stds = OnlineNormalisation(FLOOR, warmup=5, max_series=10).rows(names, batch)
+
+    np.testing.assert_allclose(means, np.concatenate([m for m, _ in expected]), rtol=1e-12)
+    np.testing.assert_allclose(stds, np.concatenate([s for _, s in expected]), rtol=1e-12)
