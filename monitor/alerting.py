@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from monitor.records import Alert, Verdict, alert_id
+from monitor.slots import Slots
 from monitor.verdicts import VerdictBatch
 
 TOP_FEATURES = 3
@@ -40,14 +41,13 @@ class AlertTracker:
     def __init__(self, detector: str, settings: AlertSettings) -> None:
         self.detector = detector
         self.settings = settings
-        self._slots: dict[str, int] = {}
-        self._free: list[int] = []
         self._above = np.zeros(0, dtype=np.int64)
         self._below = np.zeros(0, dtype=np.int64)
         self._first = np.zeros(0)
         """Window end of the first of the current run of anomalous verdicts: the alert's `started_at`."""
         self._open = np.zeros(0, dtype=bool)
         self._firing: dict[int, Alert] = {}
+        self._slots = Slots(self, ("_above", "_below", "_first", "_open"))
 
     def observe(self, verdict: Verdict, model_version: str) -> Alert | None:
         """Follow one verdict (`observe_many` for a batch of one)."""
@@ -84,10 +84,9 @@ class AlertTracker:
         return list(self._firing.values())
 
     def forget(self, series: str) -> None:
-        slot = self._slots.pop(series, None)
+        slot = self._slots.pop(series)
         if slot is not None:
             self._firing.pop(slot, None)
-            self._free.append(slot)
 
     def snapshot(self, series: str) -> dict[str, Any] | None:
         """The series' alert state (counts, start of the anomalous run, open alert) for `restore`, so an
@@ -118,14 +117,7 @@ class AlertTracker:
         slot = self._slots.get(series)
         if slot is not None:
             return slot
-        if not self._free:
-            size = len(self._open)
-            extra = max(16, size)
-            for name in ("_above", "_below", "_first", "_open"):
-                array = getattr(self, name)
-                setattr(self, name, np.concatenate([array, np.zeros(extra, dtype=array.dtype)]))
-            self._free.extend(range(size + extra - 1, size - 1, -1))
-        slot = self._slots[series] = self._free.pop()
+        slot = self._slots.add(series)
         self._above[slot] = self._below[slot] = 0
         self._open[slot] = False
         return slot

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from monitor.slots import Slots
+
 BLOCKS = 16
 
 
@@ -72,8 +74,6 @@ class ThresholdBank:
         self.settings = settings
         self.block = math.ceil(settings.history / BLOCKS)
         self.n_blocks = max(settings.history // self.block, 1)
-        self._slots: dict[str, int] = {}
-        self._free: list[int] = []
         self._judged = np.zeros(0, dtype=np.int64)
         self._ready = 0
         """Live series whose `_judged` reached `warmup` (kept as a count: it is read after every poll)."""
@@ -86,8 +86,9 @@ class ThresholdBank:
         self._seen = np.zeros(0, dtype=np.int64)
         self._streak = np.zeros(0, dtype=np.int64)
         """Consecutive anomalous judgements of each series (for `adapt_after`)."""
-        self._grow()
-        self._seed = self._free.pop()
+        arrays = ("_judged", "_sums", "_squares", "_counts", "_current", "_recent", "_seen", "_streak")
+        self._slots = Slots(self, arrays)
+        self._seed = self._slots.take()
         """A slot that is never judged: the statistics of the seed, copied into every new series' slot."""
         seed = _evenly(_moving_mean(np.asarray(baseline, dtype=float), settings.smoothing), settings.history)
         self._push(np.array([self._seed]), seed)
@@ -124,10 +125,9 @@ class ThresholdBank:
         return self._ready
 
     def forget(self, series: str) -> None:
-        slot = self._slots.pop(series, None)
+        slot = self._slots.pop(series)
         if slot is not None:
             self._ready -= int(self._judged[slot] >= self.settings.warmup)
-            self._free.append(slot)
 
     def snapshot(self, series: str) -> dict[str, Any] | None:
         """The series' statistics, so a restored series judges exactly as before."""
@@ -181,23 +181,13 @@ class ThresholdBank:
         slot = self._slots.get(series)
         if slot is not None:
             return slot
-        if not self._free:
-            self._grow()
-        slot = self._slots[series] = self._free.pop()
+        slot = self._slots.add(series)
         for array in (self._sums, self._squares, self._counts, self._current):
             array[slot] = array[self._seed]
         self._judged[slot] = self._seen[slot] = self._streak[slot] = 0
         self._recent[slot] = 0.0
         self._ready += int(self.settings.warmup == 0)
         return slot
-
-    def _grow(self) -> None:
-        size = len(self._judged)
-        extra = max(16, size)
-        for name in ("_judged", "_sums", "_squares", "_counts", "_current", "_recent", "_seen", "_streak"):
-            array = getattr(self, name)
-            setattr(self, name, np.concatenate([array, np.zeros((extra, *array.shape[1:]), dtype=array.dtype)]))
-        self._free.extend(range(size + extra - 1, size - 1, -1))
 
     def _push(self, slots: np.ndarray, values: np.ndarray) -> None:
         """Learn normal scores, one per slot (a seed: many for one slot, in order)."""

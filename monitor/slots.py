@@ -1,0 +1,50 @@
+"""Slot numbers for per-series state kept in arrays (one row per series), shared by the thresholds and
+the alert tracker: a freed slot is reused, and when none is free every array of the owner grows by
+doubling, so adding a series costs amortised O(1) and a batch of series is one fancy index away."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+MINIMUM_GROWTH = 16
+
+
+class Slots:
+    """Series → row of the owner's arrays named in `arrays` (attributes it reassigns when they grow)."""
+
+    def __init__(self, owner: object, arrays: Sequence[str]) -> None:
+        self.owner = owner
+        self.arrays = tuple(arrays)
+        self.index: dict[str, int] = {}
+        self._free: list[int] = []
+
+    def get(self, series: str) -> int | None:
+        return self.index.get(series)
+
+    def add(self, series: str) -> int:
+        """A row for a new series; its old contents (of a series let go) are the caller's to reset."""
+        self.index[series] = slot = self.take()
+        return slot
+
+    def take(self) -> int:
+        """A row that belongs to no series (e.g. a template copied into new ones); never given back."""
+        if not self._free:
+            self._grow()
+        return self._free.pop()
+
+    def pop(self, series: str) -> int | None:
+        """Let a series go; its row is reused by the next one."""
+        slot = self.index.pop(series, None)
+        if slot is not None:
+            self._free.append(slot)
+        return slot
+
+    def _grow(self) -> None:
+        size = len(getattr(self.owner, self.arrays[0]))
+        extra = max(MINIMUM_GROWTH, size)
+        for name in self.arrays:
+            array = getattr(self.owner, name)
+            setattr(self.owner, name, np.concatenate([array, np.zeros((extra, *array.shape[1:]), dtype=array.dtype)]))
+        self._free.extend(range(size + extra - 1, size - 1, -1))
