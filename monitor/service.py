@@ -169,9 +169,10 @@ class Service:
             )
         self._until_done("flush", self.sink.flush)
         if started.messages:
-            self._uncommitted = True
             if self.checkpoints is not None:
-                self.checkpoints.processed(outcome.evicted)
+                self.checkpoints.processed(outcome.evicted)  # its `pending` says what is uncommitted
+            else:
+                self._uncommitted = True
         self._observe(started.messages, started.points, outcome)
         for task in self.tasks:
             task.after_step(started.points, outcome)
