@@ -44,9 +44,9 @@ class Recorded:
         self.baseline = real.baseline_scores() if baseline is None else baseline
         self.position = 0
 
-    def score(self, series, batch):
+    def score(self, series, batch, start=None, end=None):
         if self.position + len(batch) > len(self.scores):
-            result = self.real.score(series, batch)
+            result = self.real.score(series, batch, start, end)
             self.scores.extend(result.scores.tolist())
         scores = np.asarray(self.scores[self.position : self.position + len(batch)])
         self.position += len(batch)

@@ -91,7 +91,7 @@ class Detector:
             return outcome
         data = windows.data
         started = time.perf_counter()
-        result = self.scorer.score(windows.series, data)
+        result = self.scorer.score(windows.series, data, windows.start, windows.end)
         outcome.scoring_seconds[self.settings.name] = time.perf_counter() - started
         batch = VerdictBatch.empty(
             self.settings.name, self.settings.features, windows.series, windows.labels, windows.start,

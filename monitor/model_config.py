@@ -15,6 +15,7 @@ MODEL_KINDS = ("lstm", "dense", "conv", "vae")
 SCORE_METHODS = ("reconstruction", "nll")
 LIKELIHOOD_KINDS = ("vae",)
 DENOISING = ("none", "gaussian", "mask")
+CALENDAR = ("auto", "none", "day", "week", "day+week")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,8 @@ class ModelSettings:
     """`nll` scores a vae's windows by negative log-likelihood instead of reconstruction error."""
     online_warmup: int = 32
     """Windows over which a series unseen in training learns its own normalisation; 0: pooled statistics."""
+    calendar: str = "auto"
+    """Time-of-day / day-of-week model inputs (`monitor.models.seasons`); `auto` decides at training."""
     reload_interval: float = 5.0
     """Seconds between checks of `path` for a new version; 0 reloads on SIGHUP only."""
 
@@ -75,6 +78,7 @@ def parse_model(s: Section, base_dir: Path, window: int) -> ModelSettings:
         score_tail=s.integer("score_tail", d.score_tail, 0, window),
         score=s.text("score", d.score, SCORE_METHODS),
         online_warmup=s.integer("online_warmup", d.online_warmup, 0, 100_000),
+        calendar=s.text("calendar", d.calendar, CALENDAR),
         reload_interval=s.number("reload_interval", d.reload_interval, 0.0, 86_400.0),
     )
     if m.score == "nll" and kind not in LIKELIHOOD_KINDS:

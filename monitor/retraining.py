@@ -118,7 +118,11 @@ class Retrainer:
         name = self.detector.settings.name
         started = time.monotonic()
         try:
-            options = training_options(self.config, epochs=self.settings.epochs, threads=self.threads)
+            # the serving model's calendar inputs, not `auto` again on a few hours of recent points
+            calendar = "+".join(getattr(self.detector.scorer, "calendar", ())) or "none"
+            options = training_options(
+                self.config, epochs=self.settings.epochs, threads=self.threads, calendar=calendar
+            )
             series = {s: SeriesData(ts, values) for s, (ts, values) in data.items()}
             model, metadata = train_model(series, self.detector.settings.features, options, progress=False)
             provenance = {"source": "scheduled retraining in the daemon", "excluded": [list(e) for e in excluded]}

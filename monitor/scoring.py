@@ -13,6 +13,9 @@ from typing import Protocol
 
 import numpy as np
 
+Times = Sequence[float] | None
+"""The first (or last) timestamp of each window of a batch, for models that take the time as an input."""
+
 
 @dataclass(frozen=True, slots=True)
 class Scores:
@@ -41,8 +44,9 @@ class Scorer(Protocol):
     @property
     def window(self) -> int: ...
 
-    def score(self, series: Sequence[str], batch: np.ndarray) -> Scores:
-        """`batch` has shape (B, window, n_features) in raw units; `series[i]` names the series of row i."""
+    def score(self, series: Sequence[str], batch: np.ndarray, start: Times = None, end: Times = None) -> Scores:
+        """`batch` has shape (B, window, n_features) in raw units; `series[i]` names the series of row i,
+        `start[i]` and `end[i]` the timestamps of its first and last point."""
         ...
 
     def baseline_scores(self) -> np.ndarray:

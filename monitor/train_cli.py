@@ -19,7 +19,7 @@ from monitor.config import Config, DetectorConfig
 from monitor.datasets import SeriesArrays, decode_messages, group_series, read_points
 from monitor.entities import EntityAssembler, Selector
 from monitor.errors import InputError
-from monitor.model_config import DENOISING, MODEL_KINDS, SCORE_METHODS
+from monitor.model_config import CALENDAR, DENOISING, MODEL_KINDS, SCORE_METHODS
 from monitor.records import Point, format_ts, parse_time
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("--hidden", type=int, help="override model.hidden")
     train.add_argument("--latent", type=int, help="override model.latent")
     train.add_argument("--layers", type=int, help="override model.layers")
+    train.add_argument("--calendar", choices=CALENDAR, help="override model.calendar (time-of-day/week inputs)")
     train.add_argument(
         "--denoising",
         nargs="?",
@@ -100,6 +101,7 @@ def train(config: Config, args: argparse.Namespace) -> Path:
     print(
         f"saved {metadata.version} to {target}: epochs {t.get('epochs_run')}, "
         f"validation loss {t.get('val_loss', float('nan')):.5f}, "
+        f"calendar inputs {'+'.join(metadata.calendar) or 'none'}, "
         f"suggested threshold {suggested_threshold(metadata.validation_scores, k):.5g}; "
         f"report {target / 'report.md'}; now CURRENT in {out}"
     )
@@ -161,6 +163,7 @@ def _options(detector: DetectorConfig, args: argparse.Namespace) -> Any:
         "hidden": args.hidden,
         "latent": args.latent,
         "layers": args.layers,
+        "calendar": args.calendar,
         "denoising": args.denoising,
         "noise": args.noise,
         "sparse": args.sparse,
@@ -185,6 +188,7 @@ def training_options(detector: DetectorConfig, **overrides: Any) -> Any:
         layers=m.layers,
         score_tail=m.score_tail,
         score_method=m.score,
+        calendar=m.calendar,
         epochs=t.epochs,
         batch_size=t.batch_size,
         learning_rate=t.learning_rate,

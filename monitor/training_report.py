@@ -48,7 +48,8 @@ def _markdown(metadata: ModelMetadata, scores: np.ndarray, k: float, threshold: 
         f"# Model {metadata.version}",
         "",
         f"- kind: `{metadata.kind}`, score: `{metadata.score_method}`, window {metadata.window}, "
-        f"features {list(metadata.features)}",
+        f"features {list(metadata.features)}, calendar inputs {list(metadata.calendar) or 'none'} "
+        f"(setting `{options.get('calendar')}`)",
         f"- sizes: hidden {metadata.hidden}, latent {metadata.latent}, layers {metadata.layers}",
         f"- options: denoising `{options.get('denoising')}` (noise {options.get('noise')}), "
         f"sparse {options.get('sparse')}, kl_weight {options.get('kl_weight')}, seed {t.get('seed')}, "

@@ -32,16 +32,20 @@ def reconstruction_scores(
     score_tail: int,
     max_batch: int = MAX_BATCH,
     method: str = "reconstruction",
+    features: int | None = None,
 ) -> Scores:
     """Window scores and (B, F) per-feature errors, float64, of (B, W, F) normalised windows on the CPU.
 
     `feature_errors[i, f]` is the mean squared reconstruction error of feature f over the scored steps
     of window i (with `method="nll"`, the mean negative log-likelihood of its values, see
-    `Autoencoder.pointwise_nll`), and `scores[i]` is its mean over the features. The windows go through
-    the model in chunks of `max_batch` rows, one forward pass per chunk.
+    `Autoencoder.pointwise_nll`), and `scores[i]` is its mean over the features. Only the first
+    `features` columns count (None: all); the rest are inputs only, like the calendar columns of
+    `monitor.models.seasons`. The windows go through the model in chunks of `max_batch` rows, one
+    forward pass per chunk.
     """
     normalised = np.ascontiguousarray(normalised, dtype=np.float32)
-    batch_size, window, n_features = normalised.shape
+    batch_size, window, n_inputs = normalised.shape
+    n_features = n_inputs if features is None else features
     steps = scored_steps(window, score_tail)
     errors = np.empty((batch_size, n_features), dtype=np.float64)
     with torch.inference_mode():
@@ -51,5 +55,5 @@ def reconstruction_scores(
                 pointwise = model.pointwise_nll(chunk).double()
             else:
                 pointwise = (model(chunk) - chunk).double().square()
-            errors[start : start + len(chunk)] = pointwise[:, -steps:, :].mean(dim=1).numpy()
+            errors[start : start + len(chunk)] = pointwise[:, -steps:, :n_features].mean(dim=1).numpy()
     return Scores(scores=errors.mean(axis=1), feature_errors=errors)

@@ -18,6 +18,7 @@ from monitor.errors import ModelError
 from monitor.models.base import ModelShape
 from monitor.models.kinds import check_score_method
 from monitor.models.normalisation import Normalisation
+from monitor.models.seasons import PERIODS
 
 FORMAT_VERSION = 1
 MAX_VALIDATION_SCORES = 2000
@@ -42,14 +43,21 @@ class ModelMetadata:
     created_at: str
     score_method: str = "reconstruction"
     """How a window's per-feature errors are computed: squared reconstruction error, or (vae) `nll`."""
+    calendar: tuple[str, ...] = ()
+    """Periods whose phase is a model input (`monitor.models.seasons`), two columns each after the features."""
 
     @property
     def n_features(self) -> int:
         return len(self.features)
 
     @property
+    def n_inputs(self) -> int:
+        """Columns the module takes: the features, then sin and cos of each calendar period."""
+        return self.n_features + 2 * len(self.calendar)
+
+    @property
     def shape(self) -> ModelShape:
-        return ModelShape(self.window, self.n_features, self.hidden, self.latent, self.layers)
+        return ModelShape(self.window, self.n_inputs, self.hidden, self.latent, self.layers)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of metadata.json."""
@@ -65,6 +73,7 @@ class ModelMetadata:
             "layers": self.layers,
             "score_tail": self.score_tail,
             "score_method": self.score_method,
+            "calendar": list(self.calendar),
             "normalisation": self.normalisation.to_dict(),
             "data_range": dict(self.data_range),
             "training": dict(self.training),
@@ -99,12 +108,21 @@ class ModelMetadata:
             validation_scores=_scores(data),
             created_at=_field(data, "created_at", str),
             score_method=score_method,
+            calendar=_calendar(data),
         )
 
 
 def model_version(kind: str, weights: bytes, created: datetime) -> str:
     """`<kind>-<UTC yyyymmdd>-<first 6 hex of sha256(weights)>`: readable, and unique per weights."""
     return f"{kind}-{created:%Y%m%d}-{hashlib.sha256(weights).hexdigest()[:6]}"
+
+
+def _calendar(data: dict[str, Any]) -> tuple[str, ...]:
+    """Artifacts written before calendar inputs existed have none."""
+    periods = data.get("calendar", [])
+    if not isinstance(periods, list) or any(p not in PERIODS for p in periods) or len(set(periods)) != len(periods):
+        raise ModelError(f"calendar must be a list of distinct periods from {sorted(PERIODS)}, got {periods!r}")
+    return tuple(periods)
 
 
 def _field(data: dict[str, Any], key: str, expected: type) -> Any:

@@ -18,8 +18,9 @@ from monitor.models.inference import MAX_BATCH, reconstruction_scores
 from monitor.models.normalisation import normalise
 from monitor.models.online import OnlineNormalisation
 from monitor.models.onnx_backend import BACKENDS, OnnxForward, onnx_forward
+from monitor.models.seasons import columns
 from monitor.models.store import resolve
-from monitor.scoring import Scores
+from monitor.scoring import Scores, Times
 
 ONLINE_MAX_SERIES = 100_000
 
@@ -76,7 +77,7 @@ class TorchScorer:
     def _onnx(self, threads: int) -> nn.Module | OnnxForward:
         """The ONNX Runtime forward pass of the model, or the module itself (with a warning) when it has none."""
         meta = self._metadata
-        forward, reason = onnx_forward(self._model, meta.window, meta.n_features, meta.score_method, threads)
+        forward, reason = onnx_forward(self._model, meta.window, meta.n_inputs, meta.score_method, threads)
         if forward is None:
             event(log, "onnx_fallback", logging.WARNING, version=meta.version, kind=meta.kind, reason=reason)
             return self._model
@@ -104,6 +105,11 @@ class TorchScorer:
         return self._metadata.window
 
     @property
+    def calendar(self) -> tuple[str, ...]:
+        """The periods whose phase the model takes as inputs (`monitor.models.seasons`)."""
+        return self._metadata.calendar
+
+    @property
     def score_method(self) -> str:
         return self._metadata.score_method
 
@@ -125,19 +131,26 @@ class TorchScorer:
         if self.online is not None and series not in self._metadata.normalisation.series:
             self.online.restore(series, state)
 
-    def score(self, series: Sequence[str], batch: np.ndarray) -> Scores:
-        """Scores of (B, window, n_features) raw windows; row i belongs to `series[i]`.
+    def score(self, series: Sequence[str], batch: np.ndarray, start: Times = None, end: Times = None) -> Scores:
+        """Scores of (B, window, n_features) raw windows; row i belongs to `series[i]` and spans the
+        timestamps `start[i]`..`end[i]`, which only a model with calendar inputs needs.
 
         A batch of the wrong shape means the detector and the model disagree (e.g. a hot reload to a
         model with another window or feature list): a `ModelError` the caller can report and survive.
         """
+        meta = self._metadata
         batch = np.asarray(batch, dtype=np.float64)
         self._check_shape(series, batch)
         if len(batch) == 0:
-            return Scores(np.empty(0), np.empty((0, self._metadata.n_features)))
+            return Scores(np.empty(0), np.empty((0, meta.n_features)))
         normalised = self._normalise(series, batch)
+        if meta.calendar:
+            if start is None or end is None:
+                raise ModelError(f"model {meta.version} has calendar inputs {meta.calendar}: windows need their times")
+            calendar = columns(start, end, meta.window, meta.calendar)
+            normalised = np.concatenate([normalised, calendar.astype(normalised.dtype)], axis=2)
         return reconstruction_scores(
-            self._forward, normalised, self._metadata.score_tail, self._max_batch, self._metadata.score_method
+            self._forward, normalised, meta.score_tail, self._max_batch, meta.score_method, meta.n_features
         )
 
     def _normalise(self, series: Sequence[str], batch: np.ndarray) -> np.ndarray:

@@ -26,6 +26,8 @@ from monitor.models.inference import reconstruction_scores
 from monitor.models.kinds import build_model, check_score_method
 from monitor.models.metadata import MAX_VALIDATION_SCORES, ModelMetadata, model_version
 from monitor.models.normalisation import Normalisation
+from monitor.models.seasons import SETTINGS as CALENDAR_SETTINGS
+from monitor.models.seasons import choose, columns
 from monitor.models.windowing import sliding_windows, subsample_evenly
 
 
@@ -35,6 +37,15 @@ class SeriesData:
 
     ts: np.ndarray
     values: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """One series' training windows (N, window, F) and the first and last timestamp (N,) of each."""
+
+    values: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +78,8 @@ class TrainOptions:
     """Weight of the L1 penalty on the latent activations; 0 is off."""
     kl_weight: float = 0.1
     """Weight of the KL term of the vae; short series with weight 1 tend to posterior collapse."""
+    calendar: str = "none"
+    """Time-of-day / day-of-week inputs (`monitor.models.seasons`): auto, none, day, week or day+week."""
 
     def __post_init__(self) -> None:
         check_score_method(self.kind, self.score_method)
@@ -85,6 +98,7 @@ class TrainOptions:
             "0 < noise < 1 with denoising mask": self.denoising != "mask" or 0 < self.noise < 1,
             "noise > 0": self.noise > 0,
             "sparse, kl_weight >= 0": min(self.sparse, self.kl_weight) >= 0,
+            f"calendar in {CALENDAR_SETTINGS}": self.calendar in CALENDAR_SETTINGS,
         }
         broken = [rule for rule, holds in rules.items() if not holds]
         if broken:
@@ -103,15 +117,17 @@ def train_model(
     series = _checked_series(data, len(features))
     windows = _finite_windows(series, options)
     normalisation = Normalisation.fit({name: series[name].values for name in windows})
-    train, validation = _split(windows, normalisation, options)
+    periods = choose(options.calendar, {name: (series[name].ts, series[name].values) for name in windows})
+    train, validation = _split(windows, normalisation, options, periods)
     torch.set_num_threads(options.threads)
     torch.manual_seed(options.seed)
-    shape = ModelShape(options.window, len(features), options.hidden, options.latent, options.layers)
+    inputs = len(features) + 2 * len(periods)
+    shape = ModelShape(options.window, inputs, options.hidden, options.latent, options.layers)
     model = build_model(options.kind, shape)
     report = fit(model, train, validation, _fit_settings(options), progress)
     model = model.cpu().eval()
     method = options.score_method
-    scores = reconstruction_scores(model, validation, options.score_tail, method=method).scores
+    scores = reconstruction_scores(model, validation, options.score_tail, method=method, features=len(features)).scores
     created = datetime.now(UTC)
     metadata = ModelMetadata(
         kind=options.kind,
@@ -128,6 +144,7 @@ def train_model(
         validation_scores=tuple(subsample_evenly(scores, MAX_VALIDATION_SCORES).tolist()),
         created_at=created.isoformat(timespec="seconds").replace("+00:00", "Z"),
         score_method=method,
+        calendar=periods,
     )
     return model, metadata
 
@@ -148,14 +165,16 @@ def _checked_series(data: Mapping[str, SeriesData], n_features: int) -> dict[str
     return checked
 
 
-def _finite_windows(series: Mapping[str, SeriesData], options: TrainOptions) -> dict[str, np.ndarray]:
+def _finite_windows(series: Mapping[str, SeriesData], options: TrainOptions) -> dict[str, _Windows]:
     """Raw windows without NaN/inf per series that has any; none anywhere is a `ModelError`."""
     windows = {}
     for name, item in series.items():
         cut = sliding_windows(item.values, options.window, options.train_stride)
-        cut = cut[np.isfinite(cut).all(axis=(1, 2))]
-        if len(cut):
-            windows[name] = cut
+        starts = item.ts[: len(cut) * options.train_stride : options.train_stride]
+        ends = item.ts[options.window - 1 :][:: options.train_stride][: len(cut)]
+        finite = np.isfinite(cut).all(axis=(1, 2))
+        if finite.any():
+            windows[name] = _Windows(cut[finite], starts[finite], ends[finite])
     if not windows:
         longest = max((len(item.values) for item in series.values()), default=0)
         raise ModelError(
@@ -166,12 +185,17 @@ def _finite_windows(series: Mapping[str, SeriesData], options: TrainOptions) -> 
 
 
 def _split(
-    windows: Mapping[str, np.ndarray], normalisation: Normalisation, options: TrainOptions
+    windows: Mapping[str, _Windows], normalisation: Normalisation, options: TrainOptions, periods: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised training and validation windows: the last `validation_split` of each series validates."""
+    """Normalised training and validation windows (with their calendar columns): the last
+    `validation_split` of each series validates."""
     train_parts, validation_parts = [], []
-    for name, raw in windows.items():
+    for name, cut in windows.items():
+        raw = cut.values
         normalised = normalisation.apply([name] * len(raw), raw)
+        if periods:
+            calendar = columns(cut.starts, cut.ends, options.window, periods)
+            normalised = np.concatenate([normalised, calendar.astype(normalised.dtype)], axis=2)
         n_validation = min(len(raw) - 1, round(len(raw) * options.validation_split))
         train_parts.append(normalised[: len(raw) - n_validation])
         validation_parts.append(normalised[len(raw) - n_validation :])

@@ -58,7 +58,7 @@ class LearningScorer(FakeScorer):
         super().__init__(window=8)
         self.learned: dict[str, int] = {}
 
-    def score(self, series, batch):
+    def score(self, series, batch, start=None, end=None):
         for name in series:
             self.learned[name] = self.learned.get(name, 0) + 1
         return super().score(series, batch)

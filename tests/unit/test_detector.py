@@ -47,7 +47,7 @@ class FakeScorer:
     def window(self) -> int:
         return self._window
 
-    def score(self, series: Sequence[str], batch: np.ndarray) -> Scores:
+    def score(self, series: Sequence[str], batch: np.ndarray, start=None, end=None) -> Scores:
         assert batch.ndim == 3 and batch.shape[1:] == (self._window, len(self._features))
         assert len(series) == batch.shape[0]
         self.calls.append((list(series), batch.shape))
@@ -299,9 +299,9 @@ def test_multivariate_columns_reach_the_scorer_in_feature_order():
     seen: list[np.ndarray] = []
     original = d.scorer.score
 
-    def spy(series, batch):
+    def spy(series, batch, start, end):
         seen.append(batch.copy())
-        return original(series, batch)
+        return original(series, batch, start, end)
 
     d.scorer.score = spy  # type: ignore[method-assign]
     Engine([d]).process([pt("h", i, {"mem": 2.0, "cpu": 1.0}) for i in range(WINDOW)])

@@ -26,6 +26,7 @@ from monitor.models import (
     build_model,
     load_artifact,
     save_artifact,
+    seasons,
     train_model,
 )
 from monitor.models.fitting import FitSettings, corrupt, resolve_device
@@ -135,6 +136,7 @@ def test_nll_needs_a_kind_with_a_likelihood(kind: str) -> None:
 def test_the_config_lists_exactly_the_registered_kinds() -> None:
     assert tuple(MODEL_KINDS) == model_config.MODEL_KINDS
     assert tuple(k for k, cls in MODEL_KINDS.items() if cls.has_likelihood) == model_config.LIKELIHOOD_KINDS
+    assert seasons.SETTINGS == model_config.CALENDAR
 
 
 def test_dense_widths_follow_the_article_example() -> None:

@@ -46,7 +46,7 @@ class SlowScorer(FakeScorer):
         super().__init__()
         self.threads: set[str] = set()
 
-    def score(self, series, batch):
+    def score(self, series, batch, start=None, end=None):
         self.threads.add(threading.current_thread().name)
         threading.Event().wait(0.002)
         return super().score(series, batch)
