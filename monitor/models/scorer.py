@@ -18,7 +18,7 @@ from monitor.models.inference import MAX_BATCH, reconstruction_scores
 from monitor.models.normalisation import normalise
 from monitor.models.online import OnlineNormalisation
 from monitor.models.onnx_backend import BACKENDS, OnnxForward, onnx_forward
-from monitor.models.seasons import columns
+from monitor.models.seasons import with_calendar
 from monitor.models.store import resolve
 from monitor.scoring import Scores, Times
 
@@ -147,8 +147,7 @@ class TorchScorer:
         if meta.calendar:
             if start is None or end is None:
                 raise ModelError(f"model {meta.version} has calendar inputs {meta.calendar}: windows need their times")
-            calendar = columns(start, end, meta.window, meta.calendar)
-            normalised = np.concatenate([normalised, calendar.astype(normalised.dtype)], axis=2)
+            normalised = with_calendar(normalised, start, end, meta.calendar)
         return reconstruction_scores(
             self._forward, normalised, meta.score_tail, self._max_batch, meta.score_method, meta.n_features
         )

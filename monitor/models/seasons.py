@@ -3,8 +3,9 @@
 A window of 32 points at 5-minute intervals spans under three hours: nothing in it says whether a flat
 stretch is the usual night or a missing daytime step. With `model.calendar` the model also sees the
 phase of each step in the period as (sin, cos), so it can learn the level that belongs to each time of
-day. The columns are appended after normalisation (they are already in [-1, 1]) and are inputs only: a
-window's score is the error of its real features.
+day. The columns are appended after normalisation, scaled to unit variance like the normalised features
+(in [-1, 1], some training seeds fitted the phase of a daily step badly and re-alerted on it every day),
+and are inputs only: a window's score is the error of its real features.
 
 `auto` adds a period only when the training data is dominated by it (its values at one period's
 distance correlate at `AUTO_CORRELATION` or more, over at least two periods of data): for weakly
@@ -20,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from monitor.scoring import Times
 
 PERIODS = {"day": 86_400.0, "week": 7 * 86_400.0}
 SETTINGS = ("auto", "none", "day", "week", "day+week")
@@ -50,8 +53,16 @@ def choose(setting: str, series: Mapping[str, tuple[np.ndarray, np.ndarray]]) ->
     return tuple(chosen)
 
 
-def columns(start: Sequence[float] | np.ndarray, end: Sequence[float] | np.ndarray, window: int,
-            periods: Sequence[str]) -> np.ndarray:  # fmt: skip
+def with_calendar(normalised: np.ndarray, start: Times, end: Times, periods: Sequence[str]) -> np.ndarray:
+    """(B, window, F) normalised windows with the calendar columns of `periods` appended (as they are
+    when there are none): what the model takes, built alike in training and scoring."""
+    if not periods:
+        return normalised
+    calendar = columns(start, end, normalised.shape[1], periods)
+    return np.concatenate([normalised, calendar.astype(normalised.dtype)], axis=2)
+
+
+def columns(start: Times, end: Times, window: int, periods: Sequence[str]) -> np.ndarray:
     """(B, window, 2 · len(periods)) float32: sin and cos of each step's phase in each period, times `SCALE`."""
     start, end = np.asarray(start, np.float64), np.asarray(end, np.float64)
     fraction = np.linspace(0.0, 1.0, window) if window > 1 else np.zeros(1)
@@ -75,6 +86,9 @@ def _autocorrelation(ts: np.ndarray, values: np.ndarray, period: float) -> float
     for f in range(values.shape[1]):
         a, b = values[:-lag, f], values[lag:, f]
         ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < 3:
+            result.append(0.0)
+            continue
         a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
         norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
         result.append(float((a * b).sum()) / norm if norm > 0 else 0.0)

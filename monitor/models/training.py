@@ -27,7 +27,7 @@ from monitor.models.kinds import build_model, check_score_method
 from monitor.models.metadata import MAX_VALIDATION_SCORES, ModelMetadata, model_version
 from monitor.models.normalisation import Normalisation
 from monitor.models.seasons import SETTINGS as CALENDAR_SETTINGS
-from monitor.models.seasons import choose, columns
+from monitor.models.seasons import choose, with_calendar
 from monitor.models.windowing import sliding_windows, subsample_evenly
 
 
@@ -192,10 +192,7 @@ def _split(
     train_parts, validation_parts = [], []
     for name, cut in windows.items():
         raw = cut.values
-        normalised = normalisation.apply([name] * len(raw), raw)
-        if periods:
-            calendar = columns(cut.starts, cut.ends, options.window, periods)
-            normalised = np.concatenate([normalised, calendar.astype(normalised.dtype)], axis=2)
+        normalised = with_calendar(normalisation.apply([name] * len(raw), raw), cut.starts, cut.ends, periods)
         n_validation = min(len(raw) - 1, round(len(raw) * options.validation_split))
         train_parts.append(normalised[: len(raw) - n_validation])
         validation_parts.append(normalised[len(raw) - n_validation :])
