@@ -22,8 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from monitor.demo import StreamSpec, generate, points  # noqa: E402
 from monitor.records import encode_point  # noqa: E402
+from monitor.synthetic import StreamSpec, generate, points  # noqa: E402
 
 
 def bootstrap() -> str:

@@ -36,8 +36,8 @@ from common import ROOT, bootstrap, fresh, table, train_small
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from monitor.demo import StreamSpec, generate, series_name
 from monitor.records import Point, encode_point, format_ts
+from monitor.synthetic import StreamSpec, generate, series_name
 
 BROKER_CLOCK = {"message.timestamp.type": "LogAppendTime"}
 PARTITIONS = 4

@@ -28,10 +28,10 @@ import numpy as np
 from common import table, train_small
 
 from monitor.config import parse_config
-from monitor.detector import Detector, Engine
+from monitor.engine.detector import Detector, Engine
+from monitor.engine.threshold import ThresholdSettings
 from monitor.records import Point
-from monitor.reload import load_scorer
-from monitor.threshold import ThresholdSettings
+from monitor.service.reload import load_scorer
 
 POLL = 2000
 """Points per `process` call: the daemon's `kafka.max_poll_records`."""

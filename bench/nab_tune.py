@@ -25,11 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from monitor.config import parse_config  # noqa: E402
-from monitor.corpus import load_corpus  # noqa: E402
-from monitor.evaluation import replay, train_scorer  # noqa: E402
-from monitor.evaluation_report import deployed, scoreboard  # noqa: E402
-from monitor.nab import load_profiles  # noqa: E402
-from monitor.scoring import Scores  # noqa: E402
+from monitor.engine.scoring import Scores  # noqa: E402
+from monitor.evaluation.corpus import load_corpus  # noqa: E402
+from monitor.evaluation.nab import load_profiles  # noqa: E402
+from monitor.evaluation.replay import replay, train_scorer  # noqa: E402
+from monitor.evaluation.report import deployed, scoreboard  # noqa: E402
 
 CACHE = Path("/tmp/nab-cache")
 

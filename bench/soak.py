@@ -34,9 +34,9 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
 from monitor.config import load_config
-from monitor.daemon import build_engine
-from monitor.demo import StreamSpec, generate, points
 from monitor.records import Point, encode_point, format_ts
+from monitor.service.daemon import build_engine
+from monitor.synthetic import StreamSpec, generate, points
 
 BAD = [
     b"\xff\xfe not utf-8",

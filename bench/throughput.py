@@ -23,11 +23,11 @@ from common import bootstrap, fresh, median_rate, produce_file, stream_file, tab
 from kafka import KafkaConsumer
 
 from monitor.config import parse_config
-from monitor.daemon import build_service
-from monitor.decoding import decode_json
-from monitor.demo import StreamSpec
-from monitor.detector import DetectorSettings
+from monitor.engine.detector import DetectorSettings
+from monitor.formats.native import decode_json
 from monitor.models import TorchScorer
+from monitor.service.daemon import build_service
+from monitor.synthetic import StreamSpec
 
 
 def flops_per_window(window: int, hidden: int, features: int = 1) -> float:

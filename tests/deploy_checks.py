@@ -31,7 +31,7 @@ def yaml_docs(path: Path) -> list[dict]:
 
 def served_paths() -> set[str]:
     """The HTTP paths the monitor's endpoint answers, as written in its source."""
-    source = "\n".join(p.read_text() for p in (ROOT / "monitor").glob("*.py"))
+    source = "\n".join(p.read_text() for p in (ROOT / "monitor").rglob("*.py"))
     return set(re.findall(r'path == "(/[a-z]+)"', source))
 
 

@@ -1,6 +1,6 @@
 """Input formats by name (`input.format` in config.yaml): each turns one Kafka message into points.
 
-`json` is the native format (`monitor.decoding`); the others are what producers users already run put on
+`json` is the native format (`monitor.formats.native`); the others are what producers users already run put on
 Kafka: Telegraf's JSON serializer (`telegraf_json`), Influx line protocol (`influx`, Telegraf's default)
 and prometheus-kafka-adapter's JSON (`prometheus_adapter`). Every decoder shares the byte-level checks
 and returns `list[Point] | Rejected`; a rejection's reason is one of `REASONS`.
@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-from monitor.decoding import REASONS as NATIVE_REASONS
-from monitor.decoding import decode_with, json_points
 from monitor.formats import influx, prom_adapter, telegraf
+from monitor.formats.native import REASONS as NATIVE_REASONS
+from monitor.formats.native import decode_with, json_points
 from monitor.formats.options import FIELDS_AS, TIME_UNITS, FormatOptions
 from monitor.records import Point, Rejected
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import re
 
-from monitor.decoding import Bad, checked_ts, show
 from monitor.formats.metric import metric_points
+from monitor.formats.native import Bad, checked_ts, show
 from monitor.formats.options import TIME_UNITS, FormatOptions
 from monitor.records import Point
 

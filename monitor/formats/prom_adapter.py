@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 
-from monitor.decoding import Bad, json_document, show, string_map, timestamp
+from monitor.formats.native import Bad, json_document, show, string_map, timestamp
 from monitor.formats.options import FormatOptions
 from monitor.records import UNIVARIATE, Point
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.decoding import Bad, json_document, number, show, string_map, timestamp
 from monitor.formats.metric import metric_points
+from monitor.formats.native import Bad, json_document, number, show, string_map, timestamp
 from monitor.formats.options import TIME_UNITS, FormatOptions
 from monitor.records import Point
 

@@ -1,6 +1,6 @@
 """The only home of torch: model kinds, the artifact format and store, the batched scorer, and training.
 
-The rest of the package sees `TorchScorer` through the torch-free `monitor.scoring.Scorer` protocol.
+The rest of the package sees `TorchScorer` through the torch-free `monitor.engine.scoring.Scorer` protocol.
 """
 
 from monitor.models.artifact import LoadedModel, load_artifact, save_artifact

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from monitor.scoring import Scores
+from monitor.engine.scoring import Scores
 
 MAX_BATCH = 256
 """Rows per forward pass: large enough to amortise the per-call overhead, small enough to bound memory."""

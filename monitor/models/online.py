@@ -86,7 +86,7 @@ class OnlineNormalisation:
         return means, stds
 
     def snapshot(self, name: str) -> dict[str, Any] | None:
-        """What was learned about one series (None: nothing yet), for a checkpoint (`monitor.checkpoint`)."""
+        """What was learned about one series (None: nothing yet), for a checkpoint (`monitor.service.checkpoint`)."""
         state = self._series.get(name)
         return None if state is None else {"windows": state.windows, "sums": state.sums.copy()}
 

@@ -1,4 +1,4 @@
-"""`TorchScorer`: the `monitor.scoring.Scorer` that the daemon uses, backed by a loaded artifact."""
+"""`TorchScorer`: the `monitor.engine.scoring.Scorer` that the daemon uses, backed by a loaded artifact."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from monitor.engine.scoring import Scores, Times
 from monitor.errors import ModelError
 from monitor.logs import event
 from monitor.models.artifact import LoadedModel, load_artifact
@@ -20,7 +21,6 @@ from monitor.models.online import OnlineNormalisation
 from monitor.models.onnx_backend import BACKENDS, OnnxForward, onnx_forward
 from monitor.models.seasons import with_calendar
 from monitor.models.store import resolve
-from monitor.scoring import Scores, Times
 
 ONLINE_MAX_SERIES = 100_000
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from monitor.scoring import Times
+from monitor.engine.scoring import Times
 
 PERIODS = {"day": 86_400.0, "week": 7 * 86_400.0}
 SETTINGS = ("auto", "none", "day", "week", "day+week")

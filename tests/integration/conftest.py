@@ -25,8 +25,8 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
-from monitor.demo import StreamSpec, generate, points
 from monitor.records import encode_point
+from monitor.synthetic import StreamSpec, generate, points
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW = 16

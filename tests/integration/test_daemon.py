@@ -6,8 +6,8 @@ from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 
-from monitor.demo import generate
 from monitor.records import ALERT_SCHEMA, parse_time
+from monitor.synthetic import generate
 
 from .conftest import SPEC, WINDOW, TopicReader, Topics, produce, stream_messages, wait_for, write_config
 

@@ -19,8 +19,8 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
-from monitor.demo import generate, points
 from monitor.records import Point, encode_point
+from monitor.synthetic import generate, points
 
 from ..producer_formats import influx_line, prometheus_sample, telegraf_metric
 from .conftest import ROOT, SPEC, Daemon, TopicReader, produce, wait_for, write_config

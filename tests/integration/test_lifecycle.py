@@ -16,9 +16,9 @@ import orjson
 import yaml
 
 from monitor.cli import main
-from monitor.demo import generate, points
 from monitor.models.store import point_current, resolve
 from monitor.records import encode_point
+from monitor.synthetic import generate, points
 
 from .conftest import ROOT, SPEC, TopicReader, Topics, produce, wait_for, write_config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from monitor.demo import generate
+from monitor.synthetic import generate
 
 from .conftest import ROOT, SPEC, stream_messages, write_config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.demo import generate
+from monitor.synthetic import generate
 
 from .conftest import SPEC, WINDOW, Daemon, TopicReader, produce, stream_messages, wait_for
 from .resilience_support import (

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from monitor.config import load_config
-from monitor.daemon import build_engine
-from monitor.decoding import decode_json
+from monitor.formats.native import decode_json
 from monitor.records import format_ts
+from monitor.service.daemon import build_engine
 
 from .conftest import Daemon, TopicReader, Topics, stream_messages, wait_for
 from .resilience_support import committed_and_ends, daemon_config, kill, produce_spread, readyz

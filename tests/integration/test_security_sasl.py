@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from monitor.config import parse_config
-from monitor.kafka_io import KafkaSink, KafkaSource, ensure_topics
+from monitor.kafka.client import ensure_topics
+from monitor.kafka.sink import KafkaSink
+from monitor.kafka.source import KafkaSource
 
 from .conftest import Daemon, TopicReader, produce, stream_messages, wait_for
 from .resilience_support import SASL_PASSWORD, SASL_USER, OwnKafka, daemon_config, kill, make_topics, sasl_kafka

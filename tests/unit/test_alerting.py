@@ -1,10 +1,10 @@
-"""monitor.alerting.AlertTracker: pending → firing → resolved, ids, severity, warm-up, top features."""
+"""monitor.engine.alerting.AlertTracker: pending → firing → resolved, ids, severity, warm-up, top features."""
 
 from __future__ import annotations
 
 import pytest
 
-from monitor.alerting import AlertSettings, AlertTracker
+from monitor.engine.alerting import AlertSettings, AlertTracker
 from monitor.records import Verdict, alert_id
 
 T0 = 1795723200.0

@@ -1,4 +1,4 @@
-"""monitor.checkpoint: state written before commits, restored on assignment; crashes lose no alert."""
+"""monitor.service.checkpoint: state written before commits, restored on assignment; crashes lose no alert."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from collections.abc import Collection, Iterator
 import numpy as np
 import pytest
 
-from monitor.checkpoint import Checkpoints
-from monitor.decoding import decode_json
-from monitor.detector import Detector, Engine
+from monitor.engine.detector import Detector, Engine
+from monitor.formats.native import decode_json
 from monitor.records import Message, Point, encode_point
+from monitor.service.checkpoint import Checkpoints
 
 from .test_detector import FakeScorer, normal, pt, settings
 

@@ -1,4 +1,4 @@
-"""monitor.checkpoint_codec and what goes into a record: exact floats, records that no longer fit, the
+"""monitor.service.checkpoint_codec and what goes into a record: exact floats, records that no longer fit, the
 threshold statistics of another model, and what the scorer learned per series."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.checkpoint import Checkpoints
-from monitor.checkpoint_codec import decode_state, encode_state
-from monitor.detector import Detector, Engine
+from monitor.engine.detector import Detector, Engine
 from monitor.models.online import OnlineNormalisation
+from monitor.service.checkpoint import Checkpoints
+from monitor.service.checkpoint_codec import decode_state, encode_state
 
 from .test_checkpoint import MemoryChangelog, engine
 from .test_detector import FakeScorer, normal, pt, settings

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitor.alerting import AlertSettings
 from monitor.config import KafkaSettings, load_config, parse_config
-from monitor.detector import DetectorSettings
+from monitor.engine.alerting import AlertSettings
+from monitor.engine.detector import DetectorSettings
+from monitor.engine.threshold import ThresholdSettings
 from monitor.errors import ConfigError
-from monitor.threshold import ThresholdSettings
 
 REPO = Path(__file__).resolve().parents[2]
 REPO_CONFIG = REPO / "config.yaml"

@@ -1,4 +1,4 @@
-"""monitor.decoding.decode_json: every rejection reason, the detail it carries, and every accepted form."""
+"""monitor.formats.native.decode_json: every rejection reason, the detail it carries, and every accepted form."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from monitor.decoding import REASONS, decode_json
+from monitor.formats.native import REASONS, decode_json
 from monitor.records import UNIVARIATE, Point, Rejected
 
 T0 = 1795723200.0  # 2026-11-26T20:00:00Z

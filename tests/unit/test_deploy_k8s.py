@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from monitor.config import load_config
-from monitor.kafka_io import FLUSH_TIMEOUT_S
+from monitor.kafka.client import FLUSH_TIMEOUT_S
 
 from ..deploy_checks import DEPLOY, ROOT, monitor_args, port_of, served_paths, yaml_docs
 

@@ -1,4 +1,4 @@
-"""monitor.detector: Detector and Engine end to end with a tiny numpy scorer (no torch)."""
+"""monitor.engine.detector: Detector and Engine end to end with a tiny numpy scorer (no torch)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.alerting import AlertSettings
-from monitor.detector import Detector, DetectorSettings, Engine
+from monitor.engine.alerting import AlertSettings
+from monitor.engine.detector import Detector, DetectorSettings, Engine
+from monitor.engine.scoring import Scorer, Scores
+from monitor.engine.threshold import ThresholdSettings
 from monitor.errors import ModelError
 from monitor.records import Point, alert_id
-from monitor.scoring import Scorer, Scores
-from monitor.threshold import ThresholdSettings
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = 1795723200.0
@@ -311,8 +311,9 @@ def test_multivariate_columns_reach_the_scorer_in_feature_order():
 def test_core_imports_no_torch_kafka_or_prometheus():
     code = (
         "import sys\n"
-        "import monitor.config, monitor.decoding, monitor.detector, monitor.records, monitor.windows\n"
-        "import monitor.threshold, monitor.alerting, monitor.scoring, monitor.cli\n"
+        "import monitor.config, monitor.formats.native, monitor.engine.detector, monitor.records\n"
+        "import monitor.engine.windows\n"
+        "import monitor.engine.threshold, monitor.engine.alerting, monitor.engine.scoring, monitor.cli\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'kafka', 'prometheus_client'))\n"
         "print(','.join(bad))\n"
     )

@@ -10,11 +10,11 @@ import orjson
 import pytest
 import yaml
 
-from monitor import config_reader
 from monitor.cli import build_parser
 from monitor.config import parse_config
-from monitor.exporter import Exporter
+from monitor.config import reader as config_reader
 from monitor.formats import FORMATS, REASONS
+from monitor.observability.exporter import Exporter
 from monitor.records import Alert, alert_to_dict
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,9 @@ import yaml
 
 from monitor.cli import main
 from monitor.config import DetectorConfig, parse_config
-from monitor.corpus import load_corpus
-from monitor.evaluation import evaluate, replay, train_scorer
+from monitor.evaluation.corpus import load_corpus
+from monitor.evaluation.evaluate import evaluate
+from monitor.evaluation.replay import replay, train_scorer
 
 ROWS = 400
 SPIKE = 300

@@ -6,9 +6,9 @@ import orjson
 import pytest
 
 from monitor.config import INPUT_FORMATS, parse_config
-from monitor.decoding import decode_json
 from monitor.errors import ConfigError
 from monitor.formats import FORMATS, REASONS, FormatOptions, decoder
+from monitor.formats.native import decode_json
 from monitor.records import UNIVARIATE, Point, Rejected, encode_point
 
 from ..producer_formats import influx_line, prometheus_sample, telegraf_metric

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 
 from monitor.config import parse_config
-from monitor.config_http import EXPORTER_PASSWORD_ENV, HttpSettings
-from monitor.detector import Detector, DetectorSettings, Engine
+from monitor.config.http import EXPORTER_PASSWORD_ENV, HttpSettings
+from monitor.engine.detector import Detector, DetectorSettings, Engine
 from monitor.errors import ConfigError, MonitorError
-from monitor.exporter import Exporter
-from monitor.health import Health
-from monitor.http_server import serve
+from monitor.observability.exporter import Exporter
+from monitor.observability.health import Health
+from monitor.observability.http import serve
 from monitor.records import Message
-from monitor.service import Service
+from monitor.service.loop import Service
 from tests.unit.test_detector import FakeScorer
 
 PASSWORD = "s3cret:with colon"
@@ -50,7 +50,7 @@ def test_not_ready_until_model_partitions_and_broker_all_pass(caplog):
     health.check("model", True)
     health.check("broker", True)
     assert health.ready() == (False, "partitions: no partitions assigned")
-    with caplog.at_level(logging.INFO, logger="monitor.health"):
+    with caplog.at_level(logging.INFO, logger="monitor.observability.health"):
         health.check("partitions", True)
         health.check("partitions", True)  # no change, no second line
         health.check("broker", False, "poll failed: timeout")
@@ -116,7 +116,7 @@ class NullSink:
 
 
 def test_broker_errors_make_the_service_unready_and_are_retried(monkeypatch, caplog):
-    monkeypatch.setattr("monitor.service.BACKOFF_S", (0.001, 0.001))
+    monkeypatch.setattr("monitor.service.loop.BACKOFF_S", (0.001, 0.001))
     health, exporter = Health(), Exporter()
     health.check("model", True)
     point = Message(b'{"series": "a", "ts": 1, "value": 1}', None, "metrics", 0, 7)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from monitor import model_config
+from monitor.config import model as model_config
 from monitor.errors import ModelError
 from monitor.models import (
     MODEL_KINDS,

@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitor.alerting import AlertSettings
-from monitor.detector import Detector, DetectorSettings, Engine
-from monitor.entities import EntityAssembler, Selector
+from monitor.engine.alerting import AlertSettings
+from monitor.engine.detector import Detector, DetectorSettings, Engine
+from monitor.engine.entities import EntityAssembler, Selector
+from monitor.engine.threshold import ThresholdSettings
 from monitor.models import LoadedModel, SeriesData, TorchScorer, TrainOptions, train_model
 from monitor.records import Alert, Point
-from monitor.threshold import ThresholdSettings
 
 FEATURES = ("cpu", "mem", "rps", "disk", "net")
 HOSTS = ("web-01", "web-02", "web-03")

@@ -1,4 +1,4 @@
-"""monitor.nab against NAB's own numbers for a published detector, plus the sweep against brute force."""
+"""monitor.evaluation.nab against NAB's own numbers for a published detector, plus the sweep against brute force."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor import nab
-from monitor.datasets import parse_csv_timestamp
+from monitor.evaluation import nab
+from monitor.training.datasets import parse_csv_timestamp
 
 NAB_DEV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nab-dev"
 REFERENCE = NAB_DEV / "reference"

@@ -14,7 +14,7 @@ from monitor.config import parse_config
 from monitor.errors import ConfigError, ModelError
 from monitor.models import LoadedModel, SeriesData, TorchScorer, TrainOptions, save_artifact, train_model
 from monitor.models.onnx_backend import BACKENDS
-from monitor.reload import load_scorer
+from monitor.service.reload import load_scorer
 
 SERIES = ("web-01/cpu", "web-02/cpu", "db-01/mem")
 

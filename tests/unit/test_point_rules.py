@@ -1,10 +1,10 @@
-"""monitor.windows.PointRules: lateness, duplicates and gaps, each handled by rule and counted."""
+"""monitor.engine.windows.PointRules: lateness, duplicates and gaps, each handled by rule and counted."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from monitor.windows import PointRules, WindowStore
+from monitor.engine.windows import PointRules, WindowStore
 
 from .test_windows import T0, pt
 

@@ -11,14 +11,14 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.checkpoint_codec import decode_state, encode_state
-from monitor.decoding import REASONS, decode_json
-from monitor.detector import Detector, Engine
-from monitor.exporter import Exporter
-from monitor.health import Health
+from monitor.engine.detector import Detector, Engine
+from monitor.engine.windows import PointRules, WindowStore
+from monitor.formats.native import REASONS, decode_json
+from monitor.observability.exporter import Exporter
+from monitor.observability.health import Health
 from monitor.records import MAX_TS, MIN_TS, Message, Point, Rejected, encode_point
-from monitor.service import Service
-from monitor.windows import PointRules, WindowStore
+from monitor.service.checkpoint_codec import decode_state, encode_state
+from monitor.service.loop import Service
 
 from .test_detector import FakeScorer
 from .test_detector import settings as detector_settings

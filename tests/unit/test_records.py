@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from monitor.decoding import decode_json
+from monitor.formats.native import decode_json
 from monitor.records import ALERT_SCHEMA, Alert, Point, alert_id, encode_alert, encode_point, format_ts, parse_time
 
 T0 = datetime(2026, 11, 26, 20, 5, tzinfo=UTC).timestamp()

@@ -1,4 +1,4 @@
-"""monitor.reload: a running detector swaps in new model versions and refuses bad ones, keeping its state.
+"""monitor.service.reload: a running detector swaps in new model versions and refuses bad ones, keeping its state.
 
 Versions are tiny dense models (a fraction of a second each) published to a real store on disk; the
 reloader runs with a fake clock, so "every interval" is exact and no test sleeps.
@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 
 from monitor.config import DetectorConfig
-from monitor.detector import Detector, DetectorSettings, Engine
-from monitor.model_config import ModelSettings, TrainingSettings
+from monitor.config.model import ModelSettings, TrainingSettings
+from monitor.engine.detector import Detector, DetectorSettings, Engine
+from monitor.engine.threshold import ThresholdSettings
+from monitor.engine.verdicts import Outcome
 from monitor.models import LoadedModel, TrainOptions, train_model
 from monitor.models.store import point_current, publish, signature
 from monitor.records import Point
-from monitor.reload import ModelReloader, load_scorer
-from monitor.threshold import ThresholdSettings
-from monitor.verdicts import Outcome
+from monitor.service.reload import ModelReloader, load_scorer
 
 from .seasonal_data import WINDOW, history, seasonal
 
@@ -119,7 +119,7 @@ def test_a_request_checks_at_once_and_nothing_changes_without_a_new_version(stor
     running.reloader.request()
     running.step()
     assert running.swapped == [versions["b"].metadata.version]
-    with caplog.at_level(logging.INFO, logger="monitor.reload"):
+    with caplog.at_level(logging.INFO, logger="monitor.service.reload"):
         running.reloader.request()
         running.step()
     assert running.swapped == [versions["b"].metadata.version]
@@ -134,7 +134,7 @@ def test_a_corrupt_version_is_refused_once_and_the_old_one_keeps_serving(store, 
     (broken / "model.pt").write_bytes(b"garbage")
     point_current(store, broken.name)
 
-    with caplog.at_level(logging.INFO, logger="monitor.reload"):
+    with caplog.at_level(logging.INFO, logger="monitor.service.reload"):
         for _ in range(3):
             running.step(5.0)
 
@@ -151,7 +151,7 @@ def test_an_incompatible_version_is_refused_naming_both(store, versions, caplog,
     running = Running(store)
     publish(versions[name].module, versions[name].metadata, store)
 
-    with caplog.at_level(logging.ERROR, logger="monitor.reload"):
+    with caplog.at_level(logging.ERROR, logger="monitor.service.reload"):
         running.step(5.0)
 
     assert running.swapped == []

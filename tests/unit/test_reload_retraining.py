@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 
 from monitor.config import DetectorConfig, parse_config
-from monitor.detector import Detector, DetectorSettings, Engine
+from monitor.config.model import ModelSettings, RetrainingSettings, TrainingSettings
+from monitor.engine.detector import Detector, DetectorSettings, Engine
+from monitor.engine.threshold import ThresholdSettings
+from monitor.engine.verdicts import Outcome
 from monitor.errors import ConfigError
-from monitor.model_config import ModelSettings, RetrainingSettings, TrainingSettings
 from monitor.models import TrainOptions, train_model
 from monitor.models.store import publish, resolve, signature
 from monitor.records import Point
-from monitor.reload import ModelReloader, load_scorer
-from monitor.retraining import Retrainer
-from monitor.threshold import ThresholdSettings
-from monitor.verdicts import Outcome
+from monitor.service.reload import ModelReloader, load_scorer
+from monitor.service.retraining import Retrainer
 
 from .seasonal_data import SERIES, WINDOW, history, seasonal
 

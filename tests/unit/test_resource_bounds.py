@@ -7,11 +7,11 @@ import tracemalloc
 
 import numpy as np
 
-from monitor.alerting import AlertSettings
-from monitor.checkpoint_codec import encode_state
-from monitor.detector import Detector, DetectorSettings, Engine
+from monitor.engine.alerting import AlertSettings
+from monitor.engine.detector import Detector, DetectorSettings, Engine
+from monitor.engine.threshold import ThresholdSettings
 from monitor.records import Point
-from monitor.threshold import ThresholdSettings
+from monitor.service.checkpoint_codec import encode_state
 
 from .test_detector import FakeScorer
 

@@ -9,11 +9,11 @@ import threading
 import numpy as np
 import pytest
 
-from monitor.detector import Detector, Engine
-from monitor.exporter import Exporter
-from monitor.health import Health
+from monitor.engine.detector import Detector, Engine
+from monitor.observability.exporter import Exporter
+from monitor.observability.health import Health
 from monitor.records import Message, Point, encode_point
-from monitor.service import Service
+from monitor.service.loop import Service
 
 from .test_detector import FakeScorer, normal, settings
 from .test_properties import ListSink, ListSource

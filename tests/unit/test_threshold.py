@@ -1,11 +1,11 @@
-"""monitor.threshold.ThresholdBank: mean + k·sd of recent normal scores, seeded, warmed up, floored, bounded."""
+"""monitor.engine.threshold.ThresholdBank: mean + k·sd of recent normal scores, seeded, warmed up, floored, bounded."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from monitor.threshold import ThresholdBank, ThresholdSettings
+from monitor.engine.threshold import ThresholdBank, ThresholdSettings
 
 BASELINE = np.array([0.8, 1.0, 1.1, 0.9, 1.3, 0.7, 1.2, 1.0, 0.95, 1.05])
 

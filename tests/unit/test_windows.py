@@ -1,12 +1,12 @@
-"""monitor.windows.WindowStore: when windows are emitted, what they hold, what is dropped and evicted."""
+"""monitor.engine.windows.WindowStore: when windows are emitted, what they hold, what is dropped and evicted."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from monitor.engine.windows import WindowStore
 from monitor.records import Point, Window
-from monitor.windows import WindowStore
 
 T0 = 1795723200.0
 

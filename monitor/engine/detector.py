@@ -1,0 +1,282 @@
+"""The engine: points in, verdicts and alert events out. No I/O: sources and sinks live in the service.
+
+A `Detector` owns the series that match its selector: their windows, thresholds and alert state, and
+one `Scorer`. The `Engine` routes each point to the first detector whose selector matches and scores
+every detector's ready windows in one batched call per `process` (one poll), never one call per window.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
+from queue import SimpleQueue
+from typing import Any
+
+import numpy as np
+
+from monitor.engine.alerting import AlertSettings, AlertTracker
+from monitor.engine.entities import EntityAssembler, Selector
+from monitor.engine.scoring import Scorer
+from monitor.engine.threshold import ThresholdBank, ThresholdSettings
+from monitor.engine.verdicts import Outcome, VerdictBatch
+from monitor.engine.windows import PointRules, WindowStore
+from monitor.errors import ModelError
+from monitor.records import Alert, Point, Rejected, WindowBatch
+
+_UNROUTED = object()
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSettings:
+    name: str = "default"
+    series: str = "*"
+    """Glob over series ids (`web-*/cpu`); the first detector that matches a series owns it."""
+    features: tuple[str, ...] = ("value",)
+    window: int = 32
+    stride: int = 1
+    max_series: int = 100_000
+    threshold: ThresholdSettings = field(default_factory=ThresholdSettings)
+    alerting: AlertSettings = field(default_factory=AlertSettings)
+    points: PointRules = field(default_factory=PointRules)
+    labels: tuple[tuple[str, str], ...] = ()
+    """Labels a series must carry (all of them, equal values) besides matching `series`."""
+    entity_label: str | None = None
+    """Join univariate series that share this label into one entity (see `monitor.engine.entities`)."""
+
+
+class Detector:
+    def __init__(self, settings: DetectorSettings, scorer: Scorer) -> None:
+        _check_compatible(settings, scorer)
+        self.settings = settings
+        self.scorer = scorer
+        self.thresholds = ThresholdBank(settings.threshold, scorer.baseline_scores())
+        self.alerts = AlertTracker(settings.name, settings.alerting)
+        self.windows = WindowStore(
+            settings.window, settings.stride, settings.features, settings.max_series, self._forget, settings.points
+        )
+        self._evicted: SimpleQueue[str] = SimpleQueue()
+        """Series the windows evicted, forgotten by the next `score`: with `scoring.overlap` that runs in
+        the scoring thread, and the thresholds and alerts belong to it while the next poll is read."""
+        self.selector = Selector(settings.series, settings.labels, settings.entity_label, settings.features)
+        self.entities = (
+            EntityAssembler(settings.entity_label, settings.features, settings.max_series)
+            if settings.entity_label
+            else None
+        )
+
+    def matches(self, series: str, labels: Mapping[str, str] | None = None) -> bool:
+        return self.selector.matches(series, labels or {})
+
+    def swap_scorer(self, scorer: Scorer) -> None:
+        """Serve another model from the next window on (hot reload), keeping windows, thresholds and alerts.
+
+        A model with another window or feature list is refused with a `ModelError` naming both, and the
+        current one keeps serving.
+        """
+        _check_compatible(self.settings, scorer)
+        self.scorer = scorer
+
+    def score(self, windows: WindowBatch) -> Outcome:
+        """Score a batch of windows in one call and run each result through threshold and alerting."""
+        outcome = Outcome()
+        while not self._evicted.empty():
+            series = self._evicted.get()
+            self.thresholds.forget(series)
+            self.alerts.forget(series)
+            outcome.evicted.append((self.settings.name, series))
+        if not len(windows):
+            return outcome
+        data = windows.data
+        started = time.perf_counter()
+        result = self.scorer.score(windows.series, data, windows.start, windows.end)
+        outcome.scoring_seconds[self.settings.name] = time.perf_counter() - started
+        batch = VerdictBatch.empty(
+            self.settings.name, self.settings.features, windows.series, windows.labels, windows.start,
+            windows.end, data[:, -1, :].copy(), result.feature_errors,
+        )  # fmt: skip
+        events: list[tuple[int, Alert]] = []
+        for rows in _rounds(windows.series):
+            judged = self.thresholds.judge_many([windows.series[i] for i in rows], result.scores[rows])
+            batch.score[rows], batch.threshold[rows] = judged.score, judged.threshold
+            batch.anomalous[rows], batch.warming_up[rows] = judged.anomalous, judged.warming_up
+            events.extend(self.alerts.observe_many(batch, rows, self.scorer.version))
+        outcome.batches.append(batch)
+        outcome.alerts.extend(alert for _, alert in sorted(events, key=lambda e: e[0]))
+        return outcome
+
+    def warming_up(self) -> int:
+        """Tracked series that cannot alert yet (window still filling, or threshold warm-up): the usual
+        answer to "why is there no output?"."""
+        return len(self.windows) - self.thresholds.judged_enough()
+
+    def snapshot(self, series: str) -> dict[str, Any] | None:
+        """Everything the detector keeps about a series (None if untracked), for a checkpoint."""
+        window = self.windows.snapshot(series)
+        if window is None:
+            return None
+        return {
+            "model_version": self.scorer.version,
+            "window": window,
+            "threshold": self.thresholds.snapshot(series),
+            "alert": self.alerts.snapshot(series),
+            "scorer": self._scorer_state(series),
+        }
+
+    def restore(self, series: str, state: Mapping[str, Any]) -> None:
+        """Take a series back from `snapshot`. Threshold statistics learnt on another model's scores do
+        not carry over (the series warms up again); ValueError if the window does not fit."""
+        self.windows.restore(series, state["window"])
+        self.thresholds.forget(series)
+        if state["threshold"] is not None and state["model_version"] == self.scorer.version:
+            self.thresholds.restore(series, state["threshold"])
+        self.alerts.forget(series)
+        if state["alert"] is not None:
+            self.alerts.restore(series, state["alert"])
+        restore = getattr(self.scorer, "restore_series", None)
+        if state.get("scorer") is not None and restore is not None:
+            restore(series, state["scorer"])
+
+    def _scorer_state(self, series: str) -> dict[str, Any] | None:
+        """What a scorer that learns per series (`series_state`/`restore_series`: the online normalisation of
+        series the model never saw) knows about this one; scorers without it keep nothing per series."""
+        state = getattr(self.scorer, "series_state", None)
+        return None if state is None else state(series)
+
+    def forget(self, series: str) -> None:
+        """Let a series go without counting an eviction: its partition moved to another replica."""
+        self.windows.forget(series)
+        self.thresholds.forget(series)
+        self.alerts.forget(series)
+
+    def _forget(self, series: str) -> None:
+        """An evicted series leaves nothing behind, so memory stays bounded by `max_series`."""
+        self._evicted.put(series)
+
+
+class Engine:
+    """Routes points to detectors and scores what is ready; `unmatched` counts points no detector wants."""
+
+    def __init__(self, detectors: Sequence[Detector]) -> None:
+        self.detectors = list(detectors)
+        self.unmatched = 0
+        self._routes: dict[str, Detector | None] = {}
+        self._max_routes = 2 * sum(d.settings.max_series for d in self.detectors) + 1000
+        """Routes of evicted series go with them; this bounds the ids that no detector wants."""
+
+    def process(self, points: Iterable[Point]) -> Outcome:
+        """Route and window the points, score what became due, judge it: one poll, start to end."""
+        return self.finish(self.start(points))
+
+    def start(self, points: Iterable[Point], executor: Executor | None = None) -> list[Future[Outcome]]:
+        """Route and window the points, then score and judge the due windows, in `executor`'s thread when
+        given: the caller reads the next poll meanwhile (torch releases the GIL while it computes)."""
+        ready = {id(d): WindowBatch(d.settings.window, len(d.settings.features)) for d in self.detectors}
+        for point in points:
+            detector = self._route(point.series, point.labels)
+            if detector is None:
+                self.unmatched += 1
+                continue
+            if detector.entities is not None:
+                point = detector.entities.add(point)
+                if point is None:
+                    continue
+            detector.windows.collect(point, ready[id(detector)])
+        futures = []
+        for detector in self.detectors:
+            if executor is not None:
+                futures.append(executor.submit(detector.score, ready[id(detector)]))
+            else:
+                futures.append(Future())
+                futures[-1].set_result(detector.score(ready[id(detector)]))
+        return futures
+
+    def finish(self, started: list[Future[Outcome]]) -> Outcome:
+        """Wait for what `start` began; a scoring error (a model that does not fit) is raised here."""
+        outcome = Outcome()
+        for future in started:
+            outcome.extend(future.result())
+        for _, series in outcome.evicted:
+            self._routes.pop(series, None)
+        return outcome
+
+    def dropped(self) -> Counter[str]:
+        """Points the windows refused (late, duplicate, missing feature, evicted series), by reason."""
+        total: Counter[str] = Counter()
+        for detector in self.detectors:
+            total.update(detector.windows.dropped)
+            if detector.entities is not None:
+                total.update(detector.entities.dropped)
+        return total
+
+    def adjusted(self) -> Counter[str]:
+        """Points the rules changed (reordered, duplicate_replaced, gap_filled, gap_reset), by reason."""
+        total: Counter[str] = Counter()
+        for detector in self.detectors:
+            total.update(detector.windows.adjusted)
+        return total
+
+    def series_tracked(self) -> int:
+        return sum(len(d.windows) for d in self.detectors)
+
+    def refuse(self, point: Point) -> Rejected | None:
+        """Why a decoded point cannot be used at all (it lacks features of the detector that owns its
+        series), so the service can dead-letter its message; None when it can."""
+        detector = self._route(point.series, point.labels)
+        if detector is None or detector.entities is not None:
+            return None
+        values = point.values
+        for feature in detector.settings.features:
+            if feature not in values:
+                break
+        else:
+            return None
+        missing = [f for f in detector.settings.features if f not in values]
+        return Rejected(
+            "missing_feature", f"series {point.series!r} lacks {missing} of detector {detector.settings.name!r}"
+        )
+
+    def owner(self, series: str, labels: Mapping[str, str] | None = None) -> Detector | None:
+        """The detector a series belongs to, if any (`labels` decide it for a series not seen yet)."""
+        return self._route(series, labels)
+
+    def _route(self, series: str, labels: Mapping[str, str] | None = None) -> Detector | None:
+        """The owner of a series, decided on its first point (labels included) and cached by series id."""
+        route = self._routes.get(series, _UNROUTED)
+        if route is _UNROUTED:
+            if len(self._routes) >= self._max_routes:
+                self._routes.clear()  # a cache: ever-new series ids must not grow it without bound
+            route = self._routes[series] = next((d for d in self.detectors if d.matches(series, labels)), None)
+        return route  # type: ignore[return-value]
+
+
+def _rounds(series: Sequence[str]) -> list[np.ndarray]:
+    """Rows grouped so that no series appears twice in a group, in order: the k-th window of every series
+    is judged in round k, after its earlier windows (a threshold learns from each judgement)."""
+    if len(set(series)) == len(series):
+        return [np.arange(len(series))]
+    seen: Counter[str] = Counter()
+    rounds: list[list[int]] = []
+    for i, name in enumerate(series):
+        k = seen[name]
+        seen[name] += 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(i)
+    return [np.array(r) for r in rounds]
+
+
+def _check_compatible(settings: DetectorSettings, scorer: Scorer) -> None:
+    """A model trained on other windows or features would score garbage: refuse it with both values."""
+    if scorer.window != settings.window:
+        raise ModelError(
+            f"detector {settings.name!r}: model {scorer.version} has window {scorer.window}, "
+            f"config says window {settings.window}"
+        )
+    if tuple(scorer.features) != tuple(settings.features):
+        raise ModelError(
+            f"detector {settings.name!r}: model {scorer.version} has features {list(scorer.features)}, "
+            f"config says {list(settings.features)}"
+        )

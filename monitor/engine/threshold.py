@@ -1,0 +1,224 @@
+"""Rolling per-series thresholds on the anomaly score: mean + k·sd of about the last `history` normal scores.
+
+Every series starts from the same statistics, the healthy validation scores that come with the model, so
+it can be judged after a short warm-up instead of after `history` windows. Scores judged anomalous are
+kept out of the statistics: otherwise a long incident would raise its own threshold and hide itself. Only
+after `adapt_after` anomalous windows in a row are they learned again: a change that lasts that long is
+the series' new normal, and an alert that could never resolve would be worse than none.
+
+What is judged is the mean of a series' last `smoothing` scores, not one window's score: a single
+reconstruction error is noisy and heavy-tailed, while a short average rises with a real change of
+behaviour and barely moves for one odd point (the short-term average of Numenta's anomaly likelihood).
+
+The history is kept as running sums in `BLOCKS` blocks of `ceil(history / BLOCKS)` scores, not as the
+scores themselves: when the newest block is full the oldest one is dropped whole, so the statistics cover
+between `history - block + 1` and `history` scores (exactly `history` when it is at most `BLOCKS`). That
+is a few hundred bytes per series instead of 8 bytes per remembered score, and every series' state lives
+in arrays indexed by slot, so a batch of windows is judged with a handful of numpy operations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from monitor.engine.slots import Slots
+
+BLOCKS = 16
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdSettings:
+    warmup: int = 16
+    """Windows of a series that are scored and learned from, but never judged anomalous."""
+    history: int = 2000
+    """How many recent normal scores the statistics cover."""
+    k: float = 6.0
+    """Standard deviations above the mean that make a score anomalous."""
+    minimum: float = 0.0
+    """A floor for the threshold, for series so regular that their deviation is near zero."""
+    smoothing: int = 20
+    """Windows averaged into the judged score (the series' last `smoothing` scores); 1 judges each alone."""
+    adapt_after: int = 2000
+    """Consecutive anomalous windows after which a series' scores are learned again (0: never), so that a
+    lasting change of level becomes the new normal and its alert resolves instead of staying open."""
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    threshold: float
+    anomalous: bool
+    warming_up: bool
+    score: float
+    """What was compared with the threshold: the mean of the series' last `smoothing` scores."""
+
+
+@dataclass(frozen=True, slots=True)
+class Judgements:
+    """`judge_many`'s answer, one entry per series judged (same meaning as `Judgement`)."""
+
+    threshold: np.ndarray
+    anomalous: np.ndarray
+    warming_up: np.ndarray
+    score: np.ndarray
+
+
+class ThresholdBank:
+    """The thresholds of all series of one detector."""
+
+    def __init__(self, settings: ThresholdSettings, baseline: np.ndarray) -> None:
+        self.settings = settings
+        self.block = math.ceil(settings.history / BLOCKS)
+        self.n_blocks = max(settings.history // self.block, 1)
+        self._judged = np.zeros(0, dtype=np.int64)
+        self._ready = 0
+        """Live series whose `_judged` reached `warmup` (kept as a count: it is read after every poll)."""
+        self._sums = np.zeros((0, self.n_blocks))
+        self._squares = np.zeros((0, self.n_blocks))
+        self._counts = np.zeros((0, self.n_blocks), dtype=np.int64)
+        self._current = np.zeros(0, dtype=np.int64)
+        self._recent = np.zeros((0, settings.smoothing))
+        """The last `smoothing` scores in a ring; `_seen` says how many of them are real."""
+        self._seen = np.zeros(0, dtype=np.int64)
+        self._streak = np.zeros(0, dtype=np.int64)
+        """Consecutive anomalous judgements of each series (for `adapt_after`)."""
+        arrays = ("_judged", "_sums", "_squares", "_counts", "_current", "_recent", "_seen", "_streak")
+        self._slots = Slots(self, arrays)
+        self._seed = self._slots.take()
+        """A slot that is never judged: the statistics of the seed, copied into every new series' slot."""
+        seed = _evenly(_moving_mean(np.asarray(baseline, dtype=float), settings.smoothing), settings.history)
+        self._push(np.array([self._seed]), seed)
+
+    def judge(self, series: str, score: float) -> Judgement:
+        """Compare the series' smoothed score with its current threshold, then learn from it if it was normal."""
+        j = self.judge_many([series], np.array([score], dtype=float))
+        return Judgement(float(j.threshold[0]), bool(j.anomalous[0]), bool(j.warming_up[0]), float(j.score[0]))
+
+    def judge_many(self, series: Sequence[str], scores: np.ndarray) -> Judgements:
+        """`judge` for a batch in which every series appears at most once."""
+        slots = np.array([self._slot(s) for s in series], dtype=np.int64)
+        n = self._counts[slots].sum(axis=1)
+        mean = self._sums[slots].sum(axis=1) / np.maximum(n, 1)
+        variance = self._squares[slots].sum(axis=1) / np.maximum(n, 1) - mean * mean
+        threshold = np.maximum(mean + self.settings.k * np.sqrt(np.maximum(variance, 0.0)), self.settings.minimum)
+        warming_up = self._judged[slots] < self.settings.warmup
+        seen = self._seen[slots]
+        self._recent[slots, seen % self.settings.smoothing] = scores
+        self._seen[slots] = seen + 1
+        level = self._recent[slots].sum(axis=1) / np.minimum(seen + 1, self.settings.smoothing)
+        anomalous = ~warming_up & (level > threshold)
+        self._judged[slots] += 1
+        self._ready += int(np.count_nonzero(warming_up & (self._judged[slots] >= self.settings.warmup)))
+        streak = np.where(anomalous, self._streak[slots] + 1, 0)
+        self._streak[slots] = streak
+        adapt = self.settings.adapt_after
+        learn = ~anomalous | (streak > adapt) if adapt > 0 else ~anomalous
+        self._push(slots[learn], level[learn])
+        return Judgements(threshold, anomalous, warming_up, level)
+
+    def judged_enough(self) -> int:
+        """Series past their warm-up: the ones that can alert."""
+        return self._ready
+
+    def forget(self, series: str) -> None:
+        slot = self._slots.pop(series)
+        if slot is not None:
+            self._ready -= int(self._judged[slot] >= self.settings.warmup)
+
+    def snapshot(self, series: str) -> dict[str, Any] | None:
+        """The series' statistics, so a restored series judges exactly as before."""
+        slot = self._slots.get(series)
+        if slot is None:
+            return None
+        seen, size = int(self._seen[slot]), self.settings.smoothing
+        recent = np.roll(self._recent[slot], -seen)[size - min(seen, size) :] if seen else np.zeros(0)
+        return {
+            "judged": int(self._judged[slot]),
+            "block": self.block,
+            "sums": self._sums[slot].copy(),
+            "squares": self._squares[slot].copy(),
+            "counts": self._counts[slot].copy(),
+            "current": int(self._current[slot]),
+            "recent": recent,
+            "streak": int(self._streak[slot]),
+        }
+
+    def restore(self, series: str, state: Mapping[str, Any]) -> bool:
+        """Rebuild a series' statistics from `snapshot`; False (nothing restored) when they were kept in
+        blocks of another size (`history` changed since), so the series warms up again."""
+        if "values" in state:  # written before the statistics were kept in blocks: the scores themselves
+            state = self._from_values(state)
+        counts = np.asarray(state["counts"])
+        if state["block"] != self.block or counts.shape != (self.n_blocks,):
+            return False
+        self.forget(series)
+        slot = self._slot(series)
+        self._sums[slot], self._squares[slot], self._counts[slot] = state["sums"], state["squares"], counts
+        self._current[slot] = int(state["current"])
+        recent = np.asarray(state.get("recent", ()), dtype=float)[-self.settings.smoothing :]
+        self._recent[slot, : len(recent)] = recent
+        self._seen[slot] = len(recent)
+        was_ready = self._judged[slot] >= self.settings.warmup
+        self._judged[slot] = int(state["judged"])
+        self._streak[slot] = int(state.get("streak", 0))
+        self._ready += int(self._judged[slot] >= self.settings.warmup) - int(was_ready)
+        return True
+
+    def _from_values(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """The block form of a snapshot that holds the remembered scores themselves."""
+        scratch = ThresholdBank(self.settings, np.zeros(0))
+        scratch._push(np.array([scratch._seed]), np.asarray(state["values"], dtype=float)[-self.settings.history :])
+        converted = {"judged": state["judged"], "recent": state.get("recent", ()), "block": self.block}
+        for name in ("sums", "squares", "counts", "current"):
+            converted[name] = getattr(scratch, f"_{name}")[scratch._seed]
+        return converted
+
+    def _slot(self, series: str) -> int:
+        slot = self._slots.get(series)
+        if slot is not None:
+            return slot
+        slot = self._slots.add(series)
+        for array in (self._sums, self._squares, self._counts, self._current):
+            array[slot] = array[self._seed]
+        self._judged[slot] = self._seen[slot] = self._streak[slot] = 0
+        self._recent[slot] = 0.0
+        self._ready += int(self.settings.warmup == 0)
+        return slot
+
+    def _push(self, slots: np.ndarray, values: np.ndarray) -> None:
+        """Learn normal scores, one per slot (a seed: many for one slot, in order)."""
+        if len(slots) != len(values):
+            for value in values:
+                self._push(slots, np.array([value]))
+            return
+        current = self._current[slots]
+        full = self._counts[slots, current] >= self.block
+        if full.any():
+            moved = slots[full]
+            current[full] = (current[full] + 1) % self.n_blocks
+            self._current[moved] = current[full]
+            for array in (self._sums, self._squares, self._counts):
+                array[moved, current[full]] = 0
+        self._sums[slots, current] += values
+        self._squares[slots, current] += values * values
+        self._counts[slots, current] += 1
+
+
+def _moving_mean(values: np.ndarray, n: int) -> np.ndarray:
+    """Means of n consecutive values: the seed must hold smoothed scores, like the ones it is compared with."""
+    if n <= 1 or len(values) == 0:
+        return values
+    if len(values) < n:
+        return np.array([values.mean()])
+    return np.convolve(values, np.full(n, 1.0 / n), mode="valid")
+
+
+def _evenly(values: np.ndarray, n: int) -> np.ndarray:
+    """At most n values spread evenly over the array, keeping its distribution."""
+    if len(values) <= n:
+        return values
+    return values[np.linspace(0, len(values) - 1, n).round().astype(int)]

@@ -1,0 +1,93 @@
+"""kafka-python clients as the monitor makes them: connection and security options, one clear line when no
+broker answers, topic admin, and the errors that mean "the broker is away" (the run loop waits those out).
+
+Delivery is at-least-once: auto-commit is off, and the service commits the consumed offsets only after
+`KafkaSink.flush` (`monitor.kafka.sink`) has seen every alert and dead letter of those records acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from monitor.config import KafkaSettings
+from monitor.errors import MonitorError
+
+log = logging.getLogger(__name__)
+
+FLUSH_TIMEOUT_S = 10.0
+"""How long one flush waits for acknowledgements before the run loop reports the broker unready and retries."""
+COMMIT_TIMEOUT_MS = 10_000
+SEND_BLOCK_MS = 10_000
+"""How long `send` may wait for a topic's metadata; after that the record is queued again for the next flush."""
+METADATA_MAX_AGE_MS = 30_000
+"""How soon a consumer notices new partitions or a topic created after it started."""
+T = TypeVar("T")
+
+
+class DeliveryError(MonitorError):
+    """The brokers did not acknowledge alerts or dead letters yet; offsets must not be committed."""
+
+
+BROKER_AWAY: tuple[type[Exception], ...] = (KafkaError, DeliveryError)
+"""What the run loop retries with backoff instead of stopping: the broker did not answer or acknowledge."""
+
+
+def client_options(settings: KafkaSettings) -> dict[str, object]:
+    """Connection options shared by consumer, producer and admin (security included)."""
+    options: dict[str, object] = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "client_id": settings.client_id,
+        "security_protocol": settings.security_protocol,
+        "bootstrap_timeout_ms": settings.connect_timeout_ms,
+    }
+    if settings.sasl_mechanism:
+        options.update(
+            sasl_mechanism=settings.sasl_mechanism,
+            sasl_plain_username=settings.sasl_username,
+            sasl_plain_password=settings.sasl_password,
+        )
+    if settings.security_protocol.endswith("SSL"):
+        options.update(
+            ssl_cafile=_path(settings.ssl_cafile),
+            ssl_certfile=_path(settings.ssl_certfile),
+            ssl_keyfile=_path(settings.ssl_keyfile),
+            ssl_password=settings.ssl_key_password,
+            ssl_check_hostname=settings.ssl_check_hostname,
+        )
+    return options
+
+
+def _path(path: object) -> str | None:
+    return None if path is None else str(path)
+
+
+def ensure_topics(settings: KafkaSettings, topics: Iterable[str], partitions: int = 1) -> None:
+    """Create the topics that do not exist yet, with the cluster's default replication factor."""
+    admin = connect(lambda: KafkaAdminClient(**client_options(settings)), settings)
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(t, partitions, -1) for t in topics if t not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+                log.info("created topics %s", [t.name for t in missing])
+            except TopicAlreadyExistsError:
+                pass  # another replica won the race
+    except KafkaError as exc:
+        raise MonitorError(f"cannot create topics at {settings.bootstrap_servers}: {exc}") from exc
+    finally:
+        admin.close()
+
+
+def connect(make: Callable[[], T], settings: KafkaSettings) -> T:
+    """Build a client, turning "no broker" into one clear line instead of a traceback."""
+    try:
+        return make()
+    except KafkaError as exc:
+        raise MonitorError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from exc

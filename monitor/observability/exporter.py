@@ -1,0 +1,234 @@
+"""Prometheus metrics of the monitor. Only prometheus_client here; `monitor.observability.http` serves them.
+
+Every exporter has its own registry, so tests and several detectors never collide in a global one.
+Per-series gauges go through a collector that builds them at scrape time from the latest verdict of each
+series, capped at `max_series`: every series with an open alert, then the highest scores. A cardinality
+explosion in the input must not become one in Prometheus, and what the cap leaves out is counted.
+Names follow Prometheus conventions: base units in the name, `_total` on counters (the client adds it).
+"""
+
+from __future__ import annotations
+
+import heapq
+import threading
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.exposition import generate_latest
+from prometheus_client.utils import floatToGoString
+
+from monitor.engine.verdicts import Outcome
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+SCORING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+ALERT_STATUSES = ("firing", "resolved")
+
+# The `*_created` series (process-wide switch) double the series count and no dashboard or rule needs them.
+disable_created_metrics()
+SERIES_LABELS = ["detector", "series"]
+
+
+@dataclass(frozen=True, slots=True)
+class _SeriesState:
+    """Immutable, so a scrape can copy the references under the lock and build families outside it."""
+
+    score: float
+    threshold: float
+    values: Mapping[str, float]
+    active: bool = False
+
+
+class _SeriesCollector:
+    """Yields the capped per-series gauges, the open-alert count and the not-exported count."""
+
+    def __init__(self, max_series: int) -> None:
+        self.max_series = max_series
+        self.latest: dict[tuple[str, str], _SeriesState] = {}
+        self.detectors: set[str] = set()
+        self.lock = threading.Lock()
+
+    def observe(self, outcome: Outcome) -> None:
+        with self.lock:
+            for key in outcome.evicted:
+                self.latest.pop(key, None)
+            for batch in outcome.batches:
+                newest = {series: i for i, series in enumerate(batch.series)}  # the last window of each series
+                for series, i in newest.items():
+                    previous = self.latest.get((batch.detector, series))
+                    active = previous.active if previous else False
+                    values = dict(zip(batch.features, batch.values[i].tolist(), strict=True))
+                    state = _SeriesState(float(batch.score[i]), float(batch.threshold[i]), values, active)
+                    self.latest[(batch.detector, series)] = state
+            for a in outcome.alerts:
+                key = (a.detector, a.series)
+                self.latest[key] = replace(self.latest[key], active=a.status == "firing")
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self.lock:
+            items = list(self.latest.items())
+            detectors = set(self.detectors)
+        open_alerts = [kv for kv in items if kv[1].active]
+        room = max(self.max_series - len(open_alerts), 0)
+        quiet = (kv for kv in items if not kv[1].active)
+        kept = open_alerts + heapq.nlargest(room, quiet, key=lambda kv: kv[1].score)
+
+        score = GaugeMetricFamily(
+            "anomaly_score", "Latest anomaly score of the series (reconstruction error)", labels=SERIES_LABELS
+        )
+        threshold = GaugeMetricFamily(
+            "anomaly_threshold", "Current threshold of the series' anomaly score", labels=SERIES_LABELS
+        )
+        active = GaugeMetricFamily("anomaly_active", "1 while an alert is open for the series", labels=SERIES_LABELS)
+        value = GaugeMetricFamily(
+            "anomaly_value",
+            "Newest value of each feature of the series, at the end of its last scored window",
+            labels=[*SERIES_LABELS, "feature"],
+        )
+        for (detector, series), s in kept:
+            score.add_metric([detector, series], s.score)
+            threshold.add_metric([detector, series], s.threshold)
+            active.add_metric([detector, series], 1.0 if s.active else 0.0)
+            for feature, v in s.values.items():
+                value.add_metric([detector, series, feature], v)
+
+        firing = GaugeMetricFamily(
+            "monitor_alerts_open", "Alerts firing and not yet resolved, by detector", labels=["detector"]
+        )
+        per_detector = Tally(detector for (detector, _), _ in open_alerts)
+        for detector in sorted(detectors | set(per_detector)):
+            firing.add_metric([detector], per_detector[detector])
+        dropped = GaugeMetricFamily(
+            "monitor_series_not_exported", "Series left out of the per-series gauges by exporter.max_series"
+        )
+        dropped.add_metric([], len(items) - len(kept))
+        yield from (score, threshold, active, value, firing, dropped)
+
+
+class BatchHistogram:
+    """A histogram observed a whole poll at a time: one numpy call instead of one `observe` per record."""
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        self.name, self.documentation = name, documentation
+        self.bounds = np.asarray(buckets, dtype=float)
+        self.counts = np.zeros(len(buckets) + 1, dtype=np.int64)
+        """Observations per bucket (not cumulative), the last one above every bound (+Inf)."""
+        self.total = 0.0
+        self.lock = threading.Lock()
+
+    def observe_many(self, values: np.ndarray) -> None:
+        if not len(values):
+            return
+        per_bucket = np.bincount(np.searchsorted(self.bounds, values, side="left"), minlength=len(self.counts))
+        with self.lock:
+            self.counts += per_bucket
+            self.total += float(values.sum())
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        with self.lock:
+            cumulative, total = np.cumsum(self.counts).tolist(), self.total
+        bounds = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        yield HistogramMetricFamily(
+            self.name, self.documentation, buckets=list(zip(bounds, cumulative, strict=True)), sum_value=total
+        )
+
+
+class Exporter:
+    """The monitor's metrics; the service calls the `observe_*`/`set_*` methods, Prometheus scrapes."""
+
+    def __init__(self, max_series: int = 2000, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.series = _SeriesCollector(max_series)
+        r.register(self.series)  # type: ignore[arg-type]
+        self.messages = Counter(
+            "monitor_messages",
+            "Input messages by topic and outcome (ok or a rejection reason)",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.points_dropped = Counter(
+            "monitor_points_dropped", "Decoded points not used, by reason", ["reason"], registry=r
+        )
+        self.windows = Counter("monitor_windows_scored", "Windows scored", ["detector"], registry=r)
+        self.alerts = Counter("monitor_alerts", "Alert events published", ["detector", "status"], registry=r)
+        self.scoring = Histogram(
+            "monitor_scoring_seconds",
+            "Time of one batched scoring call",
+            ["detector"],
+            buckets=SCORING_BUCKETS,
+            registry=r,
+        )
+        self.latency = BatchHistogram(
+            "monitor_end_to_end_latency_seconds",
+            "From record timestamp to alerts flushed and offsets committed",
+            LATENCY_BUCKETS,
+        )
+        r.register(self.latency)  # type: ignore[arg-type]
+        self.lag = Gauge("monitor_consumer_lag", "Records behind the log end", ["topic", "partition"], registry=r)
+        self.tracked = Gauge("monitor_series_tracked", "Series with a window buffer", ["detector"], registry=r)
+        self.warming_up = Gauge(
+            "monitor_series_warming_up",
+            "Tracked series that cannot alert yet: window still filling or threshold warm-up",
+            ["detector"],
+            registry=r,
+        )
+        self.model = Gauge(
+            "monitor_model_info",
+            "The model serving each detector",
+            ["detector", "version", "kind"],
+            registry=r,
+        )
+        self.last_commit = Gauge(
+            "monitor_last_commit_timestamp_seconds", "Unix time of the last offset commit", registry=r
+        )
+        self.last_poll = Gauge(
+            "monitor_last_poll_timestamp_seconds",
+            "Unix time the run loop last polled its source; it stops moving when the loop is stuck",
+            registry=r,
+        )
+        self.last_poll.set_to_current_time()  # the start counts, so a slow start does not look stuck
+
+    def observe_outcome(self, outcome: Outcome) -> None:
+        self.series.observe(outcome)
+        for batch in outcome.batches:
+            self.windows.labels(batch.detector).inc(len(batch))
+        for a in outcome.alerts:
+            self.alerts.labels(a.detector, a.status).inc()
+
+    def set_model(self, detector: str, version: str, kind: str) -> None:
+        """Exactly one info series per detector: the previous version's disappears on a swap.
+
+        The detector's counters start at zero here, so `rate()` and `increase()` see the first event
+        instead of a series that appears already at 1.
+        """
+        for labels in [s.labels for m in self.model.collect() for s in m.samples]:
+            if labels["detector"] == detector:
+                self.model.remove(labels["detector"], labels["version"], labels["kind"])
+        self.model.labels(detector, version, kind).set(1)
+        self.windows.labels(detector)
+        self.scoring.labels(detector)
+        for status in ALERT_STATUSES:
+            self.alerts.labels(detector, status)
+        with self.series.lock:
+            self.series.detectors.add(detector)
+
+    def expect_topic(self, topic: str, outcomes: Iterable[str]) -> None:
+        """Start the topic's message counters at zero, so `rate()` sees the first rejection of a kind."""
+        for outcome in outcomes:
+            self.messages.labels(topic, outcome)
+
+    def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Lag of the partitions assigned now; those moved to another replica stop being reported."""
+        current = {(topic, str(partition)): lag for (topic, partition), lag in lags.items()}
+        for labels in [s.labels for m in self.lag.collect() for s in m.samples]:
+            if (labels["topic"], labels["partition"]) not in current:
+                self.lag.remove(labels["topic"], labels["partition"])
+        for (topic, partition), lag in current.items():
+            self.lag.labels(topic, partition).set(lag)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,240 @@
+"""Engine state that survives restarts and partition moves: a changelog keyed by series, as Kafka Streams keeps.
+
+Every series' state (window buffer, threshold statistics, alert state, what the scorer learned about it)
+is written to a compacted topic, key = series id, into the partition with the number of the metrics
+partition the series comes from, with the offset after the last record whose points are in it. The
+service keeps one rule: offsets are committed only after the state of every series changed since the
+last commit is written and acknowledged. So the changelog is never behind the committed offsets; it is
+ahead only by records whose alerts were already acknowledged. Checkpoints are taken every `interval_s`
+(each changed series written once), and on a clean stop.
+
+On assignment the partitions' changelog is read back and each series restored before any record of them
+is scored. Consumption resumes at the committed offset; a replayed record whose points a restored series
+already holds (its offset is below the series' checkpoint offset) is skipped and counted as `replayed`.
+Records after the checkpoint are scored again, so the alerts they raise repeat with the same `alert_id`
+(at-least-once), and no window is scored twice into the statistics.
+
+Rebalances follow kafka-python's eager protocol: `on_assigned` gets the whole new assignment, and the
+consumer keeps its position in partitions it keeps. So the state of a kept partition stays in memory (it
+matches that position), a partition lost (moved away, or the membership lost) is forgotten, and one
+gained is restored (its position starts at the committed offset). An evicted series leaves a tombstone.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from monitor.engine.detector import Detector, Engine
+from monitor.logs import event
+from monitor.records import Message, Point
+from monitor.service.checkpoint_codec import decode_state, encode_state
+
+log = logging.getLogger(__name__)
+
+
+class Changelog(Protocol):
+    """Where checkpoints go: one record per series, compacted, co-partitioned with the metrics topic."""
+
+    def write(self, partition: int, key: bytes, value: bytes | None) -> None:
+        """Queue one record (None: a tombstone); the sink's `flush` acknowledges it."""
+        ...
+
+    def read(self, partitions: Collection[int]) -> Iterable[tuple[int, bytes, bytes | None]]:
+        """Every record of these partitions from the start to the current end, in log order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class _Origin:
+    """Where a series' points come from, the offset after the last record already in its state, and the
+    detector that owns it."""
+
+    partition: int
+    next_offset: int
+    detector: Detector
+
+
+class Checkpoints:
+    """Tracks which series changed, writes their state before a commit, and restores it on assignment.
+
+    The rebalance callbacks only note the partitions; `sync` acts on them from the run loop, before the
+    records of the same poll are processed, so state is never touched while a step is half done.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        changelog: Changelog,
+        interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine, self.changelog = engine, changelog
+        self.interval_s, self.clock = interval_s, clock
+        self.counts: Counter[str] = Counter()
+        """written, tombstones, restored, incompatible (changelog records not usable), replayed (points)."""
+        self.pending = False
+        """Records were processed since the last commit."""
+        self._last = clock()
+        self._origins: dict[str, _Origin] = {}
+        self._dirty: set[str] = set()
+        self._evicted: list[tuple[str, str]] = []
+        self._held: set[int] = set()
+        """Partitions whose state is in memory and matches the consumer's position."""
+        self._lost: set[int] = set()
+        self._gained: set[int] = set()
+        self._released: list[tuple[str, str]] = []
+
+    def on_revoked(self, partitions: Collection[int]) -> None:
+        """Eager protocol: only announces a new assignment; what it takes away shows in `on_assigned`."""
+
+    def on_assigned(self, partitions: Collection[int]) -> None:
+        assigned = set(partitions)
+        self._drop(self._held - assigned)
+        self._gained |= assigned - self._held
+        self._held = assigned
+
+    def on_lost(self, partitions: Collection[int]) -> None:
+        """The group dropped this member (its session expired): others may have processed these since."""
+        self._drop(set(partitions) & self._held)
+        self._held -= set(partitions)
+
+    def _drop(self, partitions: set[int]) -> None:
+        self._lost |= partitions
+        self._gained -= partitions
+
+    def sync(self) -> list[tuple[str, str]]:
+        """Forget the series of lost partitions, restore those of gained ones; returns the (detector,
+        series) pairs let go, so observers can drop them too. Restoring reads the changelog: if that
+        fails the assignment stays pending and the next call tries again."""
+        self._released += self._release(self._lost)
+        self._lost.clear()
+        if self._gained:
+            restored = self._restore(self._gained)
+            event(log, "state_restored", partitions=sorted(self._gained), series=restored)
+            self._gained.clear()
+        released, self._released = self._released, []
+        return released
+
+    def processed(self, evicted: Iterable[tuple[str, str]]) -> None:
+        """A step processed records (whose series `admit` marked) and evicted these (detector, series)."""
+        self.pending = True
+        self._evicted.extend(evicted)
+
+    @property
+    def rebalancing(self) -> bool:
+        """Partitions were gained or lost and `sync` has not acted on it yet."""
+        return bool(self._gained or self._lost)
+
+    def due(self) -> bool:
+        return self.pending and self.clock() - self._last >= self.interval_s
+
+    def committed(self) -> None:
+        """The offsets of everything processed are committed, after a `write` the sink acknowledged."""
+        self.pending = False
+        self._last = self.clock()
+
+    def close(self) -> None:
+        self.changelog.close()
+
+    def admit(self, message: Message, points: list[Point]) -> list[Point]:
+        """The points of `message` that are not already in their series' restored state; marks the rest
+        changed, to be written by the next `write`."""
+        kept = [p for p in points if not self._replayed(p, message)]
+        for point in kept:
+            origin = self._origins.get(point.series)
+            if origin is not None and origin.partition == message.partition:
+                origin.next_offset = message.offset + 1  # the usual case: the series' next record
+            elif not self._track(point, message):
+                continue
+            self._dirty.add(point.series)
+        return kept
+
+    def _replayed(self, point: Point, message: Message) -> bool:
+        """The point is already in its series' restored state (counted)."""
+        origin = self._origins.get(point.series)
+        if origin is not None and origin.partition == message.partition and message.offset < origin.next_offset:
+            self.counts["replayed"] += 1
+            return True
+        return False
+
+    def _track(self, point: Point, message: Message) -> bool:
+        """Start following a series (first point, or re-keyed to another partition); False when its state
+        is not checkpointed (no detector wants it, or it joins an entity: entity state is not checkpointed)."""
+        detector = self.engine.owner(point.series, point.labels)
+        if detector is None or detector.entities is not None:
+            return False
+        origin = self._origins.get(point.series)
+        if origin is not None:
+            self._tombstone(point.series, origin.partition)  # the producer re-keyed the series
+        self._origins[point.series] = _Origin(message.partition, message.offset + 1, detector)
+        return True
+
+    def write(self) -> int:
+        """Queue the state of every series changed since the last call, and tombstones for evicted
+        series; the caller flushes the sink, then commits. Returns how many records were queued."""
+        queued = 0
+        for _, series in self._evicted:
+            origin = self._origins.pop(series, None)
+            self._dirty.discard(series)
+            if origin is not None:
+                self._tombstone(series, origin.partition)
+                queued += 1
+        self._evicted.clear()
+        for series in self._dirty:
+            origin = self._origins[series]
+            state = origin.detector.snapshot(series)
+            if state is None:
+                self._tombstone(series, origin.partition)
+            else:
+                value = encode_state(origin.detector.settings.name, origin.partition, origin.next_offset, state)
+                self.changelog.write(origin.partition, series.encode(), value)
+                self.counts["written"] += 1
+            queued += 1
+        self._dirty.clear()
+        return queued
+
+    def _tombstone(self, series: str, partition: int) -> None:
+        self.changelog.write(partition, series.encode(), None)
+        self.counts["tombstones"] += 1
+
+    def _release(self, partitions: Collection[int]) -> list[tuple[str, str]]:
+        released = []
+        for series in [s for s, o in self._origins.items() if o.partition in partitions]:
+            detector = self._origins.pop(series).detector
+            self._dirty.discard(series)
+            detector.forget(series)
+            released.append((detector.settings.name, series))
+        return released
+
+    def _restore(self, partitions: Collection[int]) -> int:
+        """Apply the partitions' changelog in log order (the last record of a series wins)."""
+        restored: set[str] = set()
+        for partition, key, value in self.changelog.read(partitions):
+            series = key.decode(errors="replace")
+            if value is None:  # a tombstone: the series was evicted after an earlier record
+                for detector in self.engine.detectors:
+                    detector.forget(series)
+                self._origins.pop(series, None)
+                restored.discard(series)
+                continue
+            try:
+                record = decode_state(value)
+                detector = self.engine.owner(series, record.state["window"]["labels"])
+                if detector is None or detector.settings.name != record.detector:
+                    raise ValueError(f"series {series!r} is not owned by detector {record.detector!r} any more")
+                detector.restore(series, record.state)
+            except (ValueError, KeyError, TypeError) as exc:
+                self.counts["incompatible"] += 1
+                event(log, "checkpoint_skipped", logging.WARNING, series=series, partition=partition, error=str(exc))
+                continue
+            self._origins[series] = _Origin(partition, record.offset, detector)
+            restored.add(series)
+        self.counts["restored"] += len(restored)
+        return len(restored)

@@ -1,0 +1,300 @@
+"""The run loop: poll → decode → detect → publish → flush → commit → export.
+
+Sources and sinks are small protocols (`monitor.service.edges`) so the same loop serves Kafka and files. The order
+of the last steps is the delivery guarantee: offsets are committed only after the sink has flushed the
+alerts and dead letters of the polled records, so a crash anywhere replays records rather than losing them.
+With `overlap`, a poll is scored in a thread while the next is read; that one is taken in only after the
+previous one is finished, and offsets and checkpoints are written in a step with nothing in flight.
+A poll, commit, flush or restore that fails with a transient error (the broker did not answer) is retried
+with backoff while `/readyz` says why; a loop that stops polling shows in `/healthz`. With `checkpoints`,
+changed series' state is acknowledged before each commit and restored on assignment (`monitor.service.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from monitor.engine.detector import Engine
+from monitor.engine.verdicts import Outcome
+from monitor.formats import Decoder
+from monitor.formats.native import decode_json
+from monitor.logs import event
+from monitor.observability.exporter import Exporter
+from monitor.observability.health import Health
+from monitor.observability.state_metrics import StateMetrics
+from monitor.records import Message, Point, Rejected, format_ts
+from monitor.service.checkpoint import Checkpoints
+from monitor.service.edges import Sink, Source, Summary, Task
+
+log = logging.getLogger(__name__)
+
+BACKOFF_S = (0.5, 30.0)
+"""First and longest wait after the broker did not answer; it doubles in between."""
+
+
+@dataclass(slots=True)
+class _Started:
+    """A poll taken in: its points are windowed, their scoring may still run in the scoring thread."""
+
+    messages: list[Message]
+    points: list[Point]
+    scoring: list[Future[Outcome]]
+
+
+class Service:
+    def __init__(
+        self,
+        engine: Engine,
+        source: Source,
+        sink: Sink,
+        exporter: Exporter,
+        health: Health,
+        decode: Decoder = decode_json,
+        transient: tuple[type[Exception], ...] = (),
+        tasks: Sequence[Task] = (),
+        checkpoints: Checkpoints | None = None,
+        overlap: bool = False,
+        commit_interval_s: float = 1.0,
+    ) -> None:
+        self.engine, self.source, self.sink = engine, source, sink
+        self.checkpoints = checkpoints
+        self.state_metrics = StateMetrics(exporter.registry)
+        self.tasks = tuple(tasks)
+        """Run in the loop thread after every step: model reloads, scheduled retraining."""
+        self.exporter, self.health = exporter, health
+        self.decode = decode
+        self.transient = transient
+        """The source's errors that mean "the broker did not answer": retried, never fatal."""
+        self.summary = Summary()
+        self.stop = threading.Event()
+        self._dropped_seen: Counter[str] = Counter()
+        self._failures = 0
+        self._scoring = ThreadPoolExecutor(1, "scoring") if overlap else None
+        self.commit_interval_s = commit_interval_s
+        """With `overlap` and no checkpoints: the longest time between offset commits."""
+        self._pending: _Started | None = None
+        self._uncommitted = False
+        self._last_commit = time.monotonic()
+
+    def run(self, duration_s: float | None = None) -> Summary:
+        """Loop until stopped (signal, duration, or a finite source running out), then flush and commit."""
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        why = "stop requested"
+        try:
+            while not self.stop.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    why = "duration reached"
+                    break
+                try:
+                    messages = self.source.poll()
+                except self.transient as exc:
+                    self._unanswered("poll", exc)
+                    continue
+                self._polled()
+                if self._pending is not None:
+                    self._finish(self._pending)  # its scoring ran while the poll was read
+                    self._pending = None
+                if messages is None:
+                    why = "input exhausted"
+                    break
+                if self._scoring is None or self._settle_due():
+                    if self.checkpoints is not None:
+                        self._until_done("restore", self._sync)
+                    self.step(messages)
+                else:
+                    self._pending = self._start(messages)
+            event(log, "stopping", reason=why)
+            if self._pending is not None:
+                self._finish(self._pending)
+                self._pending = None
+            self._settle(final=True)
+        finally:
+            self.sink.flush()
+            self.source.close()
+            self.sink.close()
+            if self.checkpoints is not None:
+                self.checkpoints.close()
+            if self._scoring is not None:
+                self._scoring.shutdown(cancel_futures=True)
+        s = self.summary
+        event(
+            log,
+            "stopped",
+            messages=s.messages,
+            points=s.points,
+            rejected=sum(s.rejected.values()),
+            windows_scored=s.windows_scored,
+            alerts_firing=s.alerts["firing"],
+            alerts_resolved=s.alerts["resolved"],
+        )
+        return self.summary
+
+    def step(self, messages: list[Message]) -> None:
+        """Process one polled batch completely, up to the commit (or the checkpoint, when due)."""
+        self._finish(self._start(messages))
+        self._settle()
+
+    def _start(self, messages: list[Message]) -> _Started:
+        points = self._decode(messages)
+        return _Started(messages, points, self.engine.start(points, self._scoring))
+
+    def _finish(self, started: _Started) -> None:
+        """Publish what the scoring of a poll found and flush it; offsets wait for `_settle`."""
+        outcome = self.engine.finish(started.scoring)
+        if log.isEnabledFor(logging.DEBUG):  # which replica scored which window, for fault tests and audits
+            for v in outcome.verdicts:
+                event(log, "scored", logging.DEBUG, detector=v.detector, series=v.series, end=format_ts(v.ts))
+        for alert in outcome.alerts:
+            self.sink.publish(alert)
+            event(
+                log,
+                "alert",
+                status=alert.status,
+                detector=alert.detector,
+                series=alert.series,
+                alert_id=alert.alert_id,
+                started_at=format_ts(alert.started_at),
+                score=alert.score,
+                threshold=alert.threshold,
+                severity=alert.severity,
+                model_version=alert.model_version,
+            )
+        self._until_done("flush", self.sink.flush)
+        if started.messages:
+            if self.checkpoints is not None:
+                self.checkpoints.processed(outcome.evicted)  # its `pending` says what is uncommitted
+            else:
+                self._uncommitted = True
+        self._observe(started.messages, started.points, outcome)
+        for task in self.tasks:
+            task.after_step(started.points, outcome)
+
+    def _settle_due(self) -> bool:
+        """Whether the next poll is processed with nothing in flight, so offsets (and state) can be written
+        after it: checkpoint or commit interval reached, or partitions moved."""
+        if self.checkpoints is not None:
+            return self.checkpoints.due() or self.checkpoints.rebalancing
+        return self._uncommitted and time.monotonic() - self._last_commit >= self.commit_interval_s
+
+    def _settle(self, final: bool = False) -> None:
+        """Commit what is processed: every step without overlap, else when due; with checkpoints, after
+        writing the state (every checkpoint interval, and at the end)."""
+        if self.checkpoints is not None:
+            if self.checkpoints.pending and (final or self.checkpoints.due()):
+                self._checkpoint()
+        elif self._uncommitted and (final or self._scoring is None or self._settle_due()):
+            self._commit()
+
+    def _polled(self) -> None:
+        self._failures = 0
+        self.health.polled()
+        self.health.check("broker", True)
+        self.health.check("partitions", self.source.assigned(), "no partitions assigned")
+        self.exporter.last_poll.set_to_current_time()
+
+    def _commit(self) -> bool:
+        """A failed commit is retried by the next one, which covers these records too (at-least-once)."""
+        try:
+            self.source.commit()
+        except self.transient as exc:
+            self._unanswered("commit", exc)
+            return False
+        self.exporter.last_commit.set_to_current_time()
+        self._uncommitted = False
+        self._last_commit = time.monotonic()
+        return True
+
+    def _checkpoint(self) -> None:
+        """State first, then offsets: the changelog is never behind the committed offsets."""
+        assert self.checkpoints is not None
+        self.checkpoints.write()
+        self._until_done("checkpoint", self.sink.flush)
+        if self._commit():
+            self.checkpoints.committed()
+
+    def _until_done(self, operation: str, action: Callable[[], object]) -> None:
+        """Repeat `action` through transient errors: nothing of this step is committed yet, so waiting for
+        the broker loses nothing. A stop request while it is away ends the run with the error."""
+        while True:
+            try:
+                action()
+                return
+            except self.transient as exc:
+                if self.stop.is_set():
+                    raise
+                self._unanswered(operation, exc)
+                self.health.polled()  # waiting for the broker is the loop doing its job, not a stuck loop
+
+    def _sync(self) -> None:
+        """Rebalance the engine's state; the gauges of series now owned by another replica go."""
+        assert self.checkpoints is not None
+        released = self.checkpoints.sync()
+        if released:
+            self.exporter.observe_outcome(Outcome(evicted=released))
+
+    def _unanswered(self, operation: str, exc: Exception) -> None:
+        """Not ready until the broker answers again; back off so a dead broker is not hammered."""
+        self._failures += 1
+        self.health.check("broker", False, f"{operation} failed: {type(exc).__name__}: {exc}")
+        event(log, "broker_error", logging.WARNING, operation=operation, error=str(exc), attempt=self._failures)
+        first, longest = BACKOFF_S
+        self.stop.wait(min(first * 2 ** (self._failures - 1), longest))
+
+    def _decode(self, messages: list[Message]) -> list[Point]:
+        points: list[Point] = []
+        ok: Counter[str] = Counter()
+        for message in messages:
+            decoded = self.decode(message.value, message.timestamp)
+            if not isinstance(decoded, Rejected):
+                decoded = next(filter(None, map(self.engine.refuse, decoded)), decoded)
+            if isinstance(decoded, Rejected):
+                self._reject(message, decoded)
+            else:
+                points.extend(decoded if self.checkpoints is None else self.checkpoints.admit(message, decoded))
+                ok[message.topic] += 1
+        for topic, count in ok.items():
+            self.exporter.messages.labels(topic, "ok").inc(count)
+        return points
+
+    def _reject(self, message: Message, rejected: Rejected) -> None:
+        self.summary.rejected[rejected.reason] += 1
+        self.exporter.messages.labels(message.topic, rejected.reason).inc()
+        event(
+            log,
+            "rejected",
+            logging.WARNING,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            reason=rejected.reason,
+            detail=rejected.detail,
+        )
+        self.sink.dead_letter(message, rejected)
+
+    def _observe(self, messages: list[Message], points: list[Point], outcome: Outcome) -> None:
+        self.summary.add(len(messages), len(points), outcome)
+        e = self.exporter
+        e.observe_outcome(outcome)
+        for detector, seconds in outcome.scoring_seconds.items():
+            e.scoring.labels(detector).observe(seconds)
+        stamps = np.array([m.timestamp for m in messages if m.timestamp is not None], dtype=float)
+        e.latency.observe_many(np.maximum(time.time() - stamps, 0.0))
+        e.set_lag(self.source.lag())
+        for detector in self.engine.detectors:
+            e.tracked.labels(detector.settings.name).set(len(detector.windows))
+            e.warming_up.labels(detector.settings.name).set(detector.warming_up())
+        dropped = self.engine.dropped()
+        if self.checkpoints is not None:
+            dropped["replayed"] = self.checkpoints.counts["replayed"]
+        for reason, count in (dropped - self._dropped_seen).items():
+            e.points_dropped.labels(reason).inc(count)
+        self._dropped_seen = dropped
+        self.state_metrics.observe(self.engine.adjusted(), self.checkpoints.counts if self.checkpoints else {})
