@@ -23,10 +23,10 @@ import pytest
 import yaml
 from kafka import KafkaProducer
 
-from monitor.config_http import HttpSettings
-from monitor.exporter import Exporter
-from monitor.health import Health
-from monitor.http_server import serve
+from monitor.config.http import HttpSettings
+from monitor.observability.exporter import Exporter
+from monitor.observability.health import Health
+from monitor.observability.http import serve
 from tests.unit.test_health import self_signed_cert
 
 from .conftest import SPEC, Daemon, Topics, produce, stream_messages, wait_for, write_config
@@ -63,7 +63,7 @@ TAIL_RATE = 150.0
 
 def run_tool(*args: str | Path) -> str:
     tool = shutil.which(str(args[0]))
-    assert tool, f"{args[0]} is missing: .ci/run installs it (Debian prometheus, prometheus-alertmanager)"
+    assert tool, f"{args[0]} is missing: make system-deps installs it (Debian prometheus, prometheus-alertmanager)"
     result = subprocess.run([tool, *map(str, args[1:])], capture_output=True, text=True)
     assert result.returncode == 0, f"{' '.join(map(str, args))}:\n{result.stdout}{result.stderr}"
     return result.stdout

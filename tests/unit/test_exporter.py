@@ -1,4 +1,4 @@
-"""monitor.exporter through the real engine (a tiny numpy scorer): names, types and help of every metric,
+"""monitor.observability.exporter through the real engine (a tiny numpy scorer): names, types and help of every metric,
 the per-series cap, latest values, evictions, warm-up, model swaps, lag. `promtool check metrics` lints
 the exposition against Prometheus' naming conventions."""
 
@@ -12,11 +12,11 @@ import pytest
 from prometheus_client import Histogram
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.alerting import AlertSettings
-from monitor.detector import Detector, DetectorSettings, Engine
-from monitor.exporter import LATENCY_BUCKETS, BatchHistogram, Exporter
+from monitor.engine.alerting import AlertSettings
+from monitor.engine.detector import Detector, DetectorSettings, Engine
+from monitor.engine.threshold import ThresholdSettings
+from monitor.observability.exporter import LATENCY_BUCKETS, BatchHistogram, Exporter
 from monitor.records import Point
-from monitor.threshold import ThresholdSettings
 from tests.unit.test_detector import T0, FakeScorer
 
 WINDOW = 8
@@ -94,7 +94,7 @@ def test_promtool_finds_no_naming_problem():
     rig.exporter.latency.observe_many(np.array([0.2]))
     rig.exporter.set_lag({("metrics", 0): 3})
     promtool = shutil.which("promtool")
-    assert promtool, "promtool (Debian package prometheus) is needed; .ci/run installs it"
+    assert promtool, "promtool (Debian package prometheus) is needed; make system-deps installs it"
     result = subprocess.run([promtool, "check", "metrics"], input=rig.exporter.render(), capture_output=True)
     assert result.returncode == 0 and not result.stdout.strip(), result.stdout.decode() + result.stderr.decode()
 
