@@ -72,7 +72,9 @@ def produce_points(settings: KafkaSettings, topic: str, points: Iterable[Point])
 def follow_topic(settings: KafkaSettings, topic: str, stop: threading.Event) -> Iterator[bytes]:
     """Values of `topic` from its start until `stop` is set (outside any group; for the demo and tools)."""
     consumer = connect(
-        lambda: KafkaConsumer(topic, group_id=None, auto_offset_reset="earliest", **client_options(settings)),
+        lambda: KafkaConsumer(
+            topic, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", **client_options(settings)
+        ),
         settings,
     )
     try:
