@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
 def train(config: Config, args: argparse.Namespace) -> Path:
     from monitor.models import SeriesData, train_model
-    from monitor.models.fitting import resolve_device
+    from monitor.models.device import resolve_device
     from monitor.models.store import publish
     from monitor.training.report import render, suggested_threshold
 

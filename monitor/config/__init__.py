@@ -7,6 +7,7 @@ Environment variables override the broker address and the secrets, so they need 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ class Config:
     scoring_threads: int = 1
     scoring_max_batch: int = 256
     scoring_backend: str = "torch"
+    scoring_device: str = "cpu"
     checkpoint: CheckpointSettings = field(default_factory=CheckpointSettings)
     scoring_overlap: bool = True
     source: str = "config.yaml"
@@ -107,6 +109,7 @@ def _parse(top: Section, base_dir: Path, environ: Mapping[str, str]) -> Config:
     kafka = parse_kafka(top.section("kafka"), base_dir, environ)
     inp, exporter, scoring = top.section("input"), top.section("exporter"), top.section("scoring")
     host, port = _listen(exporter)
+    backend = scoring.text("backend", "torch", SCORING_BACKENDS)
     config = Config(
         kafka=kafka,
         detectors=_detectors(top, base_dir),
@@ -119,7 +122,8 @@ def _parse(top: Section, base_dir: Path, environ: Mapping[str, str]) -> Config:
         http=parse_http(exporter, base_dir, environ),
         scoring_threads=scoring.integer("threads", 1, 1, 64),
         scoring_max_batch=scoring.integer("max_batch", 256, 1),
-        scoring_backend=scoring.text("backend", "torch", SCORING_BACKENDS),
+        scoring_backend=backend,
+        scoring_device=_device(scoring, backend),
         checkpoint=parse_checkpoint(top.section("checkpoint")),
         scoring_overlap=scoring.flag("overlap", True),
         source=top.source,
@@ -127,6 +131,19 @@ def _parse(top: Section, base_dir: Path, environ: Mapping[str, str]) -> Config:
     for section in (inp, exporter, scoring, top):
         section.done()
     return config
+
+
+def _device(scoring: Section, backend: str) -> str:
+    """`cpu`, `cuda` or `cuda:N`. Whether CUDA is there is asked when the model loads (torch is not imported
+    here); ONNX Runtime scores on the CPU only, so `cuda` needs the torch backend."""
+    device = scoring.text("device", "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise Invalid(f"{scoring.path_of('device')}: must be cpu, cuda or cuda:N, got {show(device)}")
+    if device != "cpu" and backend != "torch":
+        raise Invalid(
+            f"{scoring.path_of('device')}: {device} needs scoring.backend torch (ONNX Runtime scores on the CPU)"
+        )
+    return device
 
 
 def _input_options(s: Section) -> FormatOptions:

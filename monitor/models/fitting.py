@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from monitor.errors import ModelError
 from monitor.models.base import Autoencoder, Penalties
+from monitor.models.device import resolve_device
 
 DENOISING = ("none", "gaussian", "mask")
 KL_WARMUP_EPOCHS = 5
@@ -55,23 +56,6 @@ class FitReport:
     initial_val_loss: float
     train_losses: list[float]
     val_losses: list[float]
-
-
-def resolve_device(name: str) -> torch.device:
-    """The torch device called `name`; CUDA asked for on a machine without it is a clear `ModelError`."""
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ModelError(f"--device {name}: not a torch device name ({error}); use cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "no CUDA support"
-        raise ModelError(
-            f"--device {name}: CUDA is not available on this machine (torch {torch.__version__} with {build}, "
-            f"{torch.cuda.device_count()} GPUs visible); train on the CPU with --device cpu (the default)"
-        )
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ModelError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA devices")
-    return device
 
 
 def fit(

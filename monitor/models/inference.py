@@ -33,15 +33,16 @@ def reconstruction_scores(
     max_batch: int = MAX_BATCH,
     method: str = "reconstruction",
     features: int | None = None,
+    device: torch.device | None = None,
 ) -> Scores:
-    """Window scores and (B, F) per-feature errors, float64, of (B, W, F) normalised windows on the CPU.
+    """Window scores and (B, F) per-feature errors, float64, of (B, W, F) normalised windows.
 
     `feature_errors[i, f]` is the mean squared reconstruction error of feature f over the scored steps
     of window i (with `method="nll"`, the mean negative log-likelihood of its values, see
     `Autoencoder.pointwise_nll`), and `scores[i]` is its mean over the features. Only the first
     `features` columns count (None: all); the rest are inputs only, like the calendar columns of
     `monitor.models.seasons`. The windows go through the model in chunks of `max_batch` rows, one
-    forward pass per chunk.
+    forward pass per chunk, on `device` (the model's; None: the CPU), and the errors come back as numpy.
     """
     normalised = np.ascontiguousarray(normalised, dtype=np.float32)
     batch_size, window, n_inputs = normalised.shape
@@ -50,10 +51,10 @@ def reconstruction_scores(
     errors = np.empty((batch_size, n_features), dtype=np.float64)
     with torch.inference_mode():
         for start in range(0, batch_size, max_batch):
-            chunk = torch.from_numpy(normalised[start : start + max_batch])
+            chunk = torch.from_numpy(normalised[start : start + max_batch]).to(device or "cpu")
             if method == "nll":
                 pointwise = model.pointwise_nll(chunk).double()
             else:
                 pointwise = (model(chunk) - chunk).double().square()
-            errors[start : start + len(chunk)] = pointwise[:, -steps:, :n_features].mean(dim=1).numpy()
+            errors[start : start + len(chunk)] = pointwise[:, -steps:, :n_features].mean(dim=1).cpu().numpy()
     return Scores(scores=errors.mean(axis=1), feature_errors=errors)

@@ -15,6 +15,7 @@ from monitor.engine.scoring import Scores, Times
 from monitor.errors import ModelError
 from monitor.logs import event
 from monitor.models.artifact import LoadedModel, load_artifact
+from monitor.models.device import resolve_device
 from monitor.models.inference import MAX_BATCH, reconstruction_scores
 from monitor.models.normalisation import normalise
 from monitor.models.online import OnlineNormalisation
@@ -37,7 +38,8 @@ class TorchScorer:
 
     `backend="onnx"` runs the forward pass in ONNX Runtime (`monitor.models.onnx_backend`) with `threads`
     intra-op threads; a model it cannot serve is scored with torch after one warning line, and `backend`
-    then says "torch".
+    then says "torch". `device="cuda"` runs torch's forward passes on a GPU (the windows are normalised on
+    the CPU and copied over per chunk); asked for without one, it is a `ModelError` at load.
     """
 
     def __init__(
@@ -48,9 +50,13 @@ class TorchScorer:
         online_warmup: int = 0,
         max_series: int = ONLINE_MAX_SERIES,
         backend: str = "torch",
+        device: str = "cpu",
     ) -> None:
         torch.set_num_threads(threads)
-        self._model = loaded.module.eval()
+        self._device = resolve_device(device, "scoring.device", "score on the CPU with scoring.device: cpu")
+        if backend != "torch" and self._device.type != "cpu":
+            raise ModelError(f"scoring.device {device} needs the torch backend, not {backend}")
+        self._model = loaded.module.eval().to(self._device)
         self._metadata = loaded.metadata
         if backend not in BACKENDS:
             raise ModelError(f"unknown scoring backend {backend!r} (known: {', '.join(BACKENDS)})")
@@ -69,10 +75,11 @@ class TorchScorer:
         max_series: int = ONLINE_MAX_SERIES,
         backend: str = "torch",
         max_batch: int = MAX_BATCH,
+        device: str = "cpu",
     ) -> TorchScorer:
         """Load what the store (or single artifact) at `path` serves; a bad one is a `ModelError` naming it."""
         loaded = load_artifact(resolve(path))
-        return cls(loaded, threads, max_batch, online_warmup, max_series, backend)
+        return cls(loaded, threads, max_batch, online_warmup, max_series, backend, device)
 
     def _onnx(self, threads: int) -> nn.Module | OnnxForward:
         """The ONNX Runtime forward pass of the model, or the module itself (with a warning) when it has none."""
@@ -87,6 +94,11 @@ class TorchScorer:
     def backend(self) -> str:
         """The backend that runs the forward pass: "onnx", or "torch" (asked for, or fallen back to)."""
         return "torch" if self._forward is self._model else "onnx"
+
+    @property
+    def device(self) -> str:
+        """Where the forward passes run: "cpu", "cuda", "cuda:1"."""
+        return str(self._device)
 
     @property
     def version(self) -> str:
@@ -149,7 +161,13 @@ class TorchScorer:
                 raise ModelError(f"model {meta.version} has calendar inputs {meta.calendar}: windows need their times")
             normalised = with_calendar(normalised, start, end, meta.calendar)
         return reconstruction_scores(
-            self._forward, normalised, meta.score_tail, self._max_batch, meta.score_method, meta.n_features
+            self._forward,
+            normalised,
+            meta.score_tail,
+            self._max_batch,
+            meta.score_method,
+            meta.n_features,
+            self._device,
         )
 
     def _normalise(self, series: Sequence[str], batch: np.ndarray) -> np.ndarray:

@@ -28,7 +28,9 @@ def build_engine(config: Config) -> Engine:
     """Load every detector's model; a missing or incompatible artifact stops the start with its path."""
     detectors = []
     for d in config.detectors:
-        scorer = load_scorer(d, config.scoring_threads, None, config.scoring_backend, config.scoring_max_batch)
+        scorer = load_scorer(
+            d, config.scoring_threads, None, config.scoring_backend, config.scoring_max_batch, config.scoring_device
+        )
         detectors.append(Detector(d.settings, scorer))
         event(
             log,
@@ -37,6 +39,7 @@ def build_engine(config: Config) -> Engine:
             version=scorer.version,
             kind=scorer.kind,
             backend=scorer.backend,
+            device=scorer.device,
             path=d.model.path,
         )
     return Engine(detectors)
@@ -84,7 +87,12 @@ def _tasks(config: Config, engine: Engine, exporter: Exporter) -> list[Task]:
     reloader = ModelReloader(
         watched,
         load=lambda d: load_scorer(
-            by_name[d.settings.name], config.scoring_threads, d.scorer, config.scoring_backend, config.scoring_max_batch
+            by_name[d.settings.name],
+            config.scoring_threads,
+            d.scorer,
+            config.scoring_backend,
+            config.scoring_max_batch,
+            config.scoring_device,
         ),
         signature=signature,
         on_swap=lambda d: exporter.set_model(d.settings.name, d.scorer.version, d.scorer.kind),

@@ -41,15 +41,18 @@ def load_scorer(
     previous: Scorer | None = None,
     backend: str = "torch",
     max_batch: int = 256,
+    device: str = "cpu",
 ) -> Any:
     """The `TorchScorer` of a detector's model path, as configured; with `previous`, ready to replace it.
 
-    `backend`, `threads` and `max_batch` are the `scoring` section's (`Config.scoring_*`).
+    `backend`, `threads`, `max_batch` and `device` are the `scoring` section's (`Config.scoring_*`).
     """
     from monitor.models import TorchScorer
 
     model, settings = config.model, config.settings
-    scorer = TorchScorer.from_path(model.path, threads, model.online_warmup, settings.max_series, backend, max_batch)
+    scorer = TorchScorer.from_path(
+        model.path, threads, model.online_warmup, settings.max_series, backend, max_batch, device
+    )
     if isinstance(previous, TorchScorer):
         if scorer.score_method != previous.score_method:
             raise ModelError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -294,3 +295,20 @@ def test_parse_config_does_not_mutate_its_input():
     before = copy.deepcopy(doc)
     parse_config(doc, environ={})
     assert doc == before
+
+
+@pytest.mark.parametrize(
+    ("scoring", "message"),
+    [
+        ({"device": "tpu"}, 'scoring.device: must be cpu, cuda or cuda:N, got "tpu"'),
+        ({"device": "cuda", "backend": "onnx"}, "scoring.device: cuda needs scoring.backend torch"),
+    ],
+)
+def test_scoring_device_is_checked_without_loading_torch(scoring: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({"scoring": scoring}, environ={})
+
+
+def test_scoring_device_takes_cuda_and_an_index() -> None:
+    assert parse_config({}, environ={}).scoring_device == "cpu"
+    assert parse_config({"scoring": {"device": "cuda:1"}}, environ={}).scoring_device == "cuda:1"

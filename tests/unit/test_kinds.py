@@ -29,7 +29,8 @@ from monitor.models import (
     seasons,
     train_model,
 )
-from monitor.models.fitting import FitSettings, corrupt, resolve_device
+from monitor.models.device import resolve_device
+from monitor.models.fitting import FitSettings, corrupt
 
 from .seasonal_data import SERIES, WINDOW, future_windows, history
 

@@ -7,11 +7,13 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
 from monitor.cli import main
+from monitor.errors import ModelError
 from monitor.models.store import CURRENT_FILE, resolve, versions
 from monitor.records import Point, encode_point, format_ts
 
@@ -123,3 +125,41 @@ def test_device_cuda_trains_there_or_says_clearly_that_it_cannot(files: Path, ca
     err = capsys.readouterr().err
     assert "--device cuda: CUDA is not available on this machine" in err and "--device cpu" in err
     assert not (files / "store").exists(), "nothing is read or written before the device is known to work"
+
+
+def test_scoring_device_cuda_serves_there_or_stops_the_daemon_with_one_line(
+    files: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert train(files, "--input", str(files / "points.jsonl")) == 0
+    config = yaml.safe_load((files / "config.yaml").read_text())
+    config["scoring"] = {"device": "cuda"}
+    (files / "cuda.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    code = main(
+        ["--config", str(files / "cuda.yaml"), "--log-level", "WARNING", "run", "--input", str(files / "points.jsonl")]
+    )
+    err = capsys.readouterr().err
+    if torch.cuda.is_available():
+        assert code == 0 and "summary:" in err
+        return
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "scoring.device cuda: CUDA is not available on this machine" in lines[0]
+    assert "scoring.device: cpu" in lines[0]
+
+
+def test_scores_on_cuda_equal_the_cpu_scores(files: Path) -> None:
+    from monitor.models import TorchScorer
+
+    assert train(files, "--input", str(files / "points.jsonl")) == 0
+    windows = np.random.default_rng(0).normal(size=(300, 16, 1))
+    series = ["web-01/cpu"] * len(windows)
+    cpu = TorchScorer.from_path(files / "store", max_batch=64)
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match=r"scoring\.device cuda: CUDA is not available"):
+            TorchScorer.from_path(files / "store", max_batch=64, device="cuda")
+        return
+    cuda = TorchScorer.from_path(files / "store", max_batch=64, device="cuda")
+    assert cuda.device == "cuda"
+    np.testing.assert_allclose(cuda.score(series, windows).scores, cpu.score(series, windows).scores, rtol=1e-5)
