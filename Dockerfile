@@ -13,7 +13,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY monitor ./monitor
 # torch is already satisfied, so this adds only the monitor and its small dependencies.
-RUN /opt/monitor/bin/pip install --no-cache-dir .
+RUN /opt/monitor/bin/pip install --no-cache-dir ".[confluent]"
 
 FROM python:${PYTHON_VERSION}-slim-bookworm
 RUN groupadd --system --gid 10001 monitor \

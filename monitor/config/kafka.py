@@ -20,6 +20,7 @@ ENV_OVERRIDES = {
     "MONITOR_KAFKA_SASL_PASSWORD": "sasl_password",
     "MONITOR_KAFKA_SSL_KEY_PASSWORD": "ssl_key_password",
 }
+CLIENTS = ("kafka-python", "confluent-kafka")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SECRET_KEYS = {"sasl_password": "MONITOR_KAFKA_SASL_PASSWORD", "ssl_key_password": "MONITOR_KAFKA_SSL_KEY_PASSWORD"}
@@ -28,6 +29,8 @@ SECRET_KEYS = {"sasl_password": "MONITOR_KAFKA_SASL_PASSWORD", "ssl_key_password
 @dataclass(frozen=True, slots=True)
 class KafkaSettings:
     bootstrap_servers: str = "127.0.0.1:9092"
+    client: str = "kafka-python"
+    """The daemon's consumer and producer library: kafka-python, or librdkafka (confluent-kafka extra)."""
     client_id: str = "anomaly-monitor"
     group_id: str = "anomaly-monitor"
     metrics_topic: str = "metrics"
@@ -73,6 +76,7 @@ def parse_kafka(s: Section, base_dir: Path, environ: Mapping[str, str]) -> Kafka
             raise Invalid(f"{s.path_of(key)}: secrets are not read from the file; set {var} or {key}_file")
     values = {
         "bootstrap_servers": s.text("bootstrap_servers", d.bootstrap_servers),
+        "client": s.text("client", d.client, CLIENTS),
         "client_id": s.text("client_id", d.client_id),
         "group_id": s.text("group_id", d.group_id),
         "metrics_topic": s.text("metrics_topic", d.metrics_topic),

@@ -2,8 +2,9 @@
 
 Partition p of the changelog holds the state of the series that come from metrics partition p, so a
 replica that is assigned p restores it by reading that one changelog partition (as Kafka Streams does).
-Records are written through the service's `KafkaSink`, so they are acknowledged by the same `flush` that
-gates the offset commit. Reading uses a consumer outside any group that never creates topics.
+Records are written through the service's sink (of either client), so they are acknowledged by the same
+`flush` that gates the offset commit. Reading uses a kafka-python consumer outside any group that never
+creates topics, whichever client the daemon runs (a restore is not on the hot path).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from kafka.errors import InvalidPartitionsError, KafkaTimeoutError, TopicAlready
 
 from monitor.config import KafkaSettings
 from monitor.kafka.client import client_options, connect
-from monitor.kafka.sink import KafkaSink
+from monitor.kafka.sink import ResendingSink
 from monitor.logs import event
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ RESTORE_TIMEOUT_S = 60.0
 
 
 class KafkaChangelog:
-    def __init__(self, settings: KafkaSettings, topic: str, sink: KafkaSink) -> None:
+    def __init__(self, settings: KafkaSettings, topic: str, sink: ResendingSink) -> None:
         self.settings, self.topic, self.sink = settings, topic, sink
         self._consumer: KafkaConsumer | None = None
         self._partitions = 0

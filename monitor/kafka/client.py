@@ -34,7 +34,11 @@ class DeliveryError(MonitorError):
     """The brokers did not acknowledge alerts or dead letters yet; offsets must not be committed."""
 
 
-BROKER_AWAY: tuple[type[Exception], ...] = (KafkaError, DeliveryError)
+class BrokerUnavailable(MonitorError):
+    """No broker answers (the librdkafka client's signal; kafka-python raises its own `KafkaError`s)."""
+
+
+BROKER_AWAY: tuple[type[Exception], ...] = (KafkaError, DeliveryError, BrokerUnavailable)
 """What the run loop retries with backoff instead of stopping: the broker did not answer or acknowledge."""
 
 

@@ -1,5 +1,9 @@
 """The alert, dead-letter and state sink: records kept until the brokers acknowledge them, sent again
-when they fail, so `flush` returning means the offsets behind them may be committed."""
+when they fail, so `flush` returning means the offsets behind them may be committed.
+
+`ResendingSink` holds that bookkeeping for both clients; `KafkaSink` is kafka-python's producer under it
+(`monitor.kafka.confluent.ConfluentSink` is librdkafka's).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from dataclasses import dataclass
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
-from kafka.producer.future import FutureRecordMetadata
 
 from monitor.config import KafkaSettings
 from monitor.kafka.client import FLUSH_TIMEOUT_S, SEND_BLOCK_MS, DeliveryError, client_options, connect
@@ -16,35 +19,41 @@ from monitor.records import Alert, Message, Rejected, encode_alert
 
 
 @dataclass(slots=True)
-class _Outgoing:
-    """A record on its way: kept until acknowledged, so a failed one can be sent again."""
+class Outgoing:
+    """A record on its way: kept until acknowledged, so a failed one can be sent again.
+
+    The client's delivery callback sets `acked`, or `error` and clears `sent` (the next flush resends it).
+    """
 
     topic: str
     value: bytes | None
     key: bytes | None
     headers: list
     partition: int | None
-    future: FutureRecordMetadata | None = None
+    sent: bool = False
+    acked: bool = False
     error: Exception | None = None
 
+    def delivered(self) -> None:
+        self.acked = True
 
-class KafkaSink:
+    def failed(self, error: Exception) -> None:
+        self.sent, self.error = False, error
+
+
+class ResendingSink:
     """Produces alerts (keyed by series), dead letters and state records; `flush` waits for every
-    acknowledgement and sends again what failed (idempotent producer: retries never duplicate)."""
+    acknowledgement and sends again what failed (idempotent producer: retries never duplicate).
+
+    A client fills in `_produce` (hand one record over, arranging for `Outgoing.delivered`/`failed` to be
+    called; raise one of `send_errors` when it cannot even be queued), `_wait` and `close`.
+    """
+
+    send_errors: tuple[type[Exception], ...] = ()
 
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
-        self.producer = connect(
-            lambda: KafkaProducer(
-                acks="all",
-                linger_ms=5,
-                max_block_ms=SEND_BLOCK_MS,
-                compression_type="lz4",  # state records repeat much of each other (shared threshold seeds)
-                **client_options(settings),
-            ),
-            settings,
-        )
-        self._pending: list[_Outgoing] = []
+        self._pending: list[Outgoing] = []
 
     def publish(self, alert: Alert) -> None:
         self.send(self.settings.alert_topic, encode_alert(alert), alert.series.encode())
@@ -67,41 +76,72 @@ class KafkaSink:
         headers: list | None = None,
         partition: int | None = None,
     ) -> None:
-        outgoing = _Outgoing(topic, value, key, headers or [], partition)
+        outgoing = Outgoing(topic, value, key, headers or [], partition)
         self._pending.append(outgoing)
         self._send(outgoing)
 
-    def _send(self, out: _Outgoing) -> None:
+    def _send(self, out: Outgoing) -> None:
+        out.sent, out.error = True, None
         try:
-            out.future = self.producer.send(
-                out.topic, value=out.value, key=out.key, headers=out.headers, partition=out.partition
-            )
-        except KafkaError as exc:  # no metadata within SEND_BLOCK_MS: the broker is away; the next flush resends
-            out.future, out.error = None, exc
+            self._produce(out)
+        except self.send_errors as exc:  # the broker is away (no metadata in time): the next flush resends
+            out.failed(exc)
 
     def flush(self) -> None:
         """Return once every record sent so far is acknowledged; else raise DeliveryError, having sent the
         failed ones again, so that calling `flush` until it returns delivers everything exactly as sent."""
         for out in self._pending:
-            if out.future is None:
+            if not out.sent and not out.acked:
                 self._send(out)
         if not self._pending:
             return
-        with contextlib.suppress(KafkaTimeoutError):  # what is still in flight stays pending
-            self.producer.flush(timeout=FLUSH_TIMEOUT_S)
-        waiting = []
-        for out in self._pending:
-            future = out.future
-            if future is not None and future.is_done and future.succeeded():
-                continue
-            if future is not None and future.is_done:
-                out.future, out.error = None, future.exception
-            waiting.append(out)
+        self._wait(FLUSH_TIMEOUT_S)
+        waiting = [out for out in self._pending if not out.acked]
         total, self._pending = len(self._pending), waiting
         if waiting:
             errors = [out.error for out in waiting if out.error is not None]
             why = f": {errors[-1]}" if errors else f" within {FLUSH_TIMEOUT_S:g}s"
             raise DeliveryError(f"{len(waiting)} of {total} messages not acknowledged yet{why}")
+
+    def _produce(self, out: Outgoing) -> None:
+        raise NotImplementedError
+
+    def _wait(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for the acknowledgements of what was handed over."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class KafkaSink(ResendingSink):
+    """`ResendingSink` on kafka-python's producer (acks=all, idempotent)."""
+
+    send_errors = (KafkaError,)
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        super().__init__(settings)
+        self.producer = connect(
+            lambda: KafkaProducer(
+                acks="all",
+                linger_ms=5,
+                max_block_ms=SEND_BLOCK_MS,
+                compression_type="lz4",  # state records repeat much of each other (shared threshold seeds)
+                **client_options(settings),
+            ),
+            settings,
+        )
+
+    def _produce(self, out: Outgoing) -> None:
+        future = self.producer.send(
+            out.topic, value=out.value, key=out.key, headers=out.headers, partition=out.partition
+        )
+        future.add_callback(lambda _metadata: out.delivered())
+        future.add_errback(out.failed)
+
+    def _wait(self, timeout_s: float) -> None:
+        with contextlib.suppress(KafkaTimeoutError):  # what is still in flight stays pending
+            self.producer.flush(timeout=timeout_s)
 
     def close(self) -> None:
         self.producer.close(timeout=FLUSH_TIMEOUT_S)

@@ -118,15 +118,14 @@ def _edges(
         return FileSource(input_path), StdoutSink(), (), None
     from monitor.kafka.changelog import KafkaChangelog
     from monitor.kafka.client import BROKER_AWAY, ensure_topics
-    from monitor.kafka.sink import KafkaSink
-    from monitor.kafka.source import KafkaSource
+    from monitor.kafka.edges import open_sink, open_source
 
     k = config.kafka
     ensure_topics(k, [k.alert_topic, k.dead_letter_topic])
-    log.info("consuming %s at %s as group %s", k.metrics_topic, k.bootstrap_servers, k.group_id)
-    sink = KafkaSink(k)
+    log.info("consuming %s at %s as group %s with %s", k.metrics_topic, k.bootstrap_servers, k.group_id, k.client)
+    sink = open_sink(k)
     checkpoints = None
     if config.checkpoint.enabled:
         changelog = KafkaChangelog(k, config.checkpoint.topic_for(k.group_id), sink)
         checkpoints = Checkpoints(engine, changelog, config.checkpoint.interval_s)
-    return KafkaSource(k, listener=checkpoints), sink, BROKER_AWAY, checkpoints
+    return open_source(k, listener=checkpoints), sink, BROKER_AWAY, checkpoints

@@ -42,6 +42,12 @@ def bootstrap() -> str:
     return "127.0.0.1:9092"
 
 
+@pytest.fixture(params=["kafka-python", "confluent-kafka"])
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """`kafka.client` for the daemon: the tests that take this fixture run once with each client."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small model trained once, by the real `monitor train`, on the healthy head of SPEC."""

@@ -17,8 +17,9 @@ ALERT_KEYS = {
 }  # fmt: skip
 
 
-def _config(tmp_path: Path, topics: Topics, model_dir: Path) -> Path:
+def _config(tmp_path: Path, topics: Topics, model_dir: Path, client: str) -> Path:
     kafka = {
+        "client": client,
         "metrics_topic": topics.metrics,
         "alert_topic": topics.alerts,
         "dead_letter_topic": topics.dead_letter,
@@ -27,11 +28,13 @@ def _config(tmp_path: Path, topics: Topics, model_dir: Path) -> Path:
     return write_config(tmp_path / "config.yaml", {"kafka": kafka}, model_dir)
 
 
-def test_injected_anomalies_fire_and_resolve_on_the_alert_topic(bootstrap, topics, model_dir, tmp_path, start_daemon):
+def test_injected_anomalies_fire_and_resolve_on_the_alert_topic(
+    bootstrap, topics, model_dir, tmp_path, start_daemon, kafka_client
+):
     _, anomalies = generate(SPEC)
     messages = stream_messages()
     produce(bootstrap, topics.metrics, messages)
-    daemon = start_daemon(_config(tmp_path, topics, model_dir))
+    daemon = start_daemon(_config(tmp_path, topics, model_dir, kafka_client))
 
     reader = TopicReader(bootstrap, topics.alerts)
     expected = {a.series for a in anomalies}
@@ -68,7 +71,7 @@ def test_injected_anomalies_fire_and_resolve_on_the_alert_topic(bootstrap, topic
 
 
 def test_malformed_records_are_dead_lettered_and_the_daemon_keeps_going(
-    bootstrap, topics, model_dir, tmp_path, start_daemon
+    bootstrap, topics, model_dir, tmp_path, start_daemon, kafka_client
 ):
     good = stream_messages(0, 60)
     bad = [
@@ -80,7 +83,7 @@ def test_malformed_records_are_dead_lettered_and_the_daemon_keeps_going(
     ]
     reasons = ["invalid_utf8", "invalid_json", "wrong_type", "non_finite", "missing_field"]
     produce(bootstrap, topics.metrics, good[:30] + bad + good[30:])
-    daemon = start_daemon(_config(tmp_path, topics, model_dir))
+    daemon = start_daemon(_config(tmp_path, topics, model_dir, kafka_client))
 
     dead = TopicReader(bootstrap, topics.dead_letter)
     dead.read_until(lambda records: len(records) >= len(bad), timeout=60, daemon=daemon)
@@ -101,10 +104,10 @@ def test_malformed_records_are_dead_lettered_and_the_daemon_keeps_going(
     assert "rejected" in daemon.output()
 
 
-def test_restart_after_sigterm_skips_no_record(bootstrap, topics, model_dir, tmp_path, start_daemon):
+def test_restart_after_sigterm_skips_no_record(bootstrap, topics, model_dir, tmp_path, start_daemon, kafka_client):
     messages = stream_messages(0, 200)
     first, second = messages[:400], messages[400:]
-    config = _config(tmp_path, topics, model_dir)
+    config = _config(tmp_path, topics, model_dir, kafka_client)
 
     produce(bootstrap, topics.metrics, first)
     daemon = start_daemon(config)

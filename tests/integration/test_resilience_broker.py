@@ -38,13 +38,15 @@ def cluster(bootstrap: str, tmp_path_factory: pytest.TempPathFactory):
         yield kafka
 
 
-def test_broker_stop_and_start_mid_stream_skips_no_record(outage_kafka: OwnKafka, model_dir: Path, tmp_path: Path):
+def test_broker_stop_and_start_mid_stream_skips_no_record(
+    outage_kafka: OwnKafka, model_dir: Path, tmp_path: Path, kafka_client: str
+):
     b = outage_kafka.bootstrap
     topics = make_topics(b)
     messages = stream_messages()
     produce(b, topics.metrics, messages)
     # Small polls make a long stream of steps, so the broker goes away between a publish and a commit.
-    config = daemon_config(tmp_path / "config.yaml", topics, model_dir, max_poll_records=20)
+    config = daemon_config(tmp_path / "config.yaml", topics, model_dir, max_poll_records=20, client=kafka_client)
     daemon = Daemon(config, b, tmp_path / "daemon.log")
     try:
         wait_for(lambda: daemon.metric_sum("monitor_messages_total") >= 600, 90, "a part of the stream", daemon)

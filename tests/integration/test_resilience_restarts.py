@@ -51,8 +51,10 @@ def published(bootstrap: str, topic: str, expected: int) -> list[dict]:
     return values
 
 
-def test_sigkill_at_random_points_gives_the_alerts_of_an_uninterrupted_run(bootstrap, topics, model_dir, tmp_path):
-    config = daemon_config(tmp_path / "config.yaml", topics, model_dir)
+def test_sigkill_at_random_points_gives_the_alerts_of_an_uninterrupted_run(
+    bootstrap, topics, model_dir, tmp_path, kafka_client
+):
+    config = daemon_config(tmp_path / "config.yaml", topics, model_dir, client=kafka_client)
     expected, _ = reference(config)
     # The stream arrives over ~15 s, so every kill lands inside it, wherever the daemon is in its step.
     producer = threading.Thread(target=produce_spread, args=(bootstrap, topics.metrics, stream_messages(), 3, 250))

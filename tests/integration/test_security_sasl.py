@@ -56,7 +56,7 @@ def test_each_mechanism_produces_and_consumes_in_a_group(kafka: OwnKafka, mechan
 
 
 def test_the_daemon_runs_over_scram_with_the_password_from_a_file_and_never_logs_it(
-    kafka: OwnKafka, model_dir: Path, tmp_path: Path
+    kafka: OwnKafka, model_dir: Path, tmp_path: Path, kafka_client: str
 ):
     topics = make_topics(kafka.bootstrap)
     secret = tmp_path / "kafka-password"
@@ -69,6 +69,7 @@ def test_the_daemon_runs_over_scram_with_the_password_from_a_file_and_never_logs
         sasl_mechanism="SCRAM-SHA-512",
         sasl_username=SASL_USER,
         sasl_password_file=str(secret),
+        client=kafka_client,
     )
     messages = stream_messages()
     produce(kafka.bootstrap, topics.metrics, messages)
