@@ -1,4 +1,5 @@
-"""`monitor evaluate`: replay labelled files (NAB layout) through the engine and score detection quality."""
+"""`monitor evaluate`: replay labelled files (NAB's layout, or labelled CSV files such as SKAB's) through
+the engine and score detection quality."""
 
 from __future__ import annotations
 
@@ -6,23 +7,53 @@ import argparse
 
 from monitor.config import load_config
 
-HELP = "replay labelled files (NAB layout) and score detection quality"
+HELP = "replay labelled files (NAB's layout or labelled CSV files) and score detection quality"
 
 
 def add_arguments(evaluate: argparse.ArgumentParser) -> None:
-    evaluate.add_argument("path", help="folder in NAB's layout (data/<category>/<file>.csv, combined_windows.json)")
-    evaluate.add_argument("--out", required=True, metavar="DIR", help="per-file results: DIR/<category>/<file>.csv")
+    evaluate.add_argument(
+        "path", help="NAB's layout (data/<category>/<file>.csv, combined_windows.json), or labelled CSV files"
+    )
+    evaluate.add_argument("--out", required=True, metavar="DIR", help="per-file results: DIR/<relative path>.csv")
     evaluate.add_argument("--config", default=argparse.SUPPRESS, help="configuration file (default: config.yaml)")
     evaluate.add_argument("--detector", default=None, help="detector name (default: the first)")
-    evaluate.add_argument("--plots", action="store_true", help="also write DIR/<category>/<file>.png")
+    evaluate.add_argument("--plots", action="store_true", help="also write DIR/<relative path>.png")
+    evaluate.add_argument(
+        "--layout",
+        choices=("auto", "nab", "labelled"),
+        default="auto",
+        help="auto (default): NAB's when combined_windows.json is there, else labelled CSV files",
+    )
+    labelled = evaluate.add_argument_group("labelled CSV files (SKAB's layout by default)")
+    labelled.add_argument(
+        "--train-rows", type=_positive, metavar="N", help="the first N rows of each file train its model"
+    )
+    labelled.add_argument("--separator", default=";", help="column separator (default: ';')")
+    labelled.add_argument("--time", default="datetime", metavar="COLUMN", help="time column (default: datetime)")
+    labelled.add_argument("--label", default="anomaly", metavar="COLUMN", help="0/1 label column (default: anomaly)")
+    labelled.add_argument(
+        "--drop",
+        default="changepoint",
+        metavar="COLUMNS",
+        help="comma-separated columns that are neither features nor labels (default: changepoint)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from monitor.evaluation.evaluate import evaluate
+    from monitor.evaluation.labelled import CsvLayout
 
     config = load_config(args.config)
     detector = config.detector(args.detector) if args.detector else config.detectors[0]
-    result = evaluate(detector, args.path, args.out, args.plots, config.scoring_threads)
+    drop = tuple(c for c in args.drop.split(",") if c)
+    csv_layout = CsvLayout(args.separator, args.time, args.label, drop, args.train_rows)
+    result = evaluate(detector, args.path, args.out, args.plots, config.scoring_threads, args.layout, csv_layout)
     print(result.report())
     print(f"\n{len(result.replays)} files in {result.seconds:.0f}s; per-file results in {args.out}")
     return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of rows of at least 1, got {text!r}")
+    return int(text)

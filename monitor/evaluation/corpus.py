@@ -1,8 +1,11 @@
-"""Labelled files in NAB's layout: `data/<category>/<file>.csv` (timestamp,value) and the labelled windows.
+"""A labelled corpus in one of two layouts, told apart by NAB's label file (`--layout auto`):
 
-A corpus is a folder with `data/` and `combined_windows.json` (NAB's labels: `[start, end]` timestamps per
-file), or a single CSV, which finds its windows in the folder two levels above its own when it sits in
-that layout. Timestamps without a zone are UTC; rows keep their written timestamps so output rows match.
+- NAB: a folder with `data/<category>/<file>.csv` (timestamp,value) and `combined_windows.json` (NAB's
+  labels: `[start, end]` timestamps per file), or a single CSV, which finds its windows in the folder two
+  levels above its own when it sits in that layout. Each file trains on its probationary rows.
+- labelled CSV (`monitor.evaluation.labelled`, SKAB's layout by default): every other folder or CSV.
+
+Timestamps without a zone are UTC; rows keep their written timestamps so output rows match.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ import csv
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from monitor.errors import InputError
+from monitor.evaluation.datafile import DataFile
+from monitor.evaluation.labelled import SKAB, CsvLayout, load_folder
 from monitor.evaluation.nab import Labelled
+from monitor.records import UNIVARIATE
 from monitor.training.datasets import parse_csv_timestamp
 
 log = logging.getLogger(__name__)
@@ -25,38 +30,34 @@ log = logging.getLogger(__name__)
 WINDOWS_FILE = "combined_windows.json"
 
 
-@dataclass(frozen=True, eq=False)
-class DataFile:
-    """One labelled series: `name` is NAB's relative path (`category/file.csv`)."""
-
-    name: str
-    timestamps: tuple[str, ...]
-    """The timestamp column as written, so output rows match input rows."""
-    ts: np.ndarray
-    values: np.ndarray
-    windows: tuple[tuple[float, float], ...]
-
-    @property
-    def series(self) -> str:
-        return self.name.removesuffix(".csv")
-
-    @property
-    def labelled(self) -> Labelled:
-        return Labelled.from_times(self.name, self.ts, self.windows)
+LAYOUTS = ("auto", "nab", "labelled")
 
 
-def load_corpus(path: str | Path) -> list[DataFile]:
-    """A NAB-layout folder (`data/<category>/<file>.csv` + combined_windows.json) or a single CSV.
-
-    A single CSV takes its windows from a combined_windows.json two folders up (NAB's layout) when there
-    is one; a file without labels is still replayed and counts as having no anomalies.
-    """
+def load_corpus(
+    path: str | Path, layout: str = "auto", csv_layout: CsvLayout = SKAB, features: Sequence[str] = (UNIVARIATE,)
+) -> list[DataFile]:
+    """The files at `path` in `layout`: `auto` is NAB's when its combined_windows.json is there (beside
+    `data/`, or two folders above a single CSV), else a labelled CSV folder read with `csv_layout`.
+    `features` are the detector's (see `monitor.evaluation.labelled` for how they pick columns)."""
     path = Path(path)
+    if layout not in LAYOUTS:
+        raise InputError(f"--layout {layout!r}: must be one of {', '.join(LAYOUTS)}")
+    if layout == "labelled" or (layout == "auto" and not (corpus_root(path) / WINDOWS_FILE).is_file()):
+        return load_folder(path, csv_layout, features)
+    if csv_layout.train_rows is not None:
+        raise InputError(
+            f"{path}: --train-rows is for labelled CSV folders; NAB's files train on their probationary rows"
+        )
+    return _load_nab(path)
+
+
+def _load_nab(path: Path) -> list[DataFile]:
+    """A NAB-layout folder or a single CSV; a file without labels counts as having no anomalies."""
     if path.is_file():
         name = f"{path.parent.name}/{path.name}"
         return [_read_file(path, name, _windows(corpus_root(path) / WINDOWS_FILE).get(name, []))]
     if not (path / "data").is_dir():
-        raise InputError(f"{path}: neither a CSV file nor a folder with data/<category>/<file>.csv")
+        raise InputError(f"{path}: neither a CSV file nor NAB's layout, a folder with data/<category>/<file>.csv")
     windows = _windows(path / WINDOWS_FILE)
     files = sorted((path / "data").glob("*/*.csv"))
     if not files:
@@ -97,4 +98,5 @@ def _read_file(path: Path, name: str, limits: Sequence[Sequence[str]]) -> DataFi
         windows = tuple((parse_csv_timestamp(a), parse_csv_timestamp(b)) for a, b in limits)
     except ValueError as exc:
         raise InputError(f"{path}: {exc}") from None
-    return DataFile(name, tuple(t for t, _ in rows), ts, values, windows)
+    labelled = Labelled.from_times(name, ts, windows)
+    return DataFile(name, tuple(t for t, _ in rows), ts, values[:, None], (UNIVARIATE,), labelled, labelled.probation)

@@ -1,12 +1,14 @@
 """One labelled file through the daemon's own engine, the way NAB runs a detector.
 
-Each file is one series. Its model is trained only on the file's probationary rows (NAB: the first 15%,
-at most 750), then every row goes through `monitor.engine.detector.Engine` in poll-sized batches, exactly as
-the daemon's loop hands it points, with the detector's own settings (the shipped config scores every
-point: stride 1). Scoring is causal by construction: a verdict is computed when its window's newest
-point arrives, and rows between verdicts (stride > 1) score 0. The per-row output is the detector's
-score and threshold, an `anomaly_score` in [0, 1] derived from their ratio (see `replay`), and `alert`
-on the rows where the daemon would have published a firing alert.
+Each file is one series (one entity of all its features). Its model is trained only on the file's
+training rows (NAB: the probationary first 15%, at most 750; a labelled CSV: `--train-rows`), then every
+row goes through `monitor.engine.detector.Engine` in poll-sized batches, exactly as the daemon's loop
+hands it points, with the detector's own settings (the shipped config scores every point: stride 1),
+so the windows and thresholds warm up on the training rows as a running daemon's would. Scoring is
+causal by construction: a verdict is computed when its window's newest point arrives, and rows between
+verdicts (stride > 1) score 0. The per-row output is the detector's score and threshold, an
+`anomaly_score` in [0, 1] derived from their ratio (see `replay`), `alert` on the rows where the daemon
+would have published a firing alert, and `active` on the rows where one is open.
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ import numpy as np
 from monitor.config import DetectorConfig
 from monitor.engine.detector import Detector, Engine
 from monitor.engine.scoring import Scorer
-from monitor.evaluation.corpus import DataFile
-from monitor.evaluation.nab import probationary_rows
-from monitor.records import UNIVARIATE, Point
+from monitor.evaluation.datafile import DataFile
+from monitor.records import Point
 
 log = logging.getLogger(__name__)
 
@@ -43,20 +44,27 @@ class Replay:
     threshold: np.ndarray
     anomaly_score: np.ndarray
     alert: np.ndarray
+    active: np.ndarray
     seconds: float
 
 
+def for_file(detector: DetectorConfig, file: DataFile) -> DetectorConfig:
+    """The detector with the file's features: a labelled CSV's columns may differ from the configured ones."""
+    return replace(detector, settings=replace(detector.settings, features=file.features))
+
+
 def train_scorer(detector: DetectorConfig, file: DataFile, threads: int = 1) -> Scorer:
-    """Train the detector's model as `monitor train` would, on the file's probationary rows only, and load
-    it the way the daemon does (artifact on disk, `load_scorer`)."""
+    """Train the detector's model as `monitor train` would, on the file's training rows only, and load it
+    the way the daemon does (artifact on disk, `load_scorer`)."""
     from monitor.models import SeriesData, save_artifact, train_model
     from monitor.service.reload import load_scorer
     from monitor.training.options import training_options
 
+    detector = for_file(detector, file)
     options = training_options(detector, threads=threads)  # the configured settings, no CLI overrides
-    head = probationary_rows(len(file.ts))
-    data = {file.series: SeriesData(file.ts[:head], file.values[:head, None])}
-    module, metadata = train_model(data, detector.settings.features, options, progress=False)
+    head = file.train_rows
+    data = {file.series: SeriesData(file.ts[:head], file.values[:head])}
+    module, metadata = train_model(data, file.features, options, progress=False)
     with tempfile.TemporaryDirectory(prefix="monitor-evaluate-") as tmp:
         save_artifact(module, metadata, Path(tmp) / "model")
         return load_scorer(replace(detector, model=replace(detector.model, path=Path(tmp) / "model")), threads)
@@ -70,13 +78,13 @@ def replay(detector: DetectorConfig, file: DataFile, scorer: Scorer) -> Replay:
     daemon pages once per incident, and NAB counts every detection outside a window as a false positive.
     """
     started = time.perf_counter()
-    engine = Engine([Detector(detector.settings, scorer)])
+    engine = Engine([Detector(for_file(detector, file).settings, scorer)])
     n = len(file.ts)
     row_of: dict[float, int] = {}
     for i, t in enumerate(file.ts):  # the window store keeps one of duplicate timestamps
         row_of.setdefault(float(t), i)
     score, threshold = np.full(n, np.nan), np.full(n, np.nan)
-    anomaly, alert = np.zeros(n), np.zeros(n, dtype=bool)
+    anomaly, alert, active = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     opened: dict[str, int] = {}
     for points in _polls(file):
         outcome = engine.process(points)
@@ -90,10 +98,13 @@ def replay(detector: DetectorConfig, file: DataFile, scorer: Scorer) -> Replay:
                 alert[row_of[event.at]] = True
                 opened[event.alert_id] = row_of[event.at]
             else:
-                anomaly[opened.pop(event.alert_id) + 1 : row_of[event.at] + 1] = 0.0
+                first = opened.pop(event.alert_id)
+                anomaly[first + 1 : row_of[event.at] + 1] = 0.0
+                active[first : row_of[event.at]] = True  # resolved on that row: no longer open there
     for first in opened.values():  # still open at the end of the file
         anomaly[first + 1 :] = 0.0
-    return Replay(file, score, threshold, anomaly, alert, time.perf_counter() - started)
+        active[first:] = True
+    return Replay(file, score, threshold, anomaly, alert, active, time.perf_counter() - started)
 
 
 def _squash(score: float, threshold: float) -> float:
@@ -106,19 +117,34 @@ def _squash(score: float, threshold: float) -> float:
 
 def _polls(file: DataFile) -> Iterator[list[Point]]:
     for start in range(0, len(file.ts), POLL_POINTS):
-        stop = min(start + POLL_POINTS, len(file.ts))
-        yield [Point(file.series, float(file.ts[i]), {UNIVARIATE: float(file.values[i])}) for i in range(start, stop)]
+        rows = file.values[start : start + POLL_POINTS].tolist()
+        yield [
+            Point(file.series, float(file.ts[start + i]), dict(zip(file.features, row, strict=True)))
+            for i, row in enumerate(rows)
+        ]
 
 
 def write_replay(result: Replay, out: Path) -> Path:
-    """`out/<category>/<file>.csv` with timestamp, value, anomaly_score, alert."""
-    target = out / result.file.name
+    """`out/<the file's relative path>`: time column, features, label (labelled CSV), anomaly_score, alert,
+    active. NAB's files are written whole (NAB scores them itself); a labelled CSV's test rows only."""
+    file = result.file
+    target = out / file.name
     target.parent.mkdir(parents=True, exist_ok=True)
+    label = [] if file.label_column is None else [file.label_column]
+    first = 0 if file.label_column is None else file.train_rows
+    labels = file.labels.astype(int)
     with target.open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["timestamp", "value", "anomaly_score", "alert"])
-        for ts, value, a, flag in zip(
-            result.file.timestamps, result.file.values, result.anomaly_score, result.alert, strict=True
-        ):
-            writer.writerow([ts, repr(float(value)), repr(float(a)), int(flag)])
+        writer.writerow([file.time_column, *file.features, *label, "anomaly_score", "alert", "active"])
+        for i in range(first, len(file.ts)):
+            cells = [repr(float(v)) for v in file.values[i]] + [str(labels[i])] * len(label)
+            writer.writerow(
+                [
+                    file.timestamps[i],
+                    *cells,
+                    repr(float(result.anomaly_score[i])),
+                    int(result.alert[i]),
+                    int(result.active[i]),
+                ]
+            )
     return target

@@ -1,6 +1,7 @@
-"""Detection quality of replayed files: NAB scores per profile plus event precision, recall and delay.
+"""Detection quality of replayed files: NAB scores per profile plus event precision, recall and delay,
+or for a labelled CSV corpus SKAB's outlier scores beside the event view (`outliers`).
 
-Two protocols, printed as one table each (overall and per category):
+Two NAB protocols, printed as one table each (overall and per category):
 
 - deployed: the detections are the rows where the monitor published a firing alert, with its own
   thresholds and alert rules. This is what a user of the shipped configuration gets.
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from monitor.evaluation.nab import Labelled, Profile, normalised, score_detections, sweep
+from monitor.evaluation.outliers import Counts, Events, counts, events, runs
 
 OVERALL = "overall"
 
@@ -57,13 +59,6 @@ class Table:
     title: str
     groups: tuple[Group, ...]
     thresholds: dict[str, float] | None = None
-
-
-def events(detections: np.ndarray, first: int) -> list[tuple[int, int]]:
-    """Runs of consecutive detections from row `first` on, as inclusive (start, end) pairs."""
-    flags = np.concatenate(([False], np.asarray(detections, bool)[first:], [False]))
-    edges = np.flatnonzero(np.diff(flags.astype(np.int8)))
-    return [(first + int(a), first + int(b) - 1) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
 
 def deployed(files: Sequence[Labelled], alerts: Sequence[np.ndarray], profiles: Sequence[Profile]) -> Table:
@@ -104,9 +99,9 @@ def _add(group: Group, labelled: Labelled, detections: dict[str, np.ndarray], pr
     probation = labelled.probation
     scored_windows = [(a, b) for a, b in labelled.windows if b >= probation]
     group.windows += len(scored_windows)
-    runs = events(first, probation)
-    group.events += len(runs)
-    group.true_events += sum(any(s <= b and e >= a for a, b in scored_windows) for s, e in runs)
+    found = runs(first, probation)
+    group.events += len(found)
+    group.true_events += sum(any(s <= b and e >= a for a, b in scored_windows) for s, e in found)
     for a, b in scored_windows:
         hits = np.flatnonzero(first[max(a, probation) : b + 1])
         if len(hits):
@@ -135,3 +130,50 @@ def format_table(table: Table, profiles: Sequence[Profile]) -> str:
 
 def _num(value: float, spec: str) -> str:
     return "-" if math.isnan(value) else format(value, spec)
+
+
+@dataclass(slots=True)
+class OutlierRow:
+    """Outlier counts and events of some files' test rows (overall, or one file)."""
+
+    name: str
+    files: int = 0
+    counts: Counts = field(default_factory=Counts)
+    events: Events = field(default_factory=Events)
+
+
+def outlier_rows(
+    names: Sequence[str],
+    labels: Sequence[np.ndarray],
+    active: Sequence[np.ndarray],
+    alerts: Sequence[np.ndarray],
+    ts: Sequence[np.ndarray],
+) -> list[OutlierRow]:
+    """The pooled row and one row per file; every array holds one file's test rows only."""
+    overall = OutlierRow(OVERALL)
+    rows = [overall]
+    for name, *arrays in zip(names, labels, active, alerts, ts, strict=True):
+        file_labels, file_active, file_alerts, file_ts = arrays
+        row = OutlierRow(name, 1, counts(file_labels, file_active), events(file_labels, file_alerts, file_ts))
+        overall.files += 1
+        overall.counts += row.counts
+        overall.events.add(row.events)
+        rows.append(row)
+    return rows
+
+
+def format_outliers(rows: Sequence[OutlierRow]) -> str:
+    """SKAB's outlier scores (a test row is predicted while an alert is open) and the event view."""
+    lines = [
+        "outliers: the test rows of all files pooled, a row predicted while an alert is open (SKAB's scores);",
+        "events: labelled periods found by an alert starting inside them, median delay, alerts starting outside",
+        f"{'':<24}{'files':>6}{'rows':>7}{'TP':>6}{'FP':>6}{'FN':>6}{'TN':>6}{'F1':>7}{'FAR %':>7}{'MAR %':>7}"
+        f"{'found':>8}{'delay s':>8}{'outside':>8}",
+    ]
+    for r in rows:
+        c, e = r.counts, r.events
+        line = f"{r.name:<24}{r.files:>6}{c.tp + c.fp + c.fn + c.tn:>7}{c.tp:>6}{c.fp:>6}{c.fn:>6}{c.tn:>6}"
+        line += f"{_num(c.f1, '.3f'):>7}{_num(100 * c.far, '.1f'):>7}{_num(100 * c.mar, '.1f'):>7}"
+        line += f"{f'{e.found}/{e.periods}':>8}{_num(e.median_delay, '.0f'):>8}{e.outside:>8}"
+        lines.append(line)
+    return "\n".join(lines)

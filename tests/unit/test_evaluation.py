@@ -1,9 +1,11 @@
-"""monitor evaluate on a tiny synthetic corpus in NAB's layout: output files, causality, alerts, tables."""
+"""monitor evaluate on tiny synthetic corpora, in NAB's layout and as labelled CSV files (SKAB's layout):
+output files, causality, alerts, tables, and input errors that name the file, column and value."""
 
 from __future__ import annotations
 
 import csv
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,8 +15,10 @@ import yaml
 
 from monitor.cli import main
 from monitor.config import DetectorConfig, parse_config
+from monitor.errors import InputError
 from monitor.evaluation.corpus import load_corpus
 from monitor.evaluation.evaluate import evaluate
+from monitor.evaluation.labelled import CsvLayout
 from monitor.evaluation.replay import replay, train_scorer
 
 ROWS = 400
@@ -63,13 +67,15 @@ def test_evaluate_writes_one_csv_per_file_with_scores_and_alerts(tmp_path, detec
     result = evaluate(detector, corpus, tmp_path / "out")
     with (tmp_path / "out" / "synthetic" / "spiky.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["timestamp", "value", "anomaly_score", "alert"]
+    assert list(rows[0]) == ["timestamp", "value", "anomaly_score", "alert", "active"]
     assert len(rows) == ROWS and rows[0]["timestamp"] == stamp(0)
     scores = np.array([float(r["anomaly_score"]) for r in rows])
     alerts = np.array([r["alert"] for r in rows])
     assert ((scores >= 0) & (scores <= 1)).all()
     assert set(alerts) <= {"0", "1"}
-    assert (scores[alerts == "1"] > 0).all(), "an alert row must have a positive anomaly_score"
+    assert alerts[SPIKE] == "1", "the injected spike's row must alert"
+    assert scores[SPIKE] > 0.5, "an alert row's anomaly_score is above the threshold's 0.5"
+    assert rows[SPIKE]["active"] == "1" and rows[SPIKE - 1]["active"] == "0"
     assert scores[:7].max() == 0, "no score before the first full window"
     report = result.report()
     assert "deployed" in report and "scoreboard" in report and "synthetic" in report
@@ -113,3 +119,85 @@ def test_a_folder_without_data_is_an_input_error(tmp_path, capsys):
     config.write_text(yaml.safe_dump({"detectors": [DETECTOR]}))
     assert main(["evaluate", str(tmp_path), "--out", str(tmp_path / "out"), "--config", str(config)]) == 1
     assert "data/<category>/<file>.csv" in capsys.readouterr().err
+
+
+FEATURES = ("a", "b", "c")
+FAULT = 320
+
+
+def write_labelled(folder: Path, name: str = "1.csv", rows: int = ROWS) -> Path:
+    """SKAB's layout: `;`, datetime, three sine features, anomaly, changepoint; feature b jumps at FAULT."""
+    rng = np.random.default_rng(5)
+    t = np.arange(rows)[:, None]
+    table = 5 + np.sin(2 * np.pi * (t + 7 * np.arange(3)) / 40) + 0.05 * rng.standard_normal((rows, 3))
+    table[FAULT:, 1] += 6.0
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / name).open("w", newline="") as f:
+        writer = csv.writer(f, delimiter=";")
+        writer.writerow(["datetime", *FEATURES, "anomaly", "changepoint"])
+        for i, row in enumerate(table):
+            writer.writerow([stamp(i), *(f"{v:.5f}" for v in row), f"{float(i >= FAULT):.1f}", "0.0"])
+    return folder / name
+
+
+def test_a_labelled_csv_folder_trains_each_file_on_its_first_rows_and_scores_the_rest(tmp_path, detector):
+    write_labelled(tmp_path / "skab" / "other")
+    layout = CsvLayout(train_rows=250)
+    result = evaluate(detector, tmp_path / "skab", tmp_path / "out", layout="auto", csv_layout=layout)
+    (replayed,) = result.replays
+    assert replayed.file.features == FEATURES and replayed.file.name == "other/1.csv"
+    with (tmp_path / "out" / "other" / "1.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["datetime", *FEATURES, "anomaly", "anomaly_score", "alert", "active"]
+    assert len(rows) == ROWS - 250 and rows[0]["datetime"] == stamp(250)
+    active = np.array([r["active"] == "1" for r in rows])
+    assert active[FAULT - 250 + 5 :].all(), "the lasting jump keeps the alert open"
+    assert not active[: FAULT - 250].any()
+    report = result.report()
+    assert report.startswith("outliers") and "other/1.csv" in report and "1/1" in report
+
+
+def test_the_cli_evaluates_labelled_csv_files_with_other_columns(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text(
+        "when,x,y,bad\n" + "".join(f"{stamp(i)},{np.sin(i / 5):.4f},{i % 7},{i >= 300:d}\n" for i in range(ROWS))
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"detectors": [DETECTOR]}))
+    args = ["evaluate", str(path), "--out", str(tmp_path / "out"), "--config", str(config), "--train-rows", "200"]
+    labelled = ["--separator", ",", "--time", "when", "--label", "bad", "--drop", "", "--plots"]
+    assert main(args + labelled) == 0
+    assert "data.csv" in capsys.readouterr().out
+    assert (tmp_path / "out" / "data.png").stat().st_size > 10_000
+    with (tmp_path / "out" / "data.csv").open(newline="") as f:
+        assert next(csv.reader(f)) == ["when", "x", "y", "bad", "anomaly_score", "alert", "active"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda text: text.replace("datetime", "time", 1), "no column 'datetime'"),
+        (lambda text: text.replace(";0.0;0.0", ";2.0;0.0", 1), "column 'anomaly': a label must be 0 or 1, got '2.0'"),
+        (lambda text: text.replace(";0.0;0.0", ";x;0.0", 1), "column 'anomaly': not a finite number"),
+    ],
+)
+def test_bad_labelled_csv_is_an_input_error_naming_column_and_value(tmp_path, detector, change, message):
+    path = write_labelled(tmp_path)
+    path.write_text(change(path.read_text()))
+    with pytest.raises(InputError, match=re.escape(message)):
+        load_corpus(path, csv_layout=CsvLayout(train_rows=200))
+
+
+def test_labelled_csv_needs_train_rows_and_nab_refuses_them(tmp_path):
+    with pytest.raises(InputError, match="--train-rows N"):
+        load_corpus(write_labelled(tmp_path / "csv"))
+    with pytest.raises(InputError, match="probationary rows"):
+        load_corpus(write_corpus(tmp_path / "nab", values()), csv_layout=CsvLayout(train_rows=10))
+
+
+def test_configured_features_pick_columns_and_must_exist(tmp_path):
+    path = write_labelled(tmp_path)
+    (file,) = load_corpus(path, csv_layout=CsvLayout(train_rows=200), features=("c", "a"))
+    assert file.features == ("c", "a") and file.values.shape == (ROWS, 2)
+    with pytest.raises(InputError, match="no column 'disk'"):
+        load_corpus(path, csv_layout=CsvLayout(train_rows=200), features=("a", "disk"))
