@@ -1,25 +1,29 @@
 """Throughput of the monitor against the real broker, and of its parts, measured in one run.
 
-    python bench/throughput.py [--series 1000] [--points 2000] [--window 64] [--hidden 64]
+    python bench/throughput.py [--series 1000] [--points 300] [--window 32] [--hidden 32] [--stride 4]
 
-(a) raw consume: kafka-python + decoding only, the ceiling for anything that reads the topic;
-(b) the scorer alone on pre-built batches of 256 windows, and per backend (torch, ONNX Runtime) at batch 1
-    and 256 with one and two threads;
-(c) the daemon as `monitor run` builds it (checkpoints, reload, HTTP endpoint) at stride 1 and at the
-    given stride, with scoring overlapping the next poll and without;
+The defaults are the shipped model (window 32, hidden 32, latent 16) and the shipped stride 1, measured
+with each Kafka client (`kafka.client`: kafka-python, confluent-kafka):
+(a) raw consume: the client + decoding only, the ceiling for anything that reads the topic;
+(b) the scorer alone on pre-built batches of 256 windows (one and two threads), for the shipped model and
+    for the heavier window 64 / hidden 64 one, and per backend (torch, ONNX Runtime) at batch 1 and 256;
+(c) the daemon as `monitor run` builds it (checkpoints, reload, HTTP endpoint) at stride 1 and at
+    `--stride`, with scoring overlapping the next poll;
 (d) the naive loop: one forward call per incoming point.
-It prints points/s and windows/s for each, the FLOP ceiling it measures, and one line of ratios.
+It prints points/s and windows/s for each, and one line of ratios per client.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from common import bootstrap, fresh, median_rate, produce_file, stream_file, table, timed, train_small
+from confluent_kafka import Consumer
 from kafka import KafkaConsumer
 
 from monitor.config import parse_config
@@ -30,36 +34,42 @@ from monitor.service.daemon import build_service
 from monitor.synthetic import StreamSpec
 
 
-def flops_per_window(window: int, hidden: int, features: int = 1) -> float:
-    return window * (10 * hidden * features + 24 * hidden * hidden)
+def raw_consume(server: str, topic: str, total: int, client: str) -> tuple[int, float]:
+    """Points/s that the client reads and decodes, nothing else (from the first record to the last)."""
+    read = _confluent_records if client == "confluent-kafka" else _kafka_python_records
+    points, started = 0, None
+    for value, timestamp in read(server, topic, total):
+        started = started or time.perf_counter()
+        decoded = decode_json(value, timestamp)
+        points += len(decoded) if isinstance(decoded, list) else 0
+    return points, time.perf_counter() - (started or time.perf_counter())
 
 
-def matmul_gflops(threads: int, n: int = 1024, repeats: int = 10) -> float:
-    torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    count, seconds = timed(lambda: sum(1 for _ in range(repeats) if torch.mm(a, b) is not None))
-    torch.set_num_threads(1)
-    return 2 * n**3 * count / seconds / 1e9
-
-
-def raw_consume(server: str, topic: str, total: int) -> tuple[int, float]:
+def _kafka_python_records(server: str, topic: str, total: int) -> Iterator[tuple[bytes, float]]:
     consumer = KafkaConsumer(
         topic, bootstrap_servers=server, group_id=fresh("raw"), auto_offset_reset="earliest",
         enable_auto_commit=False, max_poll_records=2000,
     )  # fmt: skip
-    seen = points = 0
-    started = None
+    seen = 0
     while seen < total:
         for records in consumer.poll(timeout_ms=500).values():
-            started = started or time.perf_counter()
-            for r in records:
-                decoded = decode_json(r.value, r.timestamp / 1000.0)
-                points += len(decoded) if isinstance(decoded, list) else 0
             seen += len(records)
-    seconds = time.perf_counter() - (started or time.perf_counter())
+            yield from ((r.value, r.timestamp / 1000.0) for r in records)
     consumer.close()
-    return points, seconds
+
+
+def _confluent_records(server: str, topic: str, total: int) -> Iterator[tuple[bytes, float]]:
+    consumer = Consumer(
+        {"bootstrap.servers": server, "group.id": fresh("raw"), "auto.offset.reset": "earliest",
+         "enable.auto.commit": False},
+    )  # fmt: skip
+    consumer.subscribe([topic])
+    seen = 0
+    while seen < total:
+        records = [r for r in consumer.consume(2000, 0.5) if r.error() is None]
+        seen += len(records)
+        yield from ((r.value(), r.timestamp()[1] / 1000.0) for r in records)
+    consumer.close()
 
 
 def scorer_alone(scorer: TorchScorer, window: int, batch: int = 256, seconds: float = 0.2) -> float:
@@ -99,6 +109,7 @@ def daemon_loop(
     overlap: bool = True,
     checkpoint: bool = True,
     backend: str = "torch",
+    client: str = "kafka-python",
 ) -> tuple[int, int, float]:
     """`monitor run` as shipped (`build_service`: checkpoints, model reload, HTTP endpoint) over `limit`
     records; returns (points, windows, seconds from the first record to the last commit)."""
@@ -106,7 +117,7 @@ def daemon_loop(
         {
             "kafka": {
                 "bootstrap_servers": server, "metrics_topic": topic, "group_id": fresh("e2e"),
-                "alert_topic": fresh("alerts"), "dead_letter_topic": fresh("dlq"),
+                "alert_topic": fresh("alerts"), "dead_letter_topic": fresh("dlq"), "client": client,
             },
             "exporter": {"listen": "127.0.0.1:0"},
             "scoring": {"overlap": overlap, "backend": backend},
@@ -149,23 +160,22 @@ def naive(scorer: TorchScorer, window: int, count: int = 2000) -> float:
     return median_rate(lambda: timed(run), 3)
 
 
+CLIENTS = ("kafka-python", "confluent-kafka")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=1000)
-    parser.add_argument("--points", type=int, default=2000, help="points per series")
-    parser.add_argument("--window", type=int, default=64)
-    parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument(
-        "--stride",
-        type=int,
-        default=DetectorSettings().stride,
-        help="the second stride measured in (c) (default: the shipped one)",
-    )
+    parser.add_argument("--points", type=int, default=300, help="points per series")
+    parser.add_argument("--window", type=int, default=DetectorSettings().window)
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--stride", type=int, default=4, help="the second stride measured in (c)")
     parser.add_argument("--stride1-records", type=int, default=200_000, help="records read at stride 1")
     args = parser.parse_args()
 
     server = bootstrap()
     model = train_small(args.window, args.hidden, latent=16)
+    heavy = train_small(64, 64, latent=16)
     scorer = TorchScorer.from_path(model)
     spec = StreamSpec(series=args.series, points=args.points, healthy=args.points // 2, anomalous_series=0)
     path = Path(model).parent / "stream.tsv"
@@ -174,43 +184,45 @@ def main() -> None:
     print(f"producing {total:,} records ({args.series} series) to {topic} with kcat ...", flush=True)
     produce_file(server, topic, path)
 
-    gf1, gf2 = matmul_gflops(1), matmul_gflops(2)
-    fpw = flops_per_window(args.window, args.hidden)
-    ceiling = gf2 * 1e9 / fpw
-    print("measuring raw consume, scorer, daemon loop, naive loop ...", flush=True)
-    raw_points, raw_s = raw_consume(server, topic, total)
-    raw = raw_points / raw_s
-    scorer_rate = scorer_alone(scorer, args.window)
+    print("measuring scorers, raw consume and the daemon loop per client, naive loop ...", flush=True)
+    scorer_rates = {(m, t): scorer_alone(TorchScorer.from_path(p, threads=t), w) for m, p, w in (
+        ("shipped", model, args.window), ("64x64", heavy, 64)) for t in (1, 2)}  # fmt: skip
+    torch.set_num_threads(1)  # the scorers set it process-wide; the rest of the run measures one thread
     backend_rates = backends(model, args.window)
-    p1, w1, s1 = daemon_loop(server, topic, model, args.window, 1, min(args.stride1_records, total))
-    pd, wd, sd = daemon_loop(server, topic, model, args.window, args.stride, total)
-    ps, ws, ss = daemon_loop(server, topic, model, args.window, args.stride, total, overlap=False)
+    one = scorer_rates["shipped", 1]
+    per_client = {}
+    for client in CLIENTS:
+        raw_points, raw_s = raw_consume(server, topic, total, client)
+        stride1 = daemon_loop(server, topic, model, args.window, 1, min(args.stride1_records, total), client=client)
+        strided = daemon_loop(server, topic, model, args.window, args.stride, total, client=client)
+        per_client[client] = (raw_points / raw_s, stride1, strided)
     naive_rate = naive(scorer, args.window)
 
     rows = [
         ("measurement", "points/s", "windows/s"),
-        ("(a) raw consume + decode", f"{raw:,.0f}", "-"),
-        ("(b) scorer alone, batch 256", "-", f"{scorer_rate:,.0f}"),
-        *(
-            (f"(b) batch {b}, {t} thread{'s' * (t > 1)}: torch | onnx", "-", f"{r[0]:,.0f} | {r[1]:,.0f}")
-            for (t, b), r in backend_rates.items()
-        ),
-        ("(c) daemon loop, stride 1", f"{p1 / s1:,.0f}", f"{w1 / s1:,.0f}"),
-        (f"(c) daemon loop, stride {args.stride}", f"{pd / sd:,.0f}", f"{wd / sd:,.0f}"),
-        (f"(c) daemon loop, stride {args.stride}, overlap off", f"{ps / ss:,.0f}", f"{ws / ss:,.0f}"),
-        ("(d) naive, one forward per point", f"{naive_rate:,.0f}", f"{naive_rate:,.0f}"),
-    ]
+        *((f"(b) scorer alone, {m}, batch 256, {t} thread{'s' * (t > 1)}", "-", f"{r:,.0f}")
+          for (m, t), r in scorer_rates.items()),
+        *((f"(b) batch {b}, {t} thread{'s' * (t > 1)}: torch | onnx", "-", f"{r[0]:,.0f} | {r[1]:,.0f}")
+          for (t, b), r in backend_rates.items()),
+    ]  # fmt: skip
+    for client, (raw, (p1, w1, s1), (pd, wd, sd)) in per_client.items():
+        rows += [
+            (f"(a) {client}: raw consume + decode", f"{raw:,.0f}", "-"),
+            (f"(c) {client}: daemon, stride 1", f"{p1 / s1:,.0f}", f"{w1 / s1:,.0f}"),
+            (f"(c) {client}: daemon, stride {args.stride}", f"{pd / sd:,.0f}", f"{wd / sd:,.0f}"),
+        ]
+    rows.append(("(d) naive, one forward per point", f"{naive_rate:,.0f}", f"{naive_rate:,.0f}"))
     print(table(rows))
+    for client, (raw, (p1, w1, s1), (pd, _wd, sd)) in per_client.items():
+        print(
+            f"ratios {client}: e2e_stride1/scorer_1thread={w1 / s1 / one:.2f} "
+            f"e2e_stride{args.stride}/raw_consume={pd / sd / raw:.2f} "
+            f"e2e_stride1/naive={p1 / s1 / naive_rate:.1f} points_per_s_stride1={p1 / s1:,.0f}"
+        )
     print(
-        f"FLOP ceiling: matmul {gf1:.1f} GFLOP/s on 1 thread, {gf2:.1f} on 2; "
-        f"F = W*(10*h*d + 24*h^2) = {fpw / 1e6:.2f} MFLOP/window -> {ceiling:,.0f} windows/s"
-    )
-    print(
-        f"ratios: e2e_stride1/scorer={w1 / s1 / scorer_rate:.2f} "
-        f"e2e_default/raw_consume={pd / sd / raw:.2f} "
-        f"e2e_stride1/naive={p1 / s1 / naive_rate:.1f} e2e_default/naive={pd / sd / naive_rate:.1f} "
-        f"e2e_stride1/flop_ceiling={w1 / s1 / ceiling:.2f} overlap_on/off={pd / sd / (ps / ss):.2f} "
+        "ratios backends: "
         + " ".join(f"onnx/torch_b{b}_t{t}={r[1] / r[0]:.2f}" for (t, b), r in backend_rates.items())
+        + f" shipped/64x64_1thread={one / scorer_rates['64x64', 1]:.2f}"
     )
 
 
