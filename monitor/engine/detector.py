@@ -71,13 +71,15 @@ class Detector:
         return self.selector.matches(series, labels or {})
 
     def swap_scorer(self, scorer: Scorer) -> None:
-        """Serve another model from the next window on (hot reload), keeping windows, thresholds and alerts.
+        """Serve another model from the next window on (hot reload), keeping windows, thresholds and alerts;
+        series first seen after the swap are seeded with the new model's validation scores.
 
         A model with another window or feature list is refused with a `ModelError` naming both, and the
         current one keeps serving.
         """
         _check_compatible(self.settings, scorer)
         self.scorer = scorer
+        self.thresholds.reseed(scorer.baseline_scores())
 
     def score(self, windows: WindowBatch) -> Outcome:
         """Score a batch of windows in one call and run each result through threshold and alerting."""
