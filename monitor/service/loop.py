@@ -26,7 +26,7 @@ from monitor.engine.detector import Engine
 from monitor.engine.verdicts import Outcome
 from monitor.formats import Decoder
 from monitor.formats.native import decode_json
-from monitor.logs import event
+from monitor.logs import CLIENT_LOGS, event
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.observability.state_metrics import StateMetrics
@@ -77,6 +77,7 @@ class Service:
         self.stop = threading.Event()
         self._dropped_seen: Counter[str] = Counter()
         self._failures = 0
+        self._outage_since: float | None = None
         self._scoring = ThreadPoolExecutor(1, "scoring") if overlap else None
         self.commit_interval_s = commit_interval_s
         """With `overlap` and no checkpoints: the longest time between offset commits."""
@@ -117,6 +118,8 @@ class Service:
                 self._pending = None
             self._settle(final=True)
         finally:
+            if self._outage_since is not None:
+                self._outage_over()
             self.sink.flush()
             self.source.close()
             self.sink.close()
@@ -194,6 +197,8 @@ class Service:
             self._commit()
 
     def _polled(self) -> None:
+        if self._outage_since is not None:
+            self._outage_over()
         self._failures = 0
         self.health.polled()
         self.health.check("broker", True)
@@ -244,9 +249,22 @@ class Service:
         """Not ready until the broker answers again; back off so a dead broker is not hammered."""
         self._failures += 1
         self.health.check("broker", False, f"{operation} failed: {type(exc).__name__}: {exc}")
-        event(log, "broker_error", logging.WARNING, operation=operation, error=str(exc), attempt=self._failures)
+        if self._outage_since is None:  # one warning per outage; the client library's flood is held back
+            self._outage_since = time.monotonic()
+            CLIENT_LOGS.hold()
+            event(log, "broker_error", logging.WARNING, operation=operation, error=str(exc))
+        else:
+            event(log, "broker_error", logging.DEBUG, operation=operation, error=str(exc), attempt=self._failures)
         first, longest = BACKOFF_S
         self.stop.wait(min(first * 2 ** (self._failures - 1), longest))
+
+    def _outage_over(self) -> None:
+        """The broker answers again (or the run ends): one line with what the outage cost."""
+        assert self._outage_since is not None
+        held, first = CLIENT_LOGS.release()
+        seconds = round(time.monotonic() - self._outage_since, 1)
+        self._outage_since = None
+        event(log, "broker_back", seconds=seconds, attempts=self._failures, client_errors=held, first=first)
 
     def _decode(self, messages: list[Message]) -> list[Point]:
         points: list[Point] = []
