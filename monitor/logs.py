@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from typing import Any
 
 import orjson
@@ -50,13 +51,15 @@ def _text(value: Any) -> str:
 
 class Hush(logging.Filter):
     """Holds back a library's WARNING and ERROR records while the monitor reports their cause itself, and
-    counts them. kafka-python logs about a dozen ERROR lines a second while no broker answers; during such
-    an outage the run loop logs one `broker_error` line, `/readyz` says why, and the recovery line gives
-    the count. Outside `hold`..`release` every record passes, so no error is hidden in normal running."""
+    counts them. kafka-python logs about a dozen ERROR lines a second while no broker answers; its first
+    ERROR passes and starts the holding (`auto`), the run loop logs one `broker_error` line when it
+    notices, `/readyz` says why, and `release`, once the broker answers, gives the count for one line.
+    Outside `hold`..`release` every record passes, so no error is hidden in normal running."""
 
-    def __init__(self, logger: str) -> None:
+    def __init__(self, logger: str, auto: bool = True) -> None:
         super().__init__()
-        self.logger = logger
+        self.logger, self.auto = logger, auto
+        self._since: float | None = None
         self._lock = threading.Lock()
         self._holding = False
         self._held = 0
@@ -64,9 +67,13 @@ class Hush(logging.Filter):
         self._first_level = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._holding or record.levelno < logging.WARNING:
+        if record.levelno < logging.WARNING:
             return True
         if record.name != self.logger and not record.name.startswith(self.logger + "."):
+            return True
+        if not self._holding:
+            if self.auto and record.levelno >= logging.ERROR:
+                self.hold()
             return True
         with self._lock:
             self._held += 1
@@ -80,12 +87,17 @@ class Hush(logging.Filter):
             if self._holding:
                 return False
             self._holding, self._held, self._first, self._first_level = True, 0, None, 0
+            self._since = time.monotonic()
             return True
+
+    def holding_since(self) -> float | None:
+        """`time.monotonic()` when the holding began; None when not holding."""
+        return self._since if self._holding else None
 
     def release(self) -> tuple[int, str | None]:
         """Stop holding back: how many records were held, and the first of the most severe of them."""
         with self._lock:
-            self._holding = False
+            self._holding, self._since = False, None
             return self._held, self._first
 
 

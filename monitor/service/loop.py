@@ -78,6 +78,7 @@ class Service:
         self._dropped_seen: Counter[str] = Counter()
         self._failures = 0
         self._outage_since: float | None = None
+        self._outage_attempts = 0
         self._scoring = ThreadPoolExecutor(1, "scoring") if overlap else None
         self.commit_interval_s = commit_interval_s
         """With `overlap` and no checkpoints: the longest time between offset commits."""
@@ -100,6 +101,8 @@ class Service:
                     self._unanswered("poll", exc)
                     continue
                 self._polled()
+                if messages:
+                    self._answered()
                 if self._pending is not None:
                     self._finish(self._pending)  # its scoring ran while the poll was read
                     self._pending = None
@@ -118,8 +121,7 @@ class Service:
                 self._pending = None
             self._settle(final=True)
         finally:
-            if self._outage_since is not None:
-                self._outage_over()
+            self._answered()
             self.sink.flush()
             self.source.close()
             self.sink.close()
@@ -197,8 +199,6 @@ class Service:
             self._commit()
 
     def _polled(self) -> None:
-        if self._outage_since is not None:
-            self._outage_over()
         self._failures = 0
         self.health.polled()
         self.health.check("broker", True)
@@ -213,6 +213,7 @@ class Service:
             self._unanswered("commit", exc)
             return False
         self.exporter.last_commit.set_to_current_time()
+        self._answered()
         self._uncommitted = False
         self._last_commit = time.monotonic()
         return True
@@ -248,6 +249,7 @@ class Service:
     def _unanswered(self, operation: str, exc: Exception) -> None:
         """Not ready until the broker answers again; back off so a dead broker is not hammered."""
         self._failures += 1
+        self._outage_attempts += 1
         self.health.check("broker", False, f"{operation} failed: {type(exc).__name__}: {exc}")
         if self._outage_since is None:  # one warning per outage; the client library's flood is held back
             self._outage_since = time.monotonic()
@@ -258,13 +260,20 @@ class Service:
         first, longest = BACKOFF_S
         self.stop.wait(min(first * 2 ** (self._failures - 1), longest))
 
-    def _outage_over(self) -> None:
-        """The broker answers again (or the run ends): one line with what the outage cost."""
-        assert self._outage_since is not None
+    def _answered(self) -> None:
+        """The broker answered (records came, a commit went through) or the run ends: an outage, noticed
+        by the loop or only by the client library (which starts holding its flood at its first error),
+        is over; one line says what it cost. An empty poll proves nothing: it is what an outage looks like."""
+        since = CLIENT_LOGS.holding_since()
+        if since is None and self._outage_since is None:
+            return
         held, first = CLIENT_LOGS.release()
-        seconds = round(time.monotonic() - self._outage_since, 1)
-        self._outage_since = None
-        event(log, "broker_back", seconds=seconds, attempts=self._failures, client_errors=held, first=first)
+        if not held and self._outage_since is None:
+            return  # one error of the client, and no outage after it: it was shown, nothing to add
+        started = min(t for t in (since, self._outage_since) if t is not None)
+        seconds = round(time.monotonic() - started, 1)
+        event(log, "broker_back", seconds=seconds, attempts=self._outage_attempts, client_errors=held, first=first)
+        self._outage_since, self._outage_attempts = None, 0
 
     def _decode(self, messages: list[Message]) -> list[Point]:
         points: list[Point] = []

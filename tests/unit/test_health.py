@@ -306,8 +306,9 @@ def test_the_client_librarys_errors_during_an_outage_become_one_line_with_a_coun
     handler.addFilter(CLIENT_LOGS)
     logging.getLogger().addHandler(handler)
     health = Health()
-    polls = [BrokerDown("no answer")] * 5 + [[], [], None]
-    source = ChattySource(health, polls, [None])
+    point = Message(b'{"series": "a", "ts": 1767225600, "value": 1}', None, "metrics", 0, 7)
+    polls = [BrokerDown("no answer")] * 5 + [[], [point], None]
+    source = ChattySource(health, polls, [None, None])
     service = Service(Engine([Detector(DetectorSettings(window=8), FakeScorer())]), source, NullSink(), Exporter(),
                       health, transient=(BrokerDown,))  # fmt: skip
     try:
@@ -316,8 +317,9 @@ def test_the_client_librarys_errors_during_an_outage_become_one_line_with_a_coun
     finally:
         logging.getLogger().removeHandler(handler)
     lines = [(r.name, getattr(r, "event_name", None)) for r in shown if r.levelno >= logging.WARNING]
-    assert lines.count(("kafka.net.connection", None)) == 3, "outside the outage the client's errors show"
+    # The first error shows and starts the holding; so does the first one after the broker answered again.
+    assert lines.count(("kafka.net.connection", None)) == 2, lines
     assert lines.count(("monitor.service.loop", "broker_error")) == 1
     [back] = [r.event_fields for r in shown if getattr(r, "event_name", None) == "broker_back"]
-    assert back["attempts"] == 5 and back["client_errors"] == 5, back
+    assert back["attempts"] == 5 and back["client_errors"] == 6, back
     assert back["first"] == "socket disconnected"
