@@ -9,7 +9,7 @@ import re
 import threading
 from collections.abc import Callable
 
-from .conftest import Daemon, TopicReader, Topics, stream_messages, wait_for
+from .conftest import SPEC, Daemon, TopicReader, Topics, stream_messages, wait_for
 from .resilience_support import (
     DEBUG,
     committed_and_ends,
@@ -43,13 +43,21 @@ def published(bootstrap: str, topic: str, expected: int) -> list[dict]:
     return values
 
 
+def checkpointed_warm(daemon: Daemon, bootstrap: str, topics: Topics) -> None:
+    """Wait until every series is past its warm-up and a checkpoint (a commit) followed."""
+    warm = (("monitor_series_tracked", SPEC.series), ("monitor_series_warming_up", 0))
+    wait_for(lambda: all(daemon.metric_sum(m) == v for m, v in warm), 60, "warm series", daemon)
+    done = committed_total(bootstrap, topics)
+    wait_for(lambda: committed_total(bootstrap, topics) > done, 30, "a checkpoint of warm series", daemon)
+
+
 def test_sigkill_at_random_points_gives_the_alerts_of_an_uninterrupted_run(bootstrap, topics, model_dir, tmp_path):
     # Small polls: the last daemon's first step holds too few points to fill a window, so only a restore
     # can make its series ready at once.
     config = daemon_config(tmp_path / "config.yaml", topics, model_dir, max_poll_records=20)
     expected, _ = reference(config)
-    # The stream arrives over ~15 s, so every kill lands inside it, wherever the daemon is in its step.
-    producer = threading.Thread(target=produce_spread, args=(bootstrap, topics.metrics, stream_messages(), 3, 250))
+    # The stream arrives over ~24 s, so every kill lands inside it, wherever the daemon is in its step.
+    producer = threading.Thread(target=produce_spread, args=(bootstrap, topics.metrics, stream_messages(), 3, 150))
     producer.start()
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
@@ -60,8 +68,8 @@ def test_sigkill_at_random_points_gives_the_alerts_of_an_uninterrupted_run(boots
         target = rng.randrange(20, 500)
         try:
             wait_for(has_read(daemon, target), 90, f"{target} records", daemon)
-            if n == 2:  # so the last start has a checkpoint to restore
-                wait_for(lambda: committed_total(bootstrap, topics) > 0, 30, "a checkpoint", daemon)
+            if n == 2:  # so the last start has a checkpoint of series past their warm-up to restore
+                checkpointed_warm(daemon, bootstrap, topics)
         finally:
             kill(daemon)
     producer.join()
