@@ -35,16 +35,21 @@ def bootstrap() -> str:
     return "127.0.0.1:9092"
 
 
-def train_small(window: int, hidden: int, latent: int, series: int = 8, points_per_series: int = 600) -> Path:
-    """A real model of the benchmark's size (scoring cost depends on the sizes, not on the fit)."""
+def train_small(
+    window: int, hidden: int, latent: int, series: int = 8, points_per_series: int = 600, features: int = 1
+) -> Path:
+    """A real model of the benchmark's size (scoring cost depends on the sizes, not on the fit); with
+    `features` > 1, of features `f0`, `f1`, ... taken from neighbouring synthetic series."""
     from monitor.models import SeriesData, TrainOptions, save_artifact, train_model
 
     spec = StreamSpec(series=series, points=points_per_series, healthy=points_per_series, anomalous_series=0)
     values, _ = generate(spec)
     ts = spec.start_ts + spec.step_s * np.arange(spec.points)
-    data = {f"s{i}": SeriesData(ts, values[i][:, None]) for i in range(series)}
+    columns = [[(i + j) % series for j in range(features)] for i in range(series)]
+    data = {f"s{i}": SeriesData(ts, values[columns[i]].T) for i in range(series)}
+    names = ["value"] if features == 1 else [f"f{j}" for j in range(features)]
     options = TrainOptions(window=window, hidden=hidden, latent=latent, epochs=1, max_windows=512)
-    model, metadata = train_model(data, ["value"], options, progress=False)
+    model, metadata = train_model(data, names, options, progress=False)
     out = Path(tempfile.mkdtemp(prefix="bench-model-")) / "model"
     save_artifact(model, metadata, out)
     return out

@@ -7,7 +7,9 @@ broker can be stopped half-way; trains a small model in seconds; produces the st
 `--seconds` with a malformed record every `--bad-every` records; runs `--replicas` daemons in one consumer
 group and every `--kill-every` seconds kills one (SIGKILL, every third time SIGTERM) and starts it again.
 At the end the alerts on the topic are compared with one uninterrupted in-process pass over the same points
-(same code, same model), and the windows the daemons logged as scored with the windows of that pass.
+(same code, same models), and the windows the daemons logged as scored with the windows of that pass.
+Besides the univariate series, two entities (`entity_label: host`, features f0 and f1) go through an entity
+detector, so its checkpoint and restore face the same faults.
 Exit status 1 when an alert or a window was lost. Longer soaks: `--seconds 3600`.
 """
 
@@ -27,6 +29,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import orjson
 import yaml
 from common import ROOT, train_small
@@ -49,6 +52,8 @@ BAD = [
 ]
 SCORED = re.compile(rb"scored detector=\S+ series=(\S+) end=(\S+)")
 WINDOW, STRIDE, PARTITIONS = 16, 2, 3
+ENTITIES = 2
+"""Hosts `ent-NN` whose series `ent-NN/f0` and `ent-NN/f1` an entity detector (`entity_label: host`) joins."""
 
 
 def free_ports(count: int) -> list[int]:
@@ -97,13 +102,26 @@ def stream(series: int, seconds: float, rate: float, bad_every: int) -> tuple[li
     steps = max(int(seconds * rate / series), 4 * WINDOW)
     spec = StreamSpec(series=series, points=steps, healthy=steps // 3, anomalous_series=series // 2, period=24)
     values, _ = generate(spec)
-    good = list(points(spec, values))
+    good = sorted([*points(spec, values), *entity_points(spec, values)], key=lambda p: p.ts)  # stable: in step
     records = []
     for i, point in enumerate(good):
-        records.append((int(point.series[5:7]) % PARTITIONS, encode_point(point)))
+        records.append((int(point.labels["host"][-2:]) % PARTITIONS, encode_point(point)))
         if (i + 1) % bad_every == 0:
             records.append((i % PARTITIONS, BAD[(i // bad_every) % len(BAD)]))
     return records, good
+
+
+def entity_points(spec: StreamSpec, values: np.ndarray) -> list[Point]:
+    """Two features per entity host, from the (anomalous) first series, keyed like the host's partition."""
+    out = []
+    for step in range(spec.points):
+        ts = spec.start_ts + spec.step_s * step
+        for e in range(ENTITIES):
+            host = f"ent-{e:02d}"
+            for j in range(2):
+                value = round(float(values[(e + j) % spec.series, step]), 6)
+                out.append(Point(f"{host}/f{j}", ts, {"value": value}, {"host": host}))
+    return out
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[int, bytes]], rate: float, done: threading.Event) -> None:
@@ -149,12 +167,15 @@ def read_all(bootstrap: str, topic: str) -> list:
     return records
 
 
-def write_config(path: Path, model: Path, tag: str) -> Path:
+def write_config(path: Path, model: Path, entity_model: Path, tag: str) -> Path:
     kafka = {"metrics_topic": f"soak-metrics-{tag}", "alert_topic": f"soak-alerts-{tag}"}
     kafka |= {"dead_letter_topic": f"soak-dlq-{tag}", "group_id": f"soak-{tag}", "session_timeout_ms": 6000}
     detector = {"name": "default", "window": WINDOW, "stride": STRIDE, "threshold": {"warmup": 8}}
     detector |= {"model": {"path": str(model), "hidden": 16, "latent": 8}, "alerting": {"for": 2, "resolve_after": 3}}
-    doc = {"kafka": kafka | {"max_poll_records": 50}, "exporter": {"listen": "127.0.0.1:0"}, "detectors": [detector]}
+    entity = {**detector, "name": "entity", "series": "ent-*", "entity_label": "host", "features": ["f0", "f1"]}
+    entity["model"] = {**detector["model"], "path": str(entity_model)}
+    detectors = [entity, detector]
+    doc = {"kafka": kafka | {"max_poll_records": 50}, "exporter": {"listen": "127.0.0.1:0"}, "detectors": detectors}
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -182,7 +203,8 @@ def main() -> int:
 def soak(args: argparse.Namespace, rng: random.Random, work: Path, broker: Broker) -> int:
     b = broker.bootstrap
     model = train_small(window=WINDOW, hidden=16, latent=8)
-    config = write_config(work / "config.yaml", model, f"{args.seed}-{os.getpid()}")
+    entity_model = train_small(window=WINDOW, hidden=16, latent=8, features=2)
+    config = write_config(work / "config.yaml", model, entity_model, f"{args.seed}-{os.getpid()}")
     k = load_config(config).kafka
     admin = KafkaAdminClient(bootstrap_servers=b)
     admin.create_topics([NewTopic(k.metrics_topic, PARTITIONS, 1)])
@@ -246,7 +268,8 @@ def report(
     scored = set(scorings)
     lost, missed = expected_alerts - set(got), expected_windows - scored
     rows = [
-        ("records in", f"{len(records)} ({len(good)} points of {args.series} series, {len(records) - len(good)} bad)"),
+        ("records in", f"{len(records)} ({len(good)} points of {args.series} series and {ENTITIES} entities of 2, "
+         f"{len(records) - len(good)} bad)"),
         ("records dead-lettered", f"{len(dead_sources)} ({len(dead)} messages)"),
         ("windows scored", f"{len(scored)} distinct of {len(expected_windows)} expected, {len(missed)} missed; "
          f"{len(scorings)} scorings ({len(scorings) - len(scored)} again after crashes)"),

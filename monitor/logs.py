@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from typing import Any
 
 import orjson
@@ -47,9 +49,66 @@ def _text(value: Any) -> str:
     return text
 
 
+class Hush(logging.Filter):
+    """Holds back a library's WARNING and ERROR records while the monitor reports their cause itself, and
+    counts them. kafka-python logs about a dozen ERROR lines a second while no broker answers; its first
+    ERROR passes and starts the holding (`auto`), the run loop logs one `broker_error` line when it
+    notices, `/readyz` says why, and `release`, once the broker answers, gives the count for one line.
+    Outside `hold`..`release` every record passes, so no error is hidden in normal running."""
+
+    def __init__(self, logger: str, auto: bool = True) -> None:
+        super().__init__()
+        self.logger, self.auto = logger, auto
+        self._since: float | None = None
+        self._lock = threading.Lock()
+        self._holding = False
+        self._held = 0
+        self._first: str | None = None
+        self._first_level = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        if record.name != self.logger and not record.name.startswith(self.logger + "."):
+            return True
+        if not self._holding:
+            if self.auto and record.levelno >= logging.ERROR:
+                self.hold()
+            return True
+        with self._lock:
+            self._held += 1
+            if record.levelno > self._first_level:  # the first of the most severe: an error over a warning
+                self._first, self._first_level = record.getMessage(), record.levelno
+        return False
+
+    def hold(self) -> bool:
+        """Start holding back; False (and nothing changes) when already holding."""
+        with self._lock:
+            if self._holding:
+                return False
+            self._holding, self._held, self._first, self._first_level = True, 0, None, 0
+            self._since = time.monotonic()
+            return True
+
+    def holding_since(self) -> float | None:
+        """`time.monotonic()` when the holding began; None when not holding."""
+        return self._since if self._holding else None
+
+    def release(self) -> tuple[int, str | None]:
+        """Stop holding back: how many records were held, and the first of the most severe of them."""
+        with self._lock:
+            self._holding, self._since = False, None
+            return self._held, self._first
+
+
+CLIENT_LOGS = Hush("kafka")
+"""kafka-python's records, held back during a broker outage (`Hush`); on every handler `setup_logging` makes."""
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Logs go to stderr, so stdout stays free for data (alerts of `run --input`, produced points)."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(CLIENT_LOGS)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from monitor.engine.detector import DetectorSettings
 from monitor.engine.threshold import ThresholdSettings
 from monitor.engine.windows import DUPLICATE_POLICIES, PointRules
 from monitor.errors import ConfigError
-from monitor.formats import FIELDS_AS, FORMATS, TIME_UNITS, FormatOptions
+from monitor.formats import FIELDS_AS, FORMATS, TIME_UNITS, FormatOptions, Limits
 
 INPUT_FORMATS = FORMATS
 SCORING_BACKENDS = ("torch", "onnx")
@@ -152,6 +152,7 @@ def _input_options(s: Section) -> FormatOptions:
         influx_precision=s.text("influx_precision", d.influx_precision, units),
         telegraf_timestamp_units=s.text("telegraf_timestamp_units", d.telegraf_timestamp_units, units),
         fields_as=s.text("fields_as", d.fields_as, FIELDS_AS),
+        limits=Limits(*(s.integer(f.name, getattr(d.limits, f.name), 1) for f in fields(Limits))),
     )
 
 

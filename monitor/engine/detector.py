@@ -71,13 +71,15 @@ class Detector:
         return self.selector.matches(series, labels or {})
 
     def swap_scorer(self, scorer: Scorer) -> None:
-        """Serve another model from the next window on (hot reload), keeping windows, thresholds and alerts.
+        """Serve another model from the next window on (hot reload), keeping windows, thresholds and alerts;
+        series first seen after the swap are seeded with the new model's validation scores.
 
         A model with another window or feature list is refused with a `ModelError` naming both, and the
         current one keeps serving.
         """
         _check_compatible(self.settings, scorer)
         self.scorer = scorer
+        self.thresholds.reseed(scorer.baseline_scores())
 
     def score(self, windows: WindowBatch) -> Outcome:
         """Score a batch of windows in one call and run each result through threshold and alerting."""
@@ -113,22 +115,29 @@ class Detector:
         return len(self.windows) - self.thresholds.judged_enough()
 
     def snapshot(self, series: str) -> dict[str, Any] | None:
-        """Everything the detector keeps about a series (None if untracked), for a checkpoint."""
+        """Everything the detector keeps about a series or entity (None if untracked), for a checkpoint;
+        an entity's rows still waiting for features included."""
         window = self.windows.snapshot(series)
-        if window is None:
+        rows = self.entities.snapshot(series) if self.entities is not None else []
+        if window is None and not rows:
             return None
-        return {
+        state = {
             "model_version": self.scorer.version,
             "window": window,
             "threshold": self.thresholds.snapshot(series),
             "alert": self.alerts.snapshot(series),
             "scorer": self._scorer_state(series),
         }
+        return {**state, "entity_rows": rows} if self.entities is not None else state
 
     def restore(self, series: str, state: Mapping[str, Any]) -> None:
         """Take a series back from `snapshot`. Threshold statistics learnt on another model's scores do
         not carry over (the series warms up again); ValueError if the window does not fit."""
-        self.windows.restore(series, state["window"])
+        if self.entities is not None:
+            self.entities.restore(series, state.get("entity_rows", ()))
+        self.windows.forget(series)
+        if state["window"] is not None:
+            self.windows.restore(series, state["window"])
         self.thresholds.forget(series)
         if state["threshold"] is not None and state["model_version"] == self.scorer.version:
             self.thresholds.restore(series, state["threshold"])
@@ -147,6 +156,8 @@ class Detector:
 
     def forget(self, series: str) -> None:
         """Let a series go without counting an eviction: its partition moved to another replica."""
+        if self.entities is not None:
+            self.entities.forget(series)
         self.windows.forget(series)
         self.thresholds.forget(series)
         self.alerts.forget(series)
@@ -241,6 +252,22 @@ class Engine:
     def owner(self, series: str, labels: Mapping[str, str] | None = None) -> Detector | None:
         """The detector a series belongs to, if any (`labels` decide it for a series not seen yet)."""
         return self._route(series, labels)
+
+    def state_key(self, point: Point) -> tuple[Detector, str] | None:
+        """Who keeps the state a point changes, and under which key: its series, or for an entity
+        detector the entity it joins (the value of `entity_label`); None when no detector wants it."""
+        detector = self._route(point.series, point.labels)
+        if detector is None:
+            return None
+        if detector.entities is not None:
+            return detector, point.labels[detector.entities.entity_label]
+        return detector, point.series
+
+    def keeps(self, detector: Detector, key: str, labels: Mapping[str, str]) -> bool:
+        """Whether `detector` still owns the state kept under `key` (a series, or an entity of these labels)."""
+        if detector.entities is not None:
+            return detector in self.detectors and labels.get(detector.entities.entity_label) == key
+        return self._route(key, labels) is detector
 
     def _route(self, series: str, labels: Mapping[str, str] | None = None) -> Detector | None:
         """The owner of a series, decided on its first point (labels included) and cached by series id."""

@@ -18,6 +18,7 @@ import fnmatch
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from monitor.records import UNIVARIATE, Point
 
@@ -80,6 +81,21 @@ class EntityAssembler:
             if rows.pop(ts) is not row:
                 self.dropped["incomplete_row"] += 1
         return Point(entity, point.ts, {f: row[f] for f in self.features}, point.labels)
+
+    def snapshot(self, entity: str) -> list[list[Any]]:
+        """The rows still waiting for features, oldest first, for a checkpoint: without them a restored
+        entity would never complete the rows whose other features arrived before the restart."""
+        return [[ts, dict(row)] for ts, row in self._pending.get(entity, {}).items()]
+
+    def restore(self, entity: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.forget(entity)
+        if rows:
+            pending = self._rows(entity)
+            for ts, row in rows:
+                pending[float(ts)] = {str(f): float(v) for f, v in row.items()}
+
+    def forget(self, entity: str) -> None:
+        self._pending.pop(entity, None)
 
     def _rows(self, entity: str) -> OrderedDict[float, dict[str, float]]:
         rows = self._pending.get(entity)

@@ -90,7 +90,14 @@ class ThresholdBank:
         self._slots = Slots(self, arrays)
         self._seed = self._slots.take()
         """A slot that is never judged: the statistics of the seed, copied into every new series' slot."""
-        seed = _evenly(_moving_mean(np.asarray(baseline, dtype=float), settings.smoothing), settings.history)
+        self.reseed(baseline)
+
+    def reseed(self, baseline: np.ndarray) -> None:
+        """Seed series first seen from now on with these validation scores (a new model's, after a hot
+        reload: its scores are what the series will be judged on). Series already tracked keep theirs."""
+        for array in (self._sums, self._squares, self._counts, self._current):
+            array[self._seed] = 0
+        seed = _evenly(_moving_mean(np.asarray(baseline, dtype=float), self.settings.smoothing), self.settings.history)
         self._push(np.array([self._seed]), seed)
 
     def judge(self, series: str, score: float) -> Judgement:

@@ -14,7 +14,7 @@ from functools import partial
 from monitor.formats import influx, prom_adapter, telegraf
 from monitor.formats.native import REASONS as NATIVE_REASONS
 from monitor.formats.native import decode_with, json_points
-from monitor.formats.options import FIELDS_AS, TIME_UNITS, FormatOptions
+from monitor.formats.options import FIELDS_AS, TIME_UNITS, FormatOptions, Limits
 from monitor.records import Point, Rejected
 
 Decoder = Callable[[bytes | None, float | None], list[Point] | Rejected]
@@ -30,10 +30,12 @@ FORMATS = tuple(_PARSERS)
 REASONS = (*NATIVE_REASONS, "invalid_line")
 """Every rejection reason of every format: stable labels for `monitor_messages_total` and dead letters."""
 
-__all__ = ["FIELDS_AS", "FORMATS", "REASONS", "TIME_UNITS", "Decoder", "FormatOptions", "decoder"]
+__all__ = ["FIELDS_AS", "FORMATS", "REASONS", "TIME_UNITS", "Decoder", "FormatOptions", "Limits", "decoder"]
 
 
 def decoder(name: str, max_bytes: int, options: FormatOptions | None = None) -> Decoder:
-    """The decoder of format `name` (one of `FORMATS`), rejecting messages over `max_bytes`."""
-    parse = partial(_PARSERS[name], options=options or FormatOptions())
-    return partial(decode_with, parse, max_bytes=max_bytes)
+    """The decoder of format `name` (one of `FORMATS`), rejecting messages over `max_bytes` and points
+    beyond `options.limits`."""
+    options = options or FormatOptions()
+    parse = partial(_PARSERS[name], options=options)
+    return partial(decode_with, parse, max_bytes=max_bytes, limits=options.limits)

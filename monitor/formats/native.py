@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from monitor.formats.options import Limits
 from monitor.records import MAX_TS, MIN_TS, UNIVARIATE, Point, Rejected, parse_time
 
 REASONS = (
@@ -28,10 +29,12 @@ REASONS = (
     "wrong_type",
     "non_finite",
     "bad_timestamp",
+    "over_limit",
 )
 """Every reason a message can be rejected for; stable labels for metrics and dead-letter headers."""
 
 DEFAULT_MAX_BYTES = 1_048_576
+DEFAULT_LIMITS = Limits()
 
 
 class Bad(Exception):
@@ -56,13 +59,37 @@ def decode_json(
 
 
 def decode_with(
-    parse: TextParser, raw: bytes | None, record_ts: float | None, max_bytes: int
+    parse: TextParser, raw: bytes | None, record_ts: float | None, max_bytes: int, limits: Limits = DEFAULT_LIMITS
 ) -> list[Point] | Rejected:
-    """The byte-level checks every format shares, then `parse`; bad input comes back as `Rejected`."""
+    """The byte-level checks every format shares, then `parse`, then the `limits` on what the points
+    would make the monitor hold; bad input comes back as `Rejected`."""
     try:
-        return parse(message_text(raw, max_bytes), record_ts)
+        points = parse(message_text(raw, max_bytes), record_ts)
+        for i, point in enumerate(points):
+            check_limits(point, limits, f"point {i}")
+        return points
     except Bad as bad:
         return Rejected(bad.reason, bad.detail)
+
+
+def check_limits(point: Point, limits: Limits, where: str) -> None:
+    """`Bad` (`over_limit`) naming the field, its size and the setting it exceeds."""
+    if len(point.series) > limits.max_series_id_length:
+        _over(f"{where}: series id {show(point.series)} is {len(point.series)} characters", "max_series_id_length",
+              limits.max_series_id_length)  # fmt: skip
+    if len(point.labels) > limits.max_labels:
+        _over(f"{where}: {len(point.labels)} labels", "max_labels", limits.max_labels)
+    for name, value in point.labels.items():
+        if len(name) > limits.max_label_name_length:
+            _over(f"{where}: label name {show(name)} is {len(name)} characters", "max_label_name_length",
+                  limits.max_label_name_length)  # fmt: skip
+        if len(value) > limits.max_label_value_length:
+            _over(f"{where}: labels.{name} is {len(value)} characters", "max_label_value_length",
+                  limits.max_label_value_length)  # fmt: skip
+
+
+def _over(what: str, setting: str, limit: int) -> None:
+    raise Bad("over_limit", f"{what}, limit is {limit} (input.{setting})")
 
 
 def message_text(raw: bytes | None, max_bytes: int) -> str:

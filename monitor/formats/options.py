@@ -14,9 +14,23 @@ features of one multivariate point."""
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """What one point may make the monitor hold (`input.max_*`): every series id and label is kept in
+    memory, in checkpoints, in alerts and in metric labels, so one careless or hostile producer must not
+    be able to grow them without bound. A message with a point beyond them is rejected as `over_limit`."""
+
+    max_series_id_length: int = 4096
+    """Characters of a series id (a Prometheus id holds every label, so it is the longest)."""
+    max_labels: int = 64
+    max_label_name_length: int = 256
+    max_label_value_length: int = 1024
+
+
+@dataclass(frozen=True, slots=True)
 class FormatOptions:
     influx_precision: str = "ns"
     """Unit of line-protocol timestamps: Telegraf's Kafka output and InfluxDB write nanoseconds."""
     telegraf_timestamp_units: str = "s"
     """Unit of Telegraf JSON `timestamp` numbers (Telegraf's `json_timestamp_units`, default 1s)."""
     fields_as: str = "series"
+    limits: Limits = Limits()

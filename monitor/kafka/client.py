@@ -17,6 +17,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from monitor.config import KafkaSettings
 from monitor.errors import MonitorError
+from monitor.logs import CLIENT_LOGS
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +91,16 @@ def ensure_topics(settings: KafkaSettings, topics: Iterable[str], partitions: in
 
 
 def connect(make: Callable[[], T], settings: KafkaSettings) -> T:
-    """Build a client, turning "no broker" into one clear line instead of a traceback."""
+    """Build a client, turning "no broker" (or wrong credentials) into one clear line instead of a traceback
+    and the client library's flood of connection errors: those are held back and counted in that line."""
+    holding = CLIENT_LOGS.hold()
     try:
-        return make()
+        client = make()
     except KafkaError as exc:
-        raise MonitorError(f"cannot reach Kafka at {settings.bootstrap_servers}: {exc}") from exc
+        held, first = CLIENT_LOGS.release() if holding else (0, None)
+        who = f" as SASL user {settings.sasl_username!r} ({settings.sasl_mechanism})" if settings.sasl_mechanism else ""
+        more = f"; kafka-python logged {held} warnings and errors, the worst first: {first}" if held else ""
+        raise MonitorError(f"cannot reach Kafka at {settings.bootstrap_servers}{who}: {exc}{more}") from exc
+    if holding:
+        CLIENT_LOGS.release()
+    return client

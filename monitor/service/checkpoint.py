@@ -144,37 +144,34 @@ class Checkpoints:
         self.changelog.close()
 
     def admit(self, message: Message, points: list[Point]) -> list[Point]:
-        """The points of `message` that are not already in their series' restored state; marks the rest
-        changed, to be written by the next `write`."""
-        kept = [p for p in points if not self._replayed(p, message)]
-        for point in kept:
-            origin = self._origins.get(point.series)
-            if origin is not None and origin.partition == message.partition:
-                origin.next_offset = message.offset + 1  # the usual case: the series' next record
-            elif not self._track(point, message):
+        """The points of `message` that are not already in their series' (or entity's) restored state;
+        marks the rest changed, to be written by the next `write`."""
+        kept = []
+        for point in points:
+            owned = self.engine.state_key(point)
+            if owned is None:
+                kept.append(point)
                 continue
-            self._dirty.add(point.series)
+            detector, key = owned
+            origin = self._origins.get(key)
+            if origin is not None and origin.partition == message.partition:
+                if message.offset < origin.next_offset:
+                    self.counts["replayed"] += 1  # already in the restored state
+                    continue
+                origin.next_offset = message.offset + 1  # the usual case: the series' next record
+            else:
+                self._track(key, detector, message)
+            self._dirty.add(key)
+            kept.append(point)
         return kept
 
-    def _replayed(self, point: Point, message: Message) -> bool:
-        """The point is already in its series' restored state (counted)."""
-        origin = self._origins.get(point.series)
-        if origin is not None and origin.partition == message.partition and message.offset < origin.next_offset:
-            self.counts["replayed"] += 1
-            return True
-        return False
-
-    def _track(self, point: Point, message: Message) -> bool:
-        """Start following a series (first point, or re-keyed to another partition); False when its state
-        is not checkpointed (no detector wants it, or it joins an entity: entity state is not checkpointed)."""
-        detector = self.engine.owner(point.series, point.labels)
-        if detector is None or detector.entities is not None:
-            return False
-        origin = self._origins.get(point.series)
+    def _track(self, key: str, detector: Detector, message: Message) -> None:
+        """Start following a series or entity (first point, or re-keyed to another partition). An entity's
+        series must share one partition (key them by the entity), as a series' points must."""
+        origin = self._origins.get(key)
         if origin is not None:
-            self._tombstone(point.series, origin.partition)  # the producer re-keyed the series
-        self._origins[point.series] = _Origin(message.partition, message.offset + 1, detector)
-        return True
+            self._tombstone(key, origin.partition)  # the producer re-keyed the series
+        self._origins[key] = _Origin(message.partition, message.offset + 1, detector)
 
     def write(self) -> int:
         """Queue the state of every series changed since the last call, and tombstones for evicted
@@ -226,8 +223,10 @@ class Checkpoints:
                 continue
             try:
                 record = decode_state(value)
-                detector = self.engine.owner(series, record.state["window"]["labels"])
-                if detector is None or detector.settings.name != record.detector:
+                detector = next((d for d in self.engine.detectors if d.settings.name == record.detector), None)
+                window = record.state["window"]
+                labels = window["labels"] if window is not None else _row_labels(detector, series)
+                if detector is None or not self.engine.keeps(detector, series, labels):
                     raise ValueError(f"series {series!r} is not owned by detector {record.detector!r} any more")
                 detector.restore(series, record.state)
             except (ValueError, KeyError, TypeError) as exc:
@@ -238,3 +237,8 @@ class Checkpoints:
             restored.add(series)
         self.counts["restored"] += len(restored)
         return len(restored)
+
+
+def _row_labels(detector: Detector | None, entity: str) -> dict[str, str]:
+    """The labels that make an entity whose rows are all still waiting: its `entity_label` only."""
+    return {detector.entities.entity_label: entity} if detector is not None and detector.entities else {}

@@ -26,7 +26,7 @@ from monitor.engine.detector import Engine
 from monitor.engine.verdicts import Outcome
 from monitor.formats import Decoder
 from monitor.formats.native import decode_json
-from monitor.logs import event
+from monitor.logs import CLIENT_LOGS, event
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.observability.state_metrics import StateMetrics
@@ -77,6 +77,8 @@ class Service:
         self.stop = threading.Event()
         self._dropped_seen: Counter[str] = Counter()
         self._failures = 0
+        self._outage_since: float | None = None
+        self._outage_attempts = 0
         self._scoring = ThreadPoolExecutor(1, "scoring") if overlap else None
         self.commit_interval_s = commit_interval_s
         """With `overlap` and no checkpoints: the longest time between offset commits."""
@@ -99,6 +101,8 @@ class Service:
                     self._unanswered("poll", exc)
                     continue
                 self._polled()
+                if messages:
+                    self._answered()
                 if self._pending is not None:
                     self._finish(self._pending)  # its scoring ran while the poll was read
                     self._pending = None
@@ -117,6 +121,7 @@ class Service:
                 self._pending = None
             self._settle(final=True)
         finally:
+            self._answered()
             self.sink.flush()
             self.source.close()
             self.sink.close()
@@ -208,6 +213,7 @@ class Service:
             self._unanswered("commit", exc)
             return False
         self.exporter.last_commit.set_to_current_time()
+        self._answered()
         self._uncommitted = False
         self._last_commit = time.monotonic()
         return True
@@ -243,10 +249,31 @@ class Service:
     def _unanswered(self, operation: str, exc: Exception) -> None:
         """Not ready until the broker answers again; back off so a dead broker is not hammered."""
         self._failures += 1
+        self._outage_attempts += 1
         self.health.check("broker", False, f"{operation} failed: {type(exc).__name__}: {exc}")
-        event(log, "broker_error", logging.WARNING, operation=operation, error=str(exc), attempt=self._failures)
+        if self._outage_since is None:  # one warning per outage; the client library's flood is held back
+            self._outage_since = time.monotonic()
+            CLIENT_LOGS.hold()
+            event(log, "broker_error", logging.WARNING, operation=operation, error=str(exc))
+        else:
+            event(log, "broker_error", logging.DEBUG, operation=operation, error=str(exc), attempt=self._failures)
         first, longest = BACKOFF_S
         self.stop.wait(min(first * 2 ** (self._failures - 1), longest))
+
+    def _answered(self) -> None:
+        """The broker answered (records came, a commit went through) or the run ends: an outage, noticed
+        by the loop or only by the client library (which starts holding its flood at its first error),
+        is over; one line says what it cost. An empty poll proves nothing: it is what an outage looks like."""
+        since = CLIENT_LOGS.holding_since()
+        if since is None and self._outage_since is None:
+            return
+        held, first = CLIENT_LOGS.release()
+        if not held and self._outage_since is None:
+            return  # one error of the client, and no outage after it: it was shown, nothing to add
+        started = min(t for t in (since, self._outage_since) if t is not None)
+        seconds = round(time.monotonic() - started, 1)
+        event(log, "broker_back", seconds=seconds, attempts=self._outage_attempts, client_errors=held, first=first)
+        self._outage_since, self._outage_attempts = None, 0
 
     def _decode(self, messages: list[Message]) -> list[Point]:
         points: list[Point] = []

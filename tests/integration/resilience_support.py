@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,11 +25,32 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from .conftest import ROOT, Daemon, Topics, write_config
+from monitor.config import load_config
+from monitor.formats.native import decode_json
+from monitor.records import format_ts
+from monitor.service.daemon import build_engine
+
+from .conftest import ROOT, Daemon, Topics, stream_messages, write_config
 
 KAFKA_SH = ROOT / "deploy/kafka/kafka.sh"
 SHARED_LIBS = ROOT / "deploy/kafka/.cache/libs"
 SASL_USER, SASL_PASSWORD = "monitor", "pw-" + uuid.uuid4().hex[:12]
+DEBUG = ("--log-level", "DEBUG")
+"""Daemons started with these log every window they score (`scored detector=… series=… end=…`)."""
+SCORED = re.compile(r"scored detector=(\S+) series=(\S+) end=(\S+)")
+
+
+def reference(config: Path) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+    """(alert_id, status) pairs and (series, window end) pairs of one uninterrupted pass over the stream."""
+    engine = build_engine(load_config(config))
+    points = [p for _, raw in stream_messages() for p in decode_json(raw)]
+    outcome = engine.process(points)
+    return {(a.alert_id, a.status) for a in outcome.alerts}, {(v.series, format_ts(v.ts)) for v in outcome.verdicts}
+
+
+def scored_windows(*daemons: Daemon) -> Counter[tuple[str, str]]:
+    """How often each (series, window end) was scored, from the DEBUG logs of these daemons."""
+    return Counter((m[1], m[2]) for d in daemons for m in SCORED.findall(d.output()))
 
 
 def free_ports(count: int) -> int:

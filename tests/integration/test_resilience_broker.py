@@ -4,6 +4,8 @@ window is scored exactly once, every alert arrives, and the group's offsets reac
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from monitor.synthetic import generate
 
 from .conftest import SPEC, WINDOW, Daemon, TopicReader, produce, stream_messages, wait_for
 from .resilience_support import (
+    DEBUG,
     OwnKafka,
     committed_and_ends,
     daemon_config,
@@ -20,10 +23,13 @@ from .resilience_support import (
     make_topics,
     own_kafka,
     readyz,
+    reference,
     sasl_kafka,
+    scored_windows,
 )
 
 WINDOWS = expected_windows(SPEC.points, SPEC.series, WINDOW, stride=2)
+CLIENT_ERROR = re.compile(r"^\S+ \S+ ERROR kafka\.", re.M)
 
 
 @pytest.fixture(scope="module")
@@ -47,23 +53,32 @@ def test_broker_stop_and_start_mid_stream_skips_no_record(
     produce(b, topics.metrics, messages)
     # Small polls make a long stream of steps, so the broker goes away between a publish and a commit.
     config = daemon_config(tmp_path / "config.yaml", topics, model_dir, max_poll_records=20, client=kafka_client)
-    daemon = Daemon(config, b, tmp_path / "daemon.log")
+    _, expected = reference(config)
+    daemon = Daemon(config, b, tmp_path / "daemon.log", DEBUG)
     try:
         wait_for(lambda: daemon.metric_sum("monitor_messages_total") >= 600, 90, "a part of the stream", daemon)
+        before = len(CLIENT_ERROR.findall(daemon.output()))
         outage_kafka.run("stop")
         wait_for(lambda: readyz(daemon)[0] == 503, 30, "/readyz to report the outage", daemon)
         assert "broker" in readyz(daemon)[1]
+        time.sleep(3)  # kafka-python would log about a dozen ERROR lines a second meanwhile
         outage_kafka.run("start")
         wait_for(lambda: readyz(daemon)[0] == 200, 90, "ready again", daemon)
+        wait_for(lambda: "broker_back" in daemon.output(), 30, "the end of the outage", daemon)
+        during = daemon.output()
         scored = _all_windows_scored(daemon)
         alerts = _alerts_of_every_anomaly(b, topics.alerts, daemon)
         assert daemon.stop() == 0
     finally:
         kill(daemon)
-    assert scored == WINDOWS, "each window scored exactly once through the outage"
+    assert scored_windows(daemon) == dict.fromkeys(expected, 1), "each window scored exactly once through the outage"
+    assert scored == WINDOWS
     committed, ends = committed_and_ends(b, topics)
     assert committed == ends
-    assert "broker_error" in daemon.output()
+    assert len(CLIENT_ERROR.findall(during)) == before + 1, "kafka-python's first error shows, the flood is held"
+    assert len(re.findall(r" WARNING \S+: broker_error ", during)) == 1, "one warning line per outage"
+    [back] = re.findall(r"broker_back .*client_errors=(\d+)", during)
+    assert int(back) > 0, "the recovery line counts what was held back"
     _check_alerts(alerts)
 
 
@@ -73,7 +88,9 @@ def test_one_broker_of_three_stops_and_nothing_is_lost(cluster: OwnKafka, model_
     messages = stream_messages()
     half = len(messages) // 2
     produce(b, topics.metrics, messages[:half])
-    daemon = Daemon(daemon_config(tmp_path / "config.yaml", topics, model_dir), b, tmp_path / "daemon.log")
+    config = daemon_config(tmp_path / "config.yaml", topics, model_dir)
+    _, expected = reference(config)
+    daemon = Daemon(config, b, tmp_path / "daemon.log", DEBUG)
     try:
         wait_for(lambda: daemon.metric_sum("monitor_messages_total") >= half, 90, "the first half", daemon)
         cluster.run("stop-node", "1")
@@ -84,6 +101,7 @@ def test_one_broker_of_three_stops_and_nothing_is_lost(cluster: OwnKafka, model_
         assert daemon.stop() == 0
     finally:
         kill(daemon)
+    assert scored_windows(daemon) == dict.fromkeys(expected, 1), "each window scored exactly once"
     assert scored == WINDOWS
     committed, ends = committed_and_ends(b, topics)
     assert committed == ends

@@ -34,6 +34,8 @@ def _ok(**changes: object) -> dict:
 # (id, raw message, decode_json kwargs, expected reason, substrings the detail must contain)
 CASES = [
     ("oversize", _raw(_ok()), {"max_bytes": 10}, "oversize", ["10"]),
+    ("over_limit-series", _raw([_ok(), _ok(series="s" * 5000)]), {}, "over_limit", ["point 1", "5000", "4096"]),
+    ("over_limit-labels", _raw(_ok(labels={str(i): "" for i in range(65)})), {}, "over_limit", ["65 labels"]),
     ("invalid_utf8", b'{"series": "\xff\xfe"}', {}, "invalid_utf8", ["UTF-8"]),
     ("invalid_json-truncated", b'{"series": "a", "ts": ', {}, "invalid_json", []),
     ("invalid_json-trailing-comma", b'{"series": "a",}', {}, "invalid_json", []),

@@ -333,3 +333,12 @@ def test_a_lasting_level_shift_becomes_normal_only_with_adapt_after(adapt_after)
         assert [a.status for a in alerts] == ["firing", "resolved"], "the new level is learned, the alert resolves"
     else:
         assert [a.status for a in alerts] == ["firing"], "without adapting, the shifted series stays anomalous"
+
+
+def test_series_first_seen_after_a_swap_are_seeded_with_the_new_models_validation_scores():
+    d, _ = detector()
+    d.thresholds.judge("old-series", 0.01)
+    d.swap_scorer(FakeScorer(baseline=np.linspace(5.0, 15.0, 64)))
+    old, new = d.thresholds.judge("old-series", 0.01), d.thresholds.judge("new-series", 0.01)
+    assert new.threshold > 15.0, "a new series starts from the new model's scores"
+    assert old.threshold < 0.1, "a series seen before keeps its own statistics"

@@ -15,7 +15,7 @@ from monitor.config import parse_config
 from monitor.config import reader as config_reader
 from monitor.formats import FORMATS, REASONS
 from monitor.observability.exporter import Exporter
-from monitor.records import Alert, alert_to_dict
+from monitor.records import Alert, alert_id, alert_to_dict, parse_time
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -82,6 +82,8 @@ def test_readme_alert_example_has_exactly_the_alert_fields():
     documented = orjson.loads(example.group(1))
     assert documented.keys() == alert_to_dict(alert).keys()
     assert documented["schema"] == alert_to_dict(alert)["schema"]
+    started = parse_time(documented["started_at"])
+    assert documented["alert_id"] == alert_id(documented["detector"], documented["series"], started)
 
 
 def test_readme_lists_every_metric():

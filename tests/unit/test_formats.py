@@ -7,7 +7,7 @@ import pytest
 
 from monitor.config import INPUT_FORMATS, parse_config
 from monitor.errors import ConfigError
-from monitor.formats import FORMATS, REASONS, FormatOptions, decoder
+from monitor.formats import FORMATS, REASONS, FormatOptions, Limits, decoder
 from monitor.formats.native import decode_json
 from monitor.records import UNIVARIATE, Point, Rejected, encode_point
 
@@ -72,6 +72,56 @@ def test_every_format_shares_the_byte_level_checks(fmt):
     assert rejected(fmt, b"\xff\xfe").reason == "invalid_utf8"
     assert decoder(fmt, 10)(b"x" * 11, None) == Rejected("oversize", "message is 11 bytes, limit is 10")
     assert decode(fmt, None).reason == "missing_field"  # a tombstone
+
+
+def _message(fmt: str, tags: dict[str, str]) -> bytes:
+    """One metric with these tags (labels) in format `fmt`."""
+    if fmt == "json":
+        return orjson.dumps({"series": "web/cpu", "ts": T0, "value": 1.0, "labels": tags})
+    if fmt == "influx":
+        return influx_line("cpu", tags, {"usage": 1.0}, int(T0) * 10**9).encode()
+    if fmt == "telegraf_json":
+        return orjson.dumps(telegraf_metric("cpu", tags, {"usage": 1.0}, T0))
+    return prometheus_sample("up", tags, 1.0, T0)
+
+
+SMALL = Limits(max_series_id_length=200, max_labels=4, max_label_name_length=8, max_label_value_length=12)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(
+    ("tags", "setting"),
+    [
+        ({"a": "1", "b": "2", "c": "3", "d": "4", "e": "5"}, "input.max_labels"),
+        ({"a" * 9: "1"}, "input.max_label_name_length"),
+        ({"host": "v" * 13}, "input.max_label_value_length"),
+        ({"host": "v" * 12, "zone": "w" * 12, "rack": "x" * 12}, None),
+    ],
+)
+def test_every_format_dead_letters_ids_and_labels_beyond_the_limits(fmt, tags, setting):
+    decode = decoder(fmt, MAX, FormatOptions(limits=SMALL))
+    result = decode(_message(fmt, tags), T0)
+    if setting is None:
+        assert not isinstance(result, Rejected), result
+    else:
+        assert isinstance(result, Rejected) and result.reason == "over_limit", result
+        assert setting in result.detail, result.detail
+
+
+def test_a_series_id_beyond_the_limit_is_named_with_its_length():
+    raw = orjson.dumps({"series": "x" * 100_000, "ts": T0, "value": 1.0})
+    result = decode_json(raw)
+    assert isinstance(result, Rejected) and result.reason == "over_limit"
+    assert "100000 characters, limit is 4096 (input.max_series_id_length)" in result.detail
+    assert decode_json(orjson.dumps({"series": "x" * 4096, "ts": T0, "value": 1.0})) != result
+
+
+def test_limits_are_configurable_and_checked():
+    doc = {"max_series_id_length": 10, "max_labels": 2, "max_label_name_length": 3, "max_label_value_length": 4}
+    assert parse_config({"input": doc}).input_options.limits == Limits(10, 2, 3, 4)
+    assert parse_config({}).input_options.limits == Limits(4096, 64, 256, 1024)
+    with pytest.raises(ConfigError, match=r"^config.yaml: input\.max_labels: must be an integer >= 1, got 0$"):
+        parse_config({"input": {"max_labels": 0}})
 
 
 def test_the_json_format_is_the_native_decoder():

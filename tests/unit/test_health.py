@@ -19,6 +19,7 @@ from monitor.config import parse_config
 from monitor.config.http import EXPORTER_PASSWORD_ENV, HttpSettings
 from monitor.engine.detector import Detector, DetectorSettings, Engine
 from monitor.errors import ConfigError, MonitorError
+from monitor.logs import CLIENT_LOGS
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.observability.http import serve
@@ -135,7 +136,9 @@ def test_broker_errors_make_the_service_unready_and_are_retried(monkeypatch, cap
         (True, "ready"),
     ]
     errors = [r.event_fields for r in caplog.records if getattr(r, "event_name", "") == "broker_error"]
-    assert [(e["operation"], e["attempt"]) for e in errors] == [("poll", 1), ("commit", 1)]
+    assert [e["operation"] for e in errors] == ["poll", "commit"], "one line per outage"
+    back = [r.event_fields for r in caplog.records if getattr(r, "event_name", "") == "broker_back"]
+    assert [b["attempts"] for b in back] == [1, 1]
     events = [r.event_name for r in caplog.records if hasattr(r, "event_name")]
     assert events[-2:] == ["stopping", "stopped"]
     assert exporter.registry.get_sample_value("monitor_last_commit_timestamp_seconds") > 0, "the retry committed"
@@ -285,3 +288,38 @@ def test_endpoint_setting_errors_name_the_key(exporter, message):
     with pytest.raises(ConfigError) as info:
         parse_config({"exporter": exporter}, environ={})
     assert str(info.value) == f"config.yaml: {message}"
+
+
+class ChattySource(FlakySource):
+    """Logs an ERROR on a kafka-python logger at every poll, as the client does while no broker answers."""
+
+    def poll(self) -> list[Message] | None:
+        logging.getLogger("kafka.net.connection").error("socket disconnected")
+        return super().poll()
+
+
+def test_the_client_librarys_errors_during_an_outage_become_one_line_with_a_count(monkeypatch, caplog):
+    monkeypatch.setattr("monitor.service.loop.BACKOFF_S", (0.001, 0.001))
+    shown: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = shown.append  # type: ignore[method-assign]
+    handler.addFilter(CLIENT_LOGS)
+    logging.getLogger().addHandler(handler)
+    health = Health()
+    point = Message(b'{"series": "a", "ts": 1767225600, "value": 1}', None, "metrics", 0, 7)
+    polls = [BrokerDown("no answer")] * 5 + [[], [point], None]
+    source = ChattySource(health, polls, [None, None])
+    service = Service(Engine([Detector(DetectorSettings(window=8), FakeScorer())]), source, NullSink(), Exporter(),
+                      health, transient=(BrokerDown,))  # fmt: skip
+    try:
+        with caplog.at_level(logging.INFO):
+            service.run()
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [(r.name, getattr(r, "event_name", None)) for r in shown if r.levelno >= logging.WARNING]
+    # The first error shows and starts the holding; so does the first one after the broker answered again.
+    assert lines.count(("kafka.net.connection", None)) == 2, lines
+    assert lines.count(("monitor.service.loop", "broker_error")) == 1
+    [back] = [r.event_fields for r in shown if getattr(r, "event_name", None) == "broker_back"]
+    assert back["attempts"] == 5 and back["client_errors"] == 6, back
+    assert back["first"] == "socket disconnected"

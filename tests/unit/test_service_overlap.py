@@ -13,6 +13,7 @@ from monitor.engine.detector import Detector, Engine
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.records import Message, Point, encode_point
+from monitor.service.checkpoint import Checkpoints
 from monitor.service.loop import Service
 
 from .test_detector import FakeScorer, normal, settings
@@ -92,3 +93,70 @@ def test_overlap_publishes_the_same_alerts_and_never_commits_unfinished_records(
 def test_without_overlap_every_poll_is_committed():
     _, source, _ = run(False, 50, 10.0)
     assert len(source.commits) == int(np.ceil(len(stream()) / 50))
+
+
+class EventLog:
+    """Source, sink and changelog of one `Service` writing to one ordered log of what happened."""
+
+    def __init__(self, batches: list[list[Message]]) -> None:
+        self.events: list[str] = []
+        self.batches = batches
+
+    def poll(self) -> list[Message] | None:
+        self.events.append("poll")
+        return self.batches.pop(0) if self.batches else None
+
+    def commit(self) -> None:
+        self.events.append("commit")
+
+    def publish(self, alert) -> None:
+        self.events.append("publish")
+
+    def dead_letter(self, message, rejected) -> None:
+        self.events.append("dead_letter")
+
+    def write(self, partition: int, key: bytes, value: bytes | None) -> None:
+        self.events.append("state")
+
+    def flush(self) -> None:
+        self.events.append("flush")
+
+    def read(self, partitions):
+        return iter(())
+
+    def assigned(self) -> bool:
+        return True
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_the_real_service_flushes_alerts_dead_letters_and_state_before_it_commits(overlap):
+    messages = stream()
+    messages[40] = Message(b"{not json", None, "metrics", 0, 40)
+    log = EventLog([messages[i : i + 30] for i in range(0, len(messages), 30)])
+    engine = Engine([Detector(settings(stride=1), SlowScorer())])
+    checkpoints = Checkpoints(engine, log, interval_s=0.0)
+    checkpoints.on_assigned([0])
+    Service(engine, log, log, Exporter(), Health(), checkpoints=checkpoints, overlap=overlap).run()
+
+    events = log.events
+    assert {"publish", "dead_letter", "state", "commit"} <= set(events), events
+    unacknowledged: set[str] = set()
+    written_since_commit = False
+    for i, name in enumerate(events):
+        if name in ("publish", "dead_letter", "state"):
+            unacknowledged.add(name)
+            written_since_commit |= name == "state"
+        elif name == "flush":
+            unacknowledged.clear()
+        elif name == "commit":
+            assert not unacknowledged, f"commit at event {i} before {unacknowledged} were flushed: {events[: i + 1]}"
+            assert written_since_commit, f"commit at event {i} without a checkpoint before it"
+            written_since_commit = False
+    last_commit = len(events) - 1 - events[::-1].index("commit")
+    assert not {"publish", "dead_letter", "state"} & set(events[last_commit:]), "the end commits everything"
