@@ -4,8 +4,9 @@
 # real broker jars are fetched from Maven Central with Maven (see pom.xml) into
 # a git-ignored cache folder. See README.md next to this file.
 #
-# KAFKA_MODE=sasl adds a SASL listener, KAFKA_MODE=cluster3 runs three nodes
-# (for fault tests); the default is the single node described above.
+# KAFKA_MODE=sasl adds a SASL listener, KAFKA_MODE=ssl adds a TLS listener and a
+# mutual-TLS one (a CA and certificates made at start), KAFKA_MODE=cluster3 runs
+# three nodes (for fault tests); the default is the single node described above.
 #
 # Usage: kafka.sh {fetch|start|stop|restart|status|reset|tool|topics|produce|consume|bootstrap|logs} [args]
 #        kafka.sh {start-node|stop-node} N      (KAFKA_MODE=cluster3)
@@ -24,9 +25,10 @@ KAFKA_JVM_OPTS="${KAFKA_JVM_OPTS:-}"                 # extra broker JVM flags
 KAFKA_START_TIMEOUT="${KAFKA_START_TIMEOUT:-90}"     # seconds until the broker must answer
 KAFKA_STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-30}"       # seconds of SIGTERM grace before SIGKILL
 KAFKA_MAVEN_ARGS="${KAFKA_MAVEN_ARGS:-}"             # e.g. "-o" to fetch from ~/.m2 only
-KAFKA_MODE="${KAFKA_MODE:-single}"                   # single | sasl | cluster3
+KAFKA_MODE="${KAFKA_MODE:-single}"                   # single | sasl | ssl | cluster3
 KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-9094}"           # sasl: the SASL_PLAINTEXT listener
 KAFKA_SASL_USERS="${KAFKA_SASL_USERS:-}"             # sasl: name:password[,name:password...]
+KAFKA_SSL_PORT="${KAFKA_SSL_PORT:-9095}"             # ssl: TLS listener; KAFKA_SSL_PORT+1 requires a client certificate
 
 # Absolute paths, so every command works from any working directory.
 case "$KAFKA_HOME_DIR" in /*) ;; *) KAFKA_HOME_DIR="$PWD/$KAFKA_HOME_DIR" ;; esac
@@ -216,11 +218,12 @@ sasl_users() {
 check_mode() {
     case "$KAFKA_MODE" in
         single | cluster3) ;;
+        ssl) command -v openssl >/dev/null || die "KAFKA_MODE=ssl needs openssl to make its certificates" ;;
         sasl)
             [[ -n "$KAFKA_SASL_USERS" ]] || die "KAFKA_MODE=sasl needs KAFKA_SASL_USERS=name:password[,...]"
             sasl_users >/dev/null
             ;;
-        *) die "KAFKA_MODE must be single, sasl or cluster3, got '$KAFKA_MODE'" ;;
+        *) die "KAFKA_MODE must be single, sasl, ssl or cluster3, got '$KAFKA_MODE'" ;;
     esac
 }
 
@@ -242,6 +245,22 @@ listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.com
 EOF
         chmod 600 "$CONF"  # it holds the PLAIN passwords
         ;;
+    ssl)
+        make_certificates
+        cat <<EOF
+
+# KAFKA_MODE=ssl: TLS on $KAFKA_HOST:$KAFKA_SSL_PORT, mutual TLS (client certificate required) on
+# $KAFKA_HOST:$((KAFKA_SSL_PORT + 1)); both trust only the CA in $TLS_DIR
+listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SSL://$KAFKA_HOST:$KAFKA_SSL_PORT,MTLS://$KAFKA_HOST:$((KAFKA_SSL_PORT + 1)),CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,SSL://$KAFKA_HOST:$KAFKA_SSL_PORT,MTLS://$KAFKA_HOST:$((KAFKA_SSL_PORT + 1))
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL,CONTROLLER:PLAINTEXT
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_DIR/broker-keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+listener.name.mtls.ssl.client.auth=required
+EOF
+        ;;
     cluster3)
         cat <<EOF
 
@@ -258,6 +277,32 @@ share.coordinator.state.topic.min.isr=2
 EOF
         ;;
     esac
+}
+
+# KAFKA_MODE=ssl: a throw-away CA, a broker certificate for 127.0.0.1/localhost and a
+# client certificate, all signed by it, made once per KAFKA_HOME_DIR (`reset` keeps
+# them; delete $TLS_DIR for new ones). Clients use ca.pem, client.pem, client.key.
+TLS_DIR="$KAFKA_HOME_DIR/tls"
+make_certificates() {
+    [[ -s "$TLS_DIR/broker-keystore.pem" ]] && return 0
+    log "making a CA and certificates in $TLS_DIR"
+    mkdir -p "$TLS_DIR"
+    (
+        cd "$TLS_DIR"
+        sign() {  # name, subject, extensions file or ""
+            openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+            openssl x509 -req -in "$1.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+                -out "$1.pem" ${3:+-extfile "$3"} 2>/dev/null
+        }
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30 \
+            -subj "/CN=anomaly-monitor test CA" 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >broker.ext
+        sign broker "/CN=localhost" broker.ext
+        sign client "/CN=anomaly-monitor"
+        # Kafka's PEM key store: the unencrypted PKCS#8 key, then the certificate.
+        openssl pkcs8 -topk8 -nocrypt -in broker.key | cat - broker.pem >broker-keystore.pem
+        chmod 600 ./*.key broker-keystore.pem
+    ) || die "could not make the TLS certificates in $TLS_DIR"
 }
 
 # cluster3: node N listens on KAFKA_PORT+N-1 (controller KAFKA_CONTROLLER_PORT+N-1)
@@ -366,6 +411,9 @@ start_node() {
     if [[ "$KAFKA_MODE" == sasl ]] && port_open "$KAFKA_SASL_PORT"; then
         die "port $KAFKA_SASL_PORT is already in use by another process; set KAFKA_SASL_PORT"
     fi
+    if [[ "$KAFKA_MODE" == ssl ]] && { port_open "$KAFKA_SSL_PORT" || port_open $((KAFKA_SSL_PORT + 1)); }; then
+        die "port $KAFKA_SSL_PORT or $((KAFKA_SSL_PORT + 1)) is already in use by another process; set KAFKA_SSL_PORT"
+    fi
     write_config
     format_if_needed
     launch
@@ -458,7 +506,7 @@ Usage: $0 COMMAND [args]
 
 Environment: KAFKA_VERSION KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_HOME_DIR KAFKA_HEAP_OPTS
              KAFKA_JVM_OPTS KAFKA_START_TIMEOUT KAFKA_STOP_TIMEOUT KAFKA_CLUSTER_ID KAFKA_MAVEN_ARGS
-             KAFKA_LIBS_DIR KAFKA_MODE (single|sasl|cluster3) KAFKA_SASL_PORT KAFKA_SASL_USERS
+             KAFKA_LIBS_DIR KAFKA_MODE (single|sasl|ssl|cluster3) KAFKA_SASL_PORT KAFKA_SASL_USERS KAFKA_SSL_PORT
 EOF
 }
 

@@ -100,7 +100,17 @@ def connect(make: Callable[[], T], settings: KafkaSettings) -> T:
         held, first = CLIENT_LOGS.release() if holding else (0, None)
         who = f" as SASL user {settings.sasl_username!r} ({settings.sasl_mechanism})" if settings.sasl_mechanism else ""
         more = f"; kafka-python logged {held} warnings and errors, the worst first: {first}" if held else ""
-        raise MonitorError(f"cannot reach Kafka at {settings.bootstrap_servers}{who}: {exc}{more}") from exc
+        raise MonitorError(
+            f"cannot reach Kafka at {settings.bootstrap_servers}{who}{_tls_hint(settings, first)}: {exc}{more}"
+        ) from exc
     if holding:
         CLIENT_LOGS.release()
     return client
+
+
+def _tls_hint(settings: KafkaSettings, first: str | None) -> str:
+    """Name the setting behind a certificate the client refused: the usual cause is the wrong CA file."""
+    if first is None or "CERTIFICATE_VERIFY_FAILED" not in first:
+        return ""
+    ca = settings.ssl_cafile or "the system's CAs (kafka.ssl_cafile is unset)"
+    return f" (TLS: the broker's certificate does not verify against kafka.ssl_cafile {ca})"

@@ -25,7 +25,9 @@ from monitor.kafka.sink import Outgoing, ResendingSink
 from monitor.kafka.source import PartitionListener
 from monitor.records import Message
 
-log = logging.getLogger(__name__)
+CLIENT_LOG = logging.getLogger("kafka.librdkafka")
+"""librdkafka's own lines, under `kafka` like kafka-python's, so the outage hold-back (`logs.CLIENT_LOGS`)
+and the level floor of `setup_logging` apply to both clients alike."""
 
 BROKER_DOWN = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT})
 """librdkafka's error codes that mean no broker answers (it keeps reconnecting by itself)."""
@@ -76,7 +78,7 @@ class ConfluentSource:
                 "session.timeout.ms": settings.session_timeout_ms,
                 "heartbeat.interval.ms": min(3000, settings.session_timeout_ms // 3),
                 "error_cb": self._on_error,
-                "logger": log,
+                "logger": CLIENT_LOG,
             }
         )
         _check_reachable(self.consumer, settings)
@@ -93,7 +95,7 @@ class ConfluentSource:
         if error.code() in BROKER_DOWN:
             self._down = error
         else:
-            log.warning("kafka client: %s", error)
+            CLIENT_LOG.warning("%s", error.str())
 
     def poll(self) -> list[Message]:
         """The next records; `BrokerUnavailable` when none came because no broker answers."""
@@ -155,7 +157,7 @@ class ConfluentSink(ResendingSink):
                 "linger.ms": 5,
                 "compression.type": "lz4",
                 "message.timeout.ms": 10 * SEND_BLOCK_MS,
-                "logger": log,
+                "logger": CLIENT_LOG,
             }
         )
         _check_reachable(self.producer, settings)

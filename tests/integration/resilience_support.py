@@ -80,11 +80,13 @@ class OwnKafka:
     nodes: int = 1
 
     def __post_init__(self) -> None:
-        """One block of free ports: brokers, then controllers, then the SASL listener (never overlapping)."""
-        sasl = self.mode == "sasl"
-        self.port = free_ports(2 * self.nodes + sasl)
+        """One block of free ports: brokers, then controllers, then the SASL listener or the two TLS ones
+        (never overlapping)."""
+        extra = {"sasl": 1, "ssl": 2}.get(self.mode, 0)
+        self.port = free_ports(2 * self.nodes + extra)
         self.controller_port = self.port + self.nodes
-        self.sasl_port = self.port + 2 * self.nodes if sasl else None
+        self.sasl_port = self.port + 2 * self.nodes if self.mode == "sasl" else None
+        self.ssl_port = self.port + 2 * self.nodes if self.mode == "ssl" else None
 
     @property
     def bootstrap(self) -> str:
@@ -93,6 +95,20 @@ class OwnKafka:
     @property
     def sasl_bootstrap(self) -> str:
         return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def tls_bootstrap(self) -> str:
+        """The TLS listener (the broker proves who it is); `mtls_bootstrap` also asks the client to."""
+        return f"127.0.0.1:{self.ssl_port}"
+
+    @property
+    def mtls_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.ssl_port + 1}" if self.ssl_port else ""
+
+    @property
+    def tls_dir(self) -> Path:
+        """ca.pem, client.pem and client.key, made by kafka.sh in KAFKA_MODE=ssl."""
+        return self.home / "tls"
 
     def env(self) -> dict[str, str]:
         env = {
@@ -110,6 +126,8 @@ class OwnKafka:
         }
         if self.sasl_port:
             env.update(KAFKA_SASL_PORT=str(self.sasl_port), KAFKA_SASL_USERS=f"{SASL_USER}:{SASL_PASSWORD}")
+        if self.ssl_port:
+            env.update(KAFKA_SSL_PORT=str(self.ssl_port))
         return env
 
     def run(self, *args: str, **env: str) -> None:
