@@ -63,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
         str(head_start),
         "--end",
         str(head_end),
+        "--select-by",
+        "record",  # the range is when the head was produced; its points carry older data times
     )
 
     _say("3/4 starting the daemon; alerts appear below as they arrive on " + kafka.alert_topic)
