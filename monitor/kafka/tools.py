@@ -19,12 +19,14 @@ from monitor.records import Message, Point, encode_point
 
 
 def read_range(
-    settings: KafkaSettings, topic: str, start: float | None = None, end: float | None = None
+    settings: KafkaSettings, topic: str, start: float | None = None, end: float | None = None, follow: bool = False
 ) -> Iterator[Message]:
     """Every record of `topic` with a record timestamp in [start, end), found with `offsets_for_times`;
     without `start` from the first record, without `end` up to the log end as it is when reading starts.
+    With `follow`, it then keeps waiting for new records until the caller stops iterating.
 
-    Used to train on what the metrics topic already holds; it reads outside any consumer group.
+    Used to train on what the metrics topic already holds and to read the alert topic; it reads outside
+    any consumer group.
     """
     consumer = connect(
         lambda: KafkaConsumer(enable_auto_commit=False, group_id=None, **client_options(settings)), settings
@@ -39,10 +41,10 @@ def read_range(
         for tp, offset in firsts.items():
             consumer.seek(tp, offset)
         remaining = {tp for tp in partitions if consumer.position(tp) < stops[tp]}
-        while remaining:
+        while remaining or follow:
             for tp, records in consumer.poll(timeout_ms=1000).items():
                 for r in records:
-                    if r.offset < stops[tp]:
+                    if follow or r.offset < stops[tp]:
                         yield Message(r.value, r.timestamp / 1000.0, r.topic, r.partition, r.offset, r.key)
                 if consumer.position(tp) >= stops[tp]:
                     remaining.discard(tp)
