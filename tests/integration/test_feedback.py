@@ -5,12 +5,14 @@ dead-lettered; and a dismissed pattern stops alerting after the next scheduled r
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import yaml
 
 from monitor.cli import main
-from monitor.records import encode_point
+from monitor.models.store import resolve
+from monitor.records import encode_point, parse_time
 from monitor.synthetic import generate, points
 
 from .conftest import SPEC, TopicReader, Topics, produce, wait_for, write_config
@@ -105,3 +107,59 @@ def test_verdicts_dismiss_confirm_survive_a_restart_and_bad_ones_are_dead_letter
     alerts.close()
     assert statuses.count(("host-00/cpu", "firing")) == 1, "the dismissed shift does not fire again, restart or not"
     assert statuses.count(("host-01/cpu", "firing")) == 1 and ("host-01/cpu", "resolved") not in statuses
+
+
+BUMPS = (500, 700)
+"""host-00/cpu and host-01/cpu rise by the same bump for 12 steps at each of these steps."""
+
+
+def bumped(first: int, last: int) -> list[tuple[bytes, bytes]]:
+    values, _ = generate(HEALTHY)
+    for step in BUMPS:
+        values[0:2, step : step + 12] += 1.5
+    return [(p.series.encode(), encode_point(p)) for p in points(HEALTHY, values, first, last)]
+
+
+def test_a_dismissed_pattern_stops_alerting_after_retraining_and_a_confirmed_one_still_alerts(
+    bootstrap, topics, model_dir, tmp_path, start_daemon, monkeypatch
+):
+    """Both series show the same bump twice; between the two, host-00's alert is dismissed, host-01's
+    confirmed, and scheduled retraining publishes a model that the daemon swaps in."""
+    monkeypatch.setenv("MONITOR_KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+    store = tmp_path / "store"
+    shutil.copytree(model_dir, store)
+    config = config_for(tmp_path, topics, store)
+    doc = yaml.safe_load(config.read_text())
+    doc["detectors"][0]["model"]["reload_interval"] = 1.0
+    doc["detectors"][0]["retraining"] = {"every": 60, "epochs": 15}  # as many as the first model had
+    config.write_text(yaml.safe_dump(doc))
+    daemon = start_daemon(config)
+    alerts = TopicReader(bootstrap, topics.alerts)
+    produce(bootstrap, topics.metrics, bumped(0, BUMPS[0] + 12))
+    alerts.read_until(lambda _: {"host-00/cpu", "host-01/cpu"} <= set(firing_ids(alerts)), 120, daemon)
+    ids = firing_ids(alerts)
+    cli = ["--config", str(config), "feedback"]
+    assert main([*cli, ids["host-00/cpu"], "--false-positive"]) == 0
+    assert main([*cli, ids["host-01/cpu"], "--true-positive"]) == 0
+    alerts.read_until(lambda _: any(a.get("resolution") == "dismissed" for a in alerts.values()), 60, daemon)
+
+    produce(bootstrap, topics.metrics, bumped(BUMPS[0] + 12, BUMPS[1] - 40))
+    wait_for(lambda: "model_retrained" in daemon.output(), 150, "scheduled retraining", daemon)
+    wait_for(lambda: 'version="' + resolve(store).name in daemon.metrics(), 30, "the retrained model served", daemon)
+    before = len(alerts.values())
+    produce(bootstrap, topics.metrics, bumped(BUMPS[1] - 40, BUMPS[1] + 60))
+    scored = f'outcome="ok",topic="{topics.metrics}"'
+    total = HEALTHY.series * (BUMPS[1] + 60)
+    wait_for(lambda: daemon.metric_sum("monitor_messages_total", scored) >= total, 60, "all points", daemon)
+    assert daemon.stop() == 0
+
+    alerts.read_until(lambda _: True, 5)
+    bump = (HEALTHY.start_ts + HEALTHY.step_s * BUMPS[1], HEALTHY.start_ts + HEALTHY.step_s * (BUMPS[1] + 12))
+    fired = [
+        a["series"]
+        for a in alerts.values()[before:]
+        if a["status"] == "firing" and bump[0] <= parse_time(a["started_at"]) < bump[1]
+    ]
+    alerts.close()
+    assert "host-01/cpu" in fired, "a confirmed pattern still alerts after retraining"
+    assert "host-00/cpu" not in fired, "a dismissed pattern does not alert again after retraining"
