@@ -245,9 +245,12 @@ class Service:
     def _sync(self) -> None:
         """Rebalance the engine's state; the gauges of series now owned by another replica go."""
         assert self.checkpoints is not None
+        moved = self.checkpoints.rebalancing
         released = self.checkpoints.sync()
         if released:
             self.exporter.observe_outcome(Outcome(evicted=released))
+        if moved:
+            self._export_precision()  # restored verdicts count as soon as they are back
 
     def _unanswered(self, operation: str, exc: Exception) -> None:
         """Not ready until the broker answers again; back off so a dead broker is not hammered."""
@@ -299,15 +302,20 @@ class Service:
                 continue  # replayed after a restart: already counted
             name = detector.settings.name
             self.exporter.feedback.labels(name, feedback.verdict).inc()
-            precision = detector.feedback.precision()
-            if precision is not None:
-                self.exporter.precision.labels(name).set(precision)
+            self._export_precision()
             if self.checkpoints is not None:
                 self.checkpoints.touched(feedback.series)
             event(log, "feedback", detector=name, series=feedback.series, alert_id=feedback.alert_id,
                   verdict=feedback.verdict, by=feedback.by, dismissed=alert is not None)  # fmt: skip
             dismissed += [alert] if alert is not None else []
         return dismissed
+
+    def _export_precision(self) -> None:
+        """Each detector's share of confirmed alerts among its latest verdicts (new ones, or restored)."""
+        for detector in self.engine.detectors:
+            precision = detector.feedback.precision()
+            if precision is not None:
+                self.exporter.precision.labels(detector.settings.name).set(precision)
 
     def _reject(self, message: Message, rejected: Rejected) -> None:
         self.summary.rejected[rejected.reason] += 1

@@ -100,6 +100,7 @@ def test_verdicts_dismiss_confirm_survive_a_restart_and_bad_ones_are_dead_letter
     wait_for(lambda: restarted.metric_sum("monitor_messages_total", fed) == 1, 60, "the repeated verdict", restarted)
     wait_for(lambda: restarted.metric_sum("monitor_windows_scored_total") > 0, 60, "scoring after restart", restarted)
     assert restarted.metric_sum("monitor_feedback_total") == 0, "a verdict kept across the restart counts once"
+    assert restarted.metric_sum("monitor_feedback_precision") == 0.5, "the restored verdicts: one of two confirmed"
     assert restarted.stop() == 0
 
     alerts.read_until(lambda _: True, 5)
