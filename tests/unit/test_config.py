@@ -294,3 +294,10 @@ def test_parse_config_does_not_mutate_its_input():
     before = copy.deepcopy(doc)
     parse_config(doc, environ={})
     assert doc == before
+
+
+def test_the_feedback_topic_follows_the_alert_topic_unless_set():
+    assert parse_config({"kafka": {"alert_topic": "pages"}}, environ={}).kafka.feedback_topic == "pages-feedback"
+    doc = {"kafka": {"alert_topic": "pages", "feedback_topic": "verdicts"}}
+    assert parse_config(doc, environ={}).kafka.feedback_topic == "verdicts"
+    assert parse_config({}, environ={}).detectors[0].settings.alerting.precision_verdicts == 100
