@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 
@@ -72,6 +73,14 @@ def test_alerts_filters_by_series_status_and_time_and_prints_raw_json(bootstrap,
     assert since == ["db-01/cpu", "web-02/cpu"]  # `at` of web-01's firing is 13:59:28, its resolve 14:02:28
 
 
+def next_line(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """The next line the command prints; fails instead of hanging when none comes."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"no output within {timeout}s"
+    return proc.stdout.readline()
+
+
 def test_alerts_follow_prints_alerts_that_arrive_later(bootstrap, topics, tmp_path):
     fill(bootstrap, topics)
     config = config_for(tmp_path, topics, bootstrap)
@@ -79,10 +88,9 @@ def test_alerts_follow_prints_alerts_that_arrive_later(bootstrap, topics, tmp_pa
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("resolved web-01/cpu ")
+        assert next_line(proc).startswith("resolved web-01/cpu ")
         produce(bootstrap, topics.alerts, [(b"web-02/cpu", encode_alert(alert("web-02/cpu", "resolved", T0 + 3600)))])
-        assert proc.stdout.readline().startswith("resolved web-02/cpu ")
+        assert next_line(proc).startswith("resolved web-02/cpu ")
         assert proc.poll() is None, "--follow keeps running at the end of the topic"
     finally:
         proc.kill()
