@@ -1,16 +1,21 @@
 """Soak: a long stream with injected faults through real daemons; prints what went in, out and got lost.
 
     python bench/soak.py [--seconds 90] [--rate 300] [--series 8] [--replicas 2] [--kill-every 10] [--bad-every 97]
+                         [--feedback-every 2]
 
 It runs a broker of its own (deploy/kafka/kafka.sh with its own home and ports, the shared jars), so the
 broker can be stopped half-way; trains a small model in seconds; produces the stream at a steady rate for
-`--seconds` with a malformed record every `--bad-every` records; runs `--replicas` daemons in one consumer
-group and every `--kill-every` seconds kills one (SIGKILL, every third time SIGTERM) and starts it again.
+`--seconds` with a malformed record every `--bad-every` records; meanwhile it judges every alert that fires
+as a true positive on the feedback topic and, every `--feedback-every` seconds, sends a malformed feedback
+message and a false positive for an alert id that does not exist (neither may change an alert); runs
+`--replicas` daemons in one consumer group and every `--kill-every` seconds kills one (SIGKILL, every
+third time SIGTERM) and starts it again.
 At the end the alerts on the topic are compared with one uninterrupted in-process pass over the same points
 (same code, same models), and the windows the daemons logged as scored with the windows of that pass.
 Besides the univariate series, two entities (`entity_label: host`, features f0 and f1) go through an entity
 detector, so its checkpoint and restore face the same faults.
-Exit status 1 when an alert or a window was lost. Longer soaks: `--seconds 3600`.
+The verdicts the daemons logged as taken are compared with those sent. Exit status 1 when an alert, a window
+or a verdict was lost. Longer soaks: `--seconds 3600`.
 """
 
 from __future__ import annotations
@@ -50,7 +55,15 @@ BAD = [
     b'{"series": "host-00/cpu", "ts": 1767225600000, "value": 1}',
     b"[]",
 ]
+BAD_FEEDBACK = [
+    (b"host-00/cpu", b"{not json"),
+    (b"host-00/cpu", b'{"alert_id": "0", "verdict": "maybe"}'),
+    (b"host-00/cpu", b'{"verdict": "true_positive"}'),
+    (None, b'{"alert_id": "0", "verdict": "true_positive"}'),
+]
+"""Feedback the daemons must dead-letter: not JSON, an unknown verdict, no alert id, no key."""
 SCORED = re.compile(rb"scored detector=\S+ series=(\S+) end=(\S+)")
+TAKEN = re.compile(rb"feedback detector=\S+ series=\S+ alert_id=(\S+) verdict=(\S+)")
 WINDOW, STRIDE, PARTITIONS = 16, 2, 3
 ENTITIES = 2
 """Hosts `ent-NN` whose series `ent-NN/f0` and `ent-NN/f1` an entity detector (`entity_label: host`) joins."""
@@ -136,6 +149,48 @@ def produce(bootstrap: str, topic: str, records: list[tuple[int, bytes]], rate: 
     done.set()
 
 
+class Feedback:
+    """Judges the alerts as they fire and sends bad feedback meanwhile; keeps what the broker acknowledged."""
+
+    def __init__(self, bootstrap: str, alert_topic: str, topic: str, every: float) -> None:
+        self.bootstrap, self.alert_topic, self.topic, self.every = bootstrap, alert_topic, topic, every
+        self.sent: set[tuple[str, str]] = set()
+        self.bad = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        alerts = KafkaConsumer(self.alert_topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest")
+        n, next_bad = 0, time.monotonic() + self.every
+        while not self.stop.is_set():
+            for batch in alerts.poll(timeout_ms=500).values():
+                for alert in (orjson.loads(r.value) for r in batch):
+                    if alert["status"] == "firing":
+                        self._send(producer, alert["series"], alert["alert_id"], "true_positive")
+            if time.monotonic() >= next_bad:
+                key, value = BAD_FEEDBACK[n % len(BAD_FEEDBACK)]
+                self.bad += self._deliver(producer, key, value, n % PARTITIONS)
+                self._send(producer, "host-01/cpu", f"{n:024x}", "false_positive")  # no such alert
+                n, next_bad = n + 1, time.monotonic() + self.every
+        producer.close()
+        alerts.close()
+
+    def _send(self, producer: KafkaProducer, series: str, alert_id: str, verdict: str) -> None:
+        value = orjson.dumps({"alert_id": alert_id, "verdict": verdict, "by": "soak"})
+        if self._deliver(producer, series.encode(), value, int(series[5:7]) % PARTITIONS):
+            self.sent.add((alert_id, verdict))
+
+    def _deliver(self, producer: KafkaProducer, key: bytes | None, value: bytes, partition: int) -> bool:
+        """Send to the partition of the series (the stream is partitioned so); False if not acknowledged
+        (the broker may be stopped right now)."""
+        try:
+            producer.send(self.topic, key=key, value=value, partition=partition).get(10)
+        except Exception:
+            return False
+        return True
+
+
 def consumed(bootstrap: str, topic: str, group: str) -> bool:
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -188,6 +243,7 @@ def main() -> int:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--kill-every", type=float, default=10.0, help="seconds between daemon kills")
     parser.add_argument("--bad-every", type=int, default=97, help="one malformed record per this many")
+    parser.add_argument("--feedback-every", type=float, default=2.0, help="seconds between bad feedback messages")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -207,7 +263,8 @@ def soak(args: argparse.Namespace, rng: random.Random, work: Path, broker: Broke
     config = write_config(work / "config.yaml", model, entity_model, f"{args.seed}-{os.getpid()}")
     k = load_config(config).kafka
     admin = KafkaAdminClient(bootstrap_servers=b)
-    admin.create_topics([NewTopic(k.metrics_topic, PARTITIONS, 1)])
+    topics = [NewTopic(k.metrics_topic, PARTITIONS, 1), NewTopic(k.feedback_topic, PARTITIONS, 1)]
+    admin.create_topics([*topics, NewTopic(k.alert_topic, 1, 1)])  # the feedback thread follows it from the start
     admin.close()
     records, good = stream(args.series, args.seconds, args.rate, args.bad_every)
     started = time.monotonic()
@@ -220,10 +277,15 @@ def soak(args: argparse.Namespace, rng: random.Random, work: Path, broker: Broke
         return Replica(config, b, logs[-1])
 
     replicas = [launch() for _ in range(args.replicas)]
+    feedback = Feedback(b, k.alert_topic, k.feedback_topic, args.feedback_every)
+    feedback.thread.start()
     kills: Counter[str] = Counter()
     broker_restarted = False
     next_kill = time.monotonic() + args.kill_every
-    while not (produced.is_set() and consumed(b, k.metrics_topic, k.group_id)):
+    while not (feedback.stop.is_set() and all(consumed(b, t, k.group_id) for t in (k.metrics_topic, k.feedback_topic))):
+        if not feedback.stop.is_set() and produced.is_set() and consumed(b, k.metrics_topic, k.group_id):
+            feedback.stop.set()  # alerts it has not read by now stay unjudged; what it sent must be taken
+            feedback.thread.join()
         if time.monotonic() > started + args.seconds + 600:
             raise SystemExit("soak: the daemons did not consume the stream; logs in " + str(work))
         if not broker_restarted and time.monotonic() > started + args.seconds / 2:
@@ -242,7 +304,7 @@ def soak(args: argparse.Namespace, rng: random.Random, work: Path, broker: Broke
     for replica in replicas:
         replica.proc.send_signal(signal.SIGTERM)
         replica.proc.wait()
-    return report(args, b, config, records, good, logs, kills, time.monotonic() - started, work)
+    return report(args, b, config, records, good, logs, kills, feedback, time.monotonic() - started, work)
 
 
 def report(
@@ -253,6 +315,7 @@ def report(
     good: list[Point],
     logs: list[Path],
     kills: Counter[str],
+    feedback: Feedback,
     seconds: float,
     work: Path,
 ) -> int:
@@ -263,14 +326,23 @@ def report(
     alerts = [orjson.loads(r.value) for r in read_all(bootstrap, k.alert_topic)]
     got = Counter((a["alert_id"], a["status"]) for a in alerts)
     dead = read_all(bootstrap, k.dead_letter_topic)
-    dead_sources = {(dict(r.headers)["source.partition"], dict(r.headers)["source.offset"]) for r in dead}
+    dead_sources = {
+        tuple(dict(r.headers)[h] for h in ("source.topic", "source.partition", "source.offset")) for r in dead
+    }
+    dead_feedback = sum(source[0] == k.feedback_topic.encode() for source in dead_sources)
+    taken = {(a.decode(), v.decode()) for log in logs for a, v in TAKEN.findall(log.read_bytes())}
+    verdicts_lost = feedback.sent - taken
     scorings = [(s.decode(), e.decode()) for log in logs for s, e in SCORED.findall(log.read_bytes())]
     scored = set(scorings)
     lost, missed = expected_alerts - set(got), expected_windows - scored
     rows = [
         ("records in", f"{len(records)} ({len(good)} points of {args.series} series and {ENTITIES} entities of 2, "
          f"{len(records) - len(good)} bad)"),
-        ("records dead-lettered", f"{len(dead_sources)} ({len(dead)} messages)"),
+        ("records dead-lettered", f"{len(dead_sources) - dead_feedback} ({len(dead)} messages, feedback included)"),
+        ("feedback in", f"{len(feedback.sent)} verdicts (true_positive on every alert fired, false_positive on "
+         f"unknown ids), {feedback.bad} malformed (acknowledged sends only)"),
+        ("feedback taken", f"{len(taken & feedback.sent)} verdicts, {len(verdicts_lost)} lost; {dead_feedback} "
+         f"malformed dead-lettered"),
         ("windows scored", f"{len(scored)} distinct of {len(expected_windows)} expected, {len(missed)} missed; "
          f"{len(scorings)} scorings ({len(scorings) - len(scored)} again after crashes)"),
         ("alerts", f"{len(got)} distinct (alert_id, status), {len(expected_alerts)} expected; {len(alerts)} messages"),
@@ -283,7 +355,9 @@ def report(
     print(f"soak: {seconds:.0f}s, {args.replicas} replicas, logs in {work}")
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"  {name.ljust(width)}  {value}" for name, value in rows))
-    return 1 if lost or missed else 0
+    # More dead letters than acknowledged sends is no loss: a send that timed out while the broker was
+    # stopped can still be delivered by the producer's retry.
+    return 1 if lost or missed or verdicts_lost or dead_feedback < feedback.bad else 0
 
 
 if __name__ == "__main__":

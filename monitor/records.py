@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 ALERT_SCHEMA = "monitor.alert/v1"
+FEEDBACK_SCHEMA = "monitor.feedback/v1"
 UNIVARIATE = "value"
 """Feature name of a univariate point (`{"value": ...}`)."""
 
@@ -144,6 +145,26 @@ class Alert:
     window_start: float
     window_end: float
     top_features: tuple[tuple[str, float], ...]
+    resolution: str | None = None
+    """How a resolved alert ended: `normal` (`resolve_after` normal windows) or `dismissed` (a person's
+    `false_positive` verdict on the feedback topic); None while firing."""
+    resolved_by: str | None = None
+    """Who dismissed it (the verdict's `by`), when it was dismissed."""
+
+
+VERDICTS = ("false_positive", "true_positive")
+"""What a person can say about an alert on the feedback topic."""
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A person's verdict on one alert (`monitor.feedback/v1`), keyed by the alert's series."""
+
+    alert_id: str
+    verdict: str
+    series: str
+    by: str | None = None
+    note: str | None = None
 
 
 def alert_id(detector: str, series: str, started_at: float) -> str:
@@ -209,7 +230,16 @@ def alert_to_dict(alert: Alert) -> dict[str, Any]:
         "severity": alert.severity,
         "window": {"start": format_ts(alert.window_start), "end": format_ts(alert.window_end)},
         "top_features": [{"feature": f, "share": round(s, 4)} for f, s in alert.top_features],
+        "resolution": alert.resolution,
+        "resolved_by": alert.resolved_by,
     }
+
+
+def encode_feedback(feedback: Feedback) -> bytes:
+    """The feedback message value (`monitor.feedback/v1`); the series is the record's key."""
+    doc = {"schema": FEEDBACK_SCHEMA, "alert_id": feedback.alert_id, "verdict": feedback.verdict}
+    doc.update({k: v for k, v in (("by", feedback.by), ("note", feedback.note)) if v is not None})
+    return orjson.dumps(doc)
 
 
 def is_finite(x: float) -> bool:

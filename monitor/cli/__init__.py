@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from monitor import __version__
-from monitor.cli import check_config, demo, evaluate, models, produce, run, train
+from monitor.cli import alerts, check_config, demo, evaluate, feedback, models, produce, run, train
 from monitor.errors import ConfigError, MonitorError
 from monitor.logs import setup_logging
 
@@ -25,6 +25,8 @@ COMMANDS = {
     "run": run,
     "train": train,
     "models": models,
+    "alerts": alerts,
+    "feedback": feedback,
     "produce": produce,
     "demo": demo,
     "evaluate": evaluate,

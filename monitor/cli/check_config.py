@@ -16,7 +16,8 @@ def add_arguments(check_config: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(f"{config.source}: ok")
-    print(f"  kafka {config.kafka.bootstrap_servers}: {config.kafka.metrics_topic} -> {config.kafka.alert_topic}")
+    k = config.kafka
+    print(f"  kafka {k.bootstrap_servers}: {k.metrics_topic} -> {k.alert_topic} (verdicts from {k.feedback_topic})")
     for d in config.detectors:
         s = d.settings
         print(f"  detector {s.name}: series {s.series!r}, window {s.window}, stride {s.stride}, model {d.model.path}")

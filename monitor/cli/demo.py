@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 import yaml
 
+from monitor.cli.alerts import alert_line
 from monitor.config import KafkaSettings, load_config
 from monitor.errors import MonitorError
 from monitor.synthetic import Anomaly, StreamSpec, generate, paced, points
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         str(head_start),
         "--end",
         str(head_end),
+        "--select-by",
+        "record",  # the range is when the head was produced; its points carry older data times
     )
 
     _say("3/4 starting the daemon; alerts appear below as they arrive on " + kafka.alert_topic)
@@ -127,10 +130,7 @@ def _print_alerts(kafka: KafkaSettings, alerts: list[dict], stop: threading.Even
     for value in follow_topic(kafka, kafka.alert_topic, stop):
         alert = orjson.loads(value)
         alerts.append(alert)
-        _say(
-            f"    ALERT {alert['status']:<8} {alert['series']:<14} started {alert['started_at']} "
-            f"score {alert['score']:.3f} (threshold {alert['threshold']:.3f}) {alert['severity']}"
-        )
+        _say(f"    ALERT {alert_line(alert)}")
 
 
 def _wait_until_read(port: int, total: int, daemon: subprocess.Popen) -> None:

@@ -19,6 +19,7 @@ from monitor.config import Config, DetectorConfig, load_config
 from monitor.config.model import CALENDAR, DENOISING, MODEL_KINDS, SCORE_METHODS
 from monitor.engine.entities import EntityAssembler, Selector
 from monitor.errors import InputError
+from monitor.formats import decoder
 from monitor.records import Point, format_ts, parse_time
 from monitor.training.datasets import SeriesArrays, decode_messages, group_series, read_points
 from monitor.training.options import training_options
@@ -29,6 +30,9 @@ SPARSE_WEIGHT = 1e-3
 """The L1 weight `--sparse` uses when it is given without one."""
 
 
+SELECT_BY = ("point", "record")
+"""What --start/--end of a topic select by: the point's own time, or the Kafka record's timestamp."""
+
 HELP = "train a detector's model on healthy data and publish a new version"
 
 
@@ -37,8 +41,20 @@ def add_arguments(train: argparse.ArgumentParser) -> None:
     src = train.add_mutually_exclusive_group(required=True)
     src.add_argument("--input", metavar="FILE", help="CSV (timestamp,value[,series]) or JSON-lines points")
     src.add_argument("--topic", help="read the training range from this Kafka topic")
-    train.add_argument("--start", type=parse_time, help="first timestamp to use (Unix seconds or RFC 3339)")
-    train.add_argument("--end", type=parse_time, help="end of the range, exclusive")
+    train.add_argument(
+        "--start",
+        type=parse_time,
+        help="first time to use (Unix seconds or RFC 3339): the point's own time (ts), see --select-by",
+    )
+    train.add_argument("--end", type=parse_time, help="end of the range, exclusive, in the same time as --start")
+    train.add_argument(
+        "--select-by",
+        choices=SELECT_BY,
+        default="point",
+        help="with --topic: point (default) keeps points whose own time (ts) is in --start/--end, reading the "
+        "whole topic, as a replay of old data needs; record selects Kafka records by their timestamp through "
+        "the broker's time index, reading only that range (points without ts use the record's time either way)",
+    )
     train.add_argument(
         "--exclude",
         type=_time_range,
@@ -114,15 +130,20 @@ def train(config: Config, args: argparse.Namespace) -> Path:
 
 def _load(config: Config, detector: DetectorConfig, args: argparse.Namespace) -> SeriesArrays:
     start, end = args.start, args.end
+    decode = decoder(config.input_format, config.max_message_bytes, config.input_options)
     if args.input:
-        points: Iterable[Point] = read_points(args.input)
+        points: Iterable[Point] = read_points(args.input, decode)
     else:
         from monitor.kafka.tools import read_range
 
         if args.start is None or args.end is None:
             raise InputError("--topic needs --start and --end (the healthy time range to train on)")
-        points = decode_messages(read_range(config.kafka, args.topic, args.start, args.end))
-        start = end = None  # the range applied to record timestamps already
+        if args.select_by == "record":
+            messages = read_range(config.kafka, args.topic, args.start, args.end)
+            start = end = None  # the range applied to record timestamps already
+        else:
+            messages = read_range(config.kafka, args.topic)
+        points = decode_messages(messages, decode)
     data = group_series(_selected(detector, points), detector.settings.features, start, end, args.exclude)
     if not data:
         raise InputError(f"no points for detector {detector.settings.name!r} in the given input and range")
@@ -167,7 +188,7 @@ def _options(detector: DetectorConfig, args: argparse.Namespace) -> Any:
 def _source(args: argparse.Namespace) -> str:
     if args.input:
         return f"file {args.input}"
-    return f"topic {args.topic} from {format_ts(args.start)} to {format_ts(args.end)}"
+    return f"topic {args.topic} from {format_ts(args.start)} to {format_ts(args.end)} by {args.select_by} time"
 
 
 def _time_range(text: str) -> tuple[float, float]:

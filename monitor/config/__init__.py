@@ -218,6 +218,7 @@ def _alerting(s: Section) -> AlertSettings:
         for_windows=s.integer("for", d.for_windows, 1),
         resolve_after=s.integer("resolve_after", d.resolve_after, 1),
         critical_ratio=s.number("critical_ratio", d.critical_ratio, 1.0),
+        precision_verdicts=s.integer("precision_verdicts", d.precision_verdicts, 1),
     )
     s.done()
     return a

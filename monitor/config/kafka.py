@@ -36,6 +36,8 @@ class KafkaSettings:
     metrics_topic: str = "metrics"
     alert_topic: str = "anomaly-alerts"
     dead_letter_topic: str = "metrics-dead-letter"
+    feedback_topic: str = "anomaly-alerts-feedback"
+    """Verdicts on alerts (`monitor.feedback/v1`), read in the monitor's group; unset: `<alert_topic>-feedback`."""
     auto_offset_reset: str = "earliest"
     max_poll_records: int = 2000
     poll_timeout_ms: int = 500
@@ -82,6 +84,7 @@ def parse_kafka(s: Section, base_dir: Path, environ: Mapping[str, str]) -> Kafka
         "metrics_topic": s.text("metrics_topic", d.metrics_topic),
         "alert_topic": s.text("alert_topic", d.alert_topic),
         "dead_letter_topic": s.text("dead_letter_topic", d.dead_letter_topic),
+        "feedback_topic": s.text("feedback_topic", None),
         "auto_offset_reset": s.text("auto_offset_reset", d.auto_offset_reset, ("earliest", "latest")),
         "max_poll_records": s.integer("max_poll_records", d.max_poll_records, 1),
         "poll_timeout_ms": s.integer("poll_timeout_ms", d.poll_timeout_ms, 1, 60_000),
@@ -92,6 +95,7 @@ def parse_kafka(s: Section, base_dir: Path, environ: Mapping[str, str]) -> Kafka
         "sasl_username": s.text("sasl_username", None),
         "ssl_check_hostname": s.flag("ssl_check_hostname", d.ssl_check_hostname),
     }
+    values["feedback_topic"] = values["feedback_topic"] or f"{values['alert_topic']}-feedback"
     for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
         path = s.text(key, None)
         values[key] = None if path is None else base_dir / path

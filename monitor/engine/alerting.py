@@ -29,6 +29,8 @@ class AlertSettings:
     """Consecutive normal windows before a firing alert resolves."""
     critical_ratio: float = 2.0
     """Score / threshold at or above which the severity is critical instead of warning."""
+    precision_verdicts: int = 100
+    """How many of the latest verdicts on the feedback topic the exported precision covers."""
 
 
 class AlertTracker:
@@ -45,9 +47,11 @@ class AlertTracker:
         self._below = np.zeros(0, dtype=np.int64)
         self._first = np.zeros(0)
         """Window end of the first of the current run of anomalous verdicts: the alert's `started_at`."""
+        self._last = np.zeros(0)
+        """Window end of the series' newest judged window: the data time of a dismissal."""
         self._open = np.zeros(0, dtype=bool)
         self._firing: dict[int, Alert] = {}
-        self._slots = Slots(self, ("_above", "_below", "_first", "_open"))
+        self._slots = Slots(self, ("_above", "_below", "_first", "_last", "_open"))
 
     def observe(self, verdict: Verdict, model_version: str) -> Alert | None:
         """Follow one verdict (`observe_many` for a batch of one)."""
@@ -63,6 +67,7 @@ class AlertTracker:
         above = np.where(anomalous, self._above[slots] + 1, 0)
         below = np.where(anomalous, 0, self._below[slots] + 1)
         self._above[slots], self._below[slots] = above, below
+        self._last[slots] = batch.ts[rows]
         started = anomalous & (above == 1)
         self._first[slots[started]] = batch.ts[rows[started]]
         is_open = self._open[slots]
@@ -78,6 +83,21 @@ class AlertTracker:
             self._open[slot] = bool(fire[j])
             events.append((int(rows[j]), alert))
         return events
+
+    def dismiss(self, series: str, alert_id: str, by: str | None) -> Alert | None:
+        """Resolve the series' open alert `alert_id` as dismissed (a person judged it a false positive);
+        None when that alert is not open. The anomalous run it belongs to starts over, so it cannot fire
+        again under the same id; the thresholds decide whether the run's later windows are anomalous."""
+        slot = self._slots.get(series)
+        firing = self._firing.get(slot) if slot is not None else None
+        if firing is None or firing.alert_id != alert_id:
+            return None
+        del self._firing[slot]
+        self._open[slot], self._above[slot] = False, 0
+        at = float(self._last[slot])
+        return replace(
+            firing, status="resolved", at=at, ended_at=at, resolution="dismissed", resolved_by=by or "unknown"
+        )
 
     def firing(self) -> list[Alert]:
         """The alerts open right now."""
@@ -98,6 +118,7 @@ class AlertTracker:
             "above": int(self._above[slot]),
             "below": int(self._below[slot]),
             "first_above_ts": float(self._first[slot]),
+            "last_ts": float(self._last[slot]),
             "firing": self._firing.get(slot),
         }
 
@@ -109,6 +130,7 @@ class AlertTracker:
             self._first[slot] = state["first_above"].ts if state["first_above"] is not None else 0.0
         else:
             self._first[slot] = float(state["first_above_ts"])
+        self._last[slot] = float(state.get("last_ts", self._first[slot]))
         if state["firing"] is not None:
             self._firing[slot] = state["firing"]
         self._open[slot] = state["firing"] is not None
@@ -119,6 +141,7 @@ class AlertTracker:
             return slot
         slot = self._slots.add(series)
         self._above[slot] = self._below[slot] = 0
+        self._last[slot] = 0.0
         self._open[slot] = False
         return slot
 
@@ -151,6 +174,7 @@ class AlertTracker:
             threshold=verdict.threshold,
             window_start=verdict.window_start,
             window_end=verdict.ts,
+            resolution="normal",
         )
 
     def _severity(self, verdict: Verdict) -> str:

@@ -19,12 +19,13 @@ import numpy as np
 
 from monitor.engine.alerting import AlertSettings, AlertTracker
 from monitor.engine.entities import EntityAssembler, Selector
+from monitor.engine.feedback import FeedbackBook
 from monitor.engine.scoring import Scorer
 from monitor.engine.threshold import ThresholdBank, ThresholdSettings
 from monitor.engine.verdicts import Outcome, VerdictBatch
 from monitor.engine.windows import PointRules, WindowStore
 from monitor.errors import ModelError
-from monitor.records import Alert, Point, Rejected, WindowBatch
+from monitor.records import Alert, Feedback, Point, Rejected, WindowBatch
 
 _UNROUTED = object()
 
@@ -54,6 +55,7 @@ class Detector:
         self.scorer = scorer
         self.thresholds = ThresholdBank(settings.threshold, scorer.baseline_scores())
         self.alerts = AlertTracker(settings.name, settings.alerting)
+        self.feedback = FeedbackBook(settings.alerting.precision_verdicts)
         self.windows = WindowStore(
             settings.window, settings.stride, settings.features, settings.max_series, self._forget, settings.points
         )
@@ -88,6 +90,7 @@ class Detector:
             series = self._evicted.get()
             self.thresholds.forget(series)
             self.alerts.forget(series)
+            self.feedback.forget(series)
             outcome.evicted.append((self.settings.name, series))
         if not len(windows):
             return outcome
@@ -109,6 +112,20 @@ class Detector:
         outcome.alerts.extend(alert for _, alert in sorted(events, key=lambda e: e[0]))
         return outcome
 
+    def judge(self, feedback: Feedback, at: float) -> tuple[bool, Alert | None]:
+        """Take a person's verdict given at `at`: whether it is new (not a replay), and the alert it
+        dismissed. A false positive of the series' open alert resolves it as dismissed, and the windows of
+        its anomalous run become normal data for the thresholds (and, through the dismissed alert, for
+        scheduled retraining), so the same pattern stops alerting on that series."""
+        if not self.feedback.record(feedback, at):
+            return False, None
+        if feedback.verdict != "false_positive":
+            return True, None
+        dismissed = self.alerts.dismiss(feedback.series, feedback.alert_id, feedback.by)
+        if dismissed is not None:
+            self.thresholds.accept(feedback.series)
+        return True, dismissed
+
     def warming_up(self) -> int:
         """Tracked series that cannot alert yet (window still filling, or threshold warm-up): the usual
         answer to "why is there no output?"."""
@@ -127,6 +144,7 @@ class Detector:
             "threshold": self.thresholds.snapshot(series),
             "alert": self.alerts.snapshot(series),
             "scorer": self._scorer_state(series),
+            "feedback": self.feedback.snapshot(series),
         }
         return {**state, "entity_rows": rows} if self.entities is not None else state
 
@@ -144,6 +162,9 @@ class Detector:
         self.alerts.forget(series)
         if state["alert"] is not None:
             self.alerts.restore(series, state["alert"])
+        self.feedback.forget(series)
+        if state.get("feedback"):
+            self.feedback.restore(series, state["feedback"])
         restore = getattr(self.scorer, "restore_series", None)
         if state.get("scorer") is not None and restore is not None:
             restore(series, state["scorer"])
@@ -161,6 +182,7 @@ class Detector:
         self.windows.forget(series)
         self.thresholds.forget(series)
         self.alerts.forget(series)
+        self.feedback.forget(series)
 
     def _forget(self, series: str) -> None:
         """An evicted series leaves nothing behind, so memory stays bounded by `max_series`."""

@@ -86,7 +86,14 @@ class ThresholdBank:
         self._seen = np.zeros(0, dtype=np.int64)
         self._streak = np.zeros(0, dtype=np.int64)
         """Consecutive anomalous judgements of each series (for `adapt_after`)."""
-        arrays = ("_judged", "_sums", "_squares", "_counts", "_current", "_recent", "_seen", "_streak")
+        self._held = np.zeros((0, 3))
+        """Count, sum and sum of squares of the scores of the current anomalous run that were kept out of
+        the statistics: what a dismissal (`accept`) learns after all."""
+        self._accepting = np.zeros(0, dtype=bool)
+        """A person dismissed the series' current anomalous run: its scores are normal until the run ends."""
+        arrays = (
+            "_judged", "_sums", "_squares", "_counts", "_current", "_recent", "_seen", "_streak", "_held", "_accepting"
+        )  # fmt: skip
         self._slots = Slots(self, arrays)
         self._seed = self._slots.take()
         """A slot that is never judged: the statistics of the seed, copied into every new series' slot."""
@@ -117,7 +124,9 @@ class ThresholdBank:
         self._recent[slots, seen % self.settings.smoothing] = scores
         self._seen[slots] = seen + 1
         level = self._recent[slots].sum(axis=1) / np.minimum(seen + 1, self.settings.smoothing)
-        anomalous = ~warming_up & (level > threshold)
+        above = ~warming_up & (level > threshold)
+        anomalous = above & ~self._accepting[slots]
+        self._accepting[slots] &= above
         self._judged[slots] += 1
         self._ready += int(np.count_nonzero(warming_up & (self._judged[slots] >= self.settings.warmup)))
         streak = np.where(anomalous, self._streak[slots] + 1, 0)
@@ -125,7 +134,28 @@ class ThresholdBank:
         adapt = self.settings.adapt_after
         learn = ~anomalous | (streak > adapt) if adapt > 0 else ~anomalous
         self._push(slots[learn], level[learn])
+        self._hold(slots, level, anomalous & ~learn, anomalous)
         return Judgements(threshold, anomalous, warming_up, level)
+
+    def accept(self, series: str) -> None:
+        """A person judged the series' current anomalous run normal (a dismissed alert): learn the scores
+        that were kept out of the statistics, and take the rest of the run as normal until it ends."""
+        slot = self._slots.get(series)
+        if slot is None:
+            return
+        n, total, squares = self._held[slot]
+        current = self._current[slot]
+        self._counts[slot, current] += int(n)
+        self._sums[slot, current] += total
+        self._squares[slot, current] += squares
+        self._held[slot] = 0.0
+        self._accepting[slot] = True
+
+    def _hold(self, slots: np.ndarray, level: np.ndarray, held: np.ndarray, run: np.ndarray) -> None:
+        """Remember the scores kept out of the statistics while an anomalous run lasts; forget them after."""
+        self._held[slots[~run]] = 0.0
+        rows = slots[held]
+        self._held[rows] += np.column_stack((np.ones(len(rows)), level[held], level[held] ** 2))
 
     def judged_enough(self) -> int:
         """Series past their warm-up: the ones that can alert."""
@@ -152,6 +182,8 @@ class ThresholdBank:
             "current": int(self._current[slot]),
             "recent": recent,
             "streak": int(self._streak[slot]),
+            "held": self._held[slot].copy(),
+            "accepting": bool(self._accepting[slot]),
         }
 
     def restore(self, series: str, state: Mapping[str, Any]) -> bool:
@@ -172,6 +204,8 @@ class ThresholdBank:
         was_ready = self._judged[slot] >= self.settings.warmup
         self._judged[slot] = int(state["judged"])
         self._streak[slot] = int(state.get("streak", 0))
+        self._held[slot] = state.get("held", np.zeros(3))
+        self._accepting[slot] = bool(state.get("accepting", False))
         self._ready += int(self._judged[slot] >= self.settings.warmup) - int(was_ready)
         return True
 
@@ -192,7 +226,8 @@ class ThresholdBank:
         for array in (self._sums, self._squares, self._counts, self._current):
             array[slot] = array[self._seed]
         self._judged[slot] = self._seen[slot] = self._streak[slot] = 0
-        self._recent[slot] = 0.0
+        self._recent[slot] = self._held[slot] = 0.0
+        self._accepting[slot] = False
         self._ready += int(self.settings.warmup == 0)
         return slot
 

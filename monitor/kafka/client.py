@@ -90,6 +90,19 @@ def ensure_topics(settings: KafkaSettings, topics: Iterable[str], partitions: in
         admin.close()
 
 
+def partition_count(settings: KafkaSettings, topic: str) -> int:
+    """How many partitions `topic` has (1 when it does not exist yet): topics keyed by series that must
+    follow the metrics topic's partitions are created with as many."""
+    admin = connect(lambda: KafkaAdminClient(**client_options(settings)), settings)
+    try:
+        described = admin.describe_topics([topic])
+    except KafkaError as exc:
+        raise MonitorError(f"cannot describe topic {topic!r} at {settings.bootstrap_servers}: {exc}") from exc
+    finally:
+        admin.close()
+    return max(sum(len(t.get("partitions") or ()) for t in described), 1)
+
+
 def connect(make: Callable[[], T], settings: KafkaSettings) -> T:
     """Build a client, turning "no broker" (or wrong credentials) into one clear line instead of a traceback
     and the client library's flood of connection errors: those are held back and counted in that line."""

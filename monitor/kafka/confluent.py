@@ -64,9 +64,12 @@ def librdkafka_options(settings: KafkaSettings) -> dict[str, Any]:
 
 
 class ConfluentSource:
-    """Polls the metrics topic in a consumer group through librdkafka; the same contract as `KafkaSource`."""
+    """Polls the metrics topic (and the feedback topic, when given) in a consumer group through librdkafka;
+    the same contract as `KafkaSource`."""
 
-    def __init__(self, settings: KafkaSettings, listener: PartitionListener | None = None) -> None:
+    def __init__(
+        self, settings: KafkaSettings, listener: PartitionListener | None = None, feedback: bool = False
+    ) -> None:
         self.settings = settings
         self._down: KafkaError | None = None
         self.consumer = Consumer(
@@ -84,12 +87,14 @@ class ConfluentSource:
         _check_reachable(self.consumer, settings)
         hooks: dict[str, Any] = {}
         if listener is not None:  # called from inside `consume`, in the loop thread
+            metrics = settings.metrics_topic
             hooks = {
-                "on_assign": lambda _c, tps: listener.on_assigned(_partitions(tps)),
-                "on_revoke": lambda _c, tps: listener.on_revoked(_partitions(tps)),
-                "on_lost": lambda _c, tps: listener.on_lost(_partitions(tps)),
+                "on_assign": lambda _c, tps: listener.on_assigned(_partitions(tps, metrics)),
+                "on_revoke": lambda _c, tps: listener.on_revoked(_partitions(tps, metrics)),
+                "on_lost": lambda _c, tps: listener.on_lost(_partitions(tps, metrics)),
             }
-        self.consumer.subscribe([settings.metrics_topic], **hooks)
+        topics = [settings.metrics_topic, *([settings.feedback_topic] if feedback else [])]
+        self.consumer.subscribe(topics, **hooks)
 
     def _on_error(self, error: KafkaError) -> None:
         if error.code() in BROKER_DOWN:
@@ -208,5 +213,6 @@ def _message(record: RecordMessage) -> Message:
     )
 
 
-def _partitions(tps: Collection[TopicPartition]) -> set[int]:
-    return {tp.partition for tp in tps}
+def _partitions(tps: Collection[TopicPartition], topic: str) -> set[int]:
+    """The metrics topic's partitions: the feedback topic's follow them (co-partitioned by series)."""
+    return {tp.partition for tp in tps if tp.topic == topic}

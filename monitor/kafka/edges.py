@@ -22,11 +22,14 @@ def open_sink(settings: KafkaSettings) -> ResendingSink:
     return _confluent().ConfluentSink(settings)
 
 
-def open_source(settings: KafkaSettings, listener: PartitionListener | None = None) -> KafkaSource | ConfluentSource:
-    """The consumer of the metrics topic in the monitor's group; `listener` hears of partition moves."""
+def open_source(
+    settings: KafkaSettings, listener: PartitionListener | None = None, feedback: bool = False
+) -> KafkaSource | ConfluentSource:
+    """The consumer of the metrics topic (and the feedback topic) in the monitor's group; `listener` hears
+    of the metrics partitions' moves."""
     if settings.client == "kafka-python":
-        return KafkaSource(settings, listener=listener)
-    return _confluent().ConfluentSource(settings, listener=listener)
+        return KafkaSource(settings, listener=listener, feedback=feedback)
+    return _confluent().ConfluentSource(settings, listener=listener, feedback=feedback)
 
 
 def _confluent() -> ModuleType:

@@ -36,23 +36,30 @@ class _Rebalance(ConsumerRebalanceListener):
     """kafka-python calls these on its IO thread while `poll` (or `close`) blocks the run loop, so they
     only pass the partition numbers on; the listener acts on them from the loop."""
 
-    def __init__(self, listener: PartitionListener) -> None:
-        self.listener = listener
+    def __init__(self, listener: PartitionListener, topic: str) -> None:
+        self.listener, self.topic = listener, topic
 
     def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
-        self.listener.on_revoked({tp.partition for tp in revoked})
+        self.listener.on_revoked(self._numbers(revoked))
 
     def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
-        self.listener.on_assigned({tp.partition for tp in assigned})
+        self.listener.on_assigned(self._numbers(assigned))
 
     def on_partitions_lost(self, lost: Collection[TopicPartition]) -> None:
-        self.listener.on_lost({tp.partition for tp in lost})
+        self.listener.on_lost(self._numbers(lost))
+
+    def _numbers(self, partitions: Collection[TopicPartition]) -> set[int]:
+        """The metrics topic's partitions: the feedback topic's follow them (co-partitioned by series)."""
+        return {tp.partition for tp in partitions if tp.topic == self.topic}
 
 
 class KafkaSource:
-    """Polls the metrics topic in a consumer group; `commit` stores the offsets of all that was polled."""
+    """Polls the metrics topic (and the feedback topic, when given) in a consumer group; `commit` stores the
+    offsets of all that was polled."""
 
-    def __init__(self, settings: KafkaSettings, listener: PartitionListener | None = None) -> None:
+    def __init__(
+        self, settings: KafkaSettings, listener: PartitionListener | None = None, feedback: bool = False
+    ) -> None:
         self.settings = settings
         self.consumer = connect(
             lambda: KafkaConsumer(
@@ -71,7 +78,9 @@ class KafkaSource:
         # nothing and waits for the next metadata refresh.
         if self.consumer.partitions_for_topic(settings.metrics_topic) is None:
             log.warning("topic %s does not exist yet; consuming once it does", settings.metrics_topic)
-        self.consumer.subscribe([settings.metrics_topic], listener=_Rebalance(listener) if listener else None)
+        topics = [settings.metrics_topic, *([settings.feedback_topic] if feedback else [])]
+        rebalance = _Rebalance(listener, settings.metrics_topic) if listener else None
+        self.consumer.subscribe(topics, listener=rebalance)
         self._coordinator_found = False
 
     def poll(self) -> list[Message]:

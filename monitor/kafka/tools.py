@@ -18,10 +18,15 @@ from monitor.kafka.sink import KafkaSink
 from monitor.records import Message, Point, encode_point
 
 
-def read_range(settings: KafkaSettings, topic: str, start: float, end: float) -> Iterator[Message]:
-    """Every record of `topic` with a timestamp in [start, end), found with `offsets_for_times`.
+def read_range(
+    settings: KafkaSettings, topic: str, start: float | None = None, end: float | None = None, follow: bool = False
+) -> Iterator[Message]:
+    """Every record of `topic` with a record timestamp in [start, end), found with `offsets_for_times`;
+    without `start` from the first record, without `end` up to the log end as it is when reading starts.
+    With `follow`, it then keeps waiting for new records until the caller stops iterating.
 
-    Used to train on what the metrics topic already holds; it reads outside any consumer group.
+    Used to train on what the metrics topic already holds and to read the alert topic; it reads outside
+    any consumer group.
     """
     consumer = connect(
         lambda: KafkaConsumer(enable_auto_commit=False, group_id=None, **client_options(settings)), settings
@@ -32,13 +37,14 @@ def read_range(settings: KafkaSettings, topic: str, start: float, end: float) ->
             raise MonitorError(f"topic {topic!r} does not exist at {settings.bootstrap_servers}")
         consumer.assign(partitions)
         stops = _offsets_at(consumer, partitions, end)
-        for tp, offset in _offsets_at(consumer, partitions, start).items():
+        firsts = consumer.beginning_offsets(partitions) if start is None else _offsets_at(consumer, partitions, start)
+        for tp, offset in firsts.items():
             consumer.seek(tp, offset)
         remaining = {tp for tp in partitions if consumer.position(tp) < stops[tp]}
-        while remaining:
+        while remaining or follow:
             for tp, records in consumer.poll(timeout_ms=1000).items():
                 for r in records:
-                    if r.offset < stops[tp]:
+                    if follow or r.offset < stops[tp]:
                         yield Message(r.value, r.timestamp / 1000.0, r.topic, r.partition, r.offset, r.key)
                 if consumer.position(tp) >= stops[tp]:
                     remaining.discard(tp)
@@ -46,10 +52,14 @@ def read_range(settings: KafkaSettings, topic: str, start: float, end: float) ->
         consumer.close(autocommit=False)
 
 
-def _offsets_at(consumer: KafkaConsumer, partitions: list[TopicPartition], ts: float) -> dict[TopicPartition, int]:
-    """The first offset at or after `ts` per partition; the log end where nothing is that late."""
-    found = consumer.offsets_for_times({tp: int(ts * 1000) for tp in partitions})
+def _offsets_at(
+    consumer: KafkaConsumer, partitions: list[TopicPartition], ts: float | None
+) -> dict[TopicPartition, int]:
+    """The first offset at or after `ts` per partition; the log end where nothing is that late, or for None."""
     ends = consumer.end_offsets(partitions)
+    if ts is None:
+        return ends
+    found = consumer.offsets_for_times({tp: int(ts * 1000) for tp in partitions})
     return {tp: found[tp].offset if found.get(tp) is not None else ends[tp] for tp in partitions}
 
 

@@ -26,6 +26,7 @@ from monitor.engine.verdicts import Outcome
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 SCORING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 ALERT_STATUSES = ("firing", "resolved")
+VERDICTS = ("false_positive", "true_positive")
 
 # The `*_created` series (process-wide switch) double the series count and no dashboard or rule needs them.
 disable_created_metrics()
@@ -65,7 +66,8 @@ class _SeriesCollector:
                     self.latest[(batch.detector, series)] = state
             for a in outcome.alerts:
                 key = (a.detector, a.series)
-                self.latest[key] = replace(self.latest[key], active=a.status == "firing")
+                if key in self.latest:  # not yet when a verdict dismisses an alert restored at start
+                    self.latest[key] = replace(self.latest[key], active=a.status == "firing")
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self.lock:
@@ -155,6 +157,15 @@ class Exporter:
         )
         self.windows = Counter("monitor_windows_scored", "Windows scored", ["detector"], registry=r)
         self.alerts = Counter("monitor_alerts", "Alert events published", ["detector", "status"], registry=r)
+        self.feedback = Counter(
+            "monitor_feedback", "Verdicts on alerts taken from the feedback topic", ["detector", "verdict"], registry=r
+        )
+        self.precision = Gauge(
+            "monitor_feedback_precision",
+            "Share of the latest judged alerts (alerting.precision_verdicts) that a person confirmed",
+            ["detector"],
+            registry=r,
+        )
         self.scoring = Histogram(
             "monitor_scoring_seconds",
             "Time of one batched scoring call",
@@ -213,8 +224,13 @@ class Exporter:
         self.scoring.labels(detector)
         for status in ALERT_STATUSES:
             self.alerts.labels(detector, status)
+        for verdict in VERDICTS:
+            self.feedback.labels(detector, verdict)
         with self.series.lock:
+            first = detector not in self.series.detectors
             self.series.detectors.add(detector)
+        if first:  # NaN until the first verdict; a model swap keeps the value
+            self.precision.labels(detector).set(float("nan"))
 
     def expect_topic(self, topic: str, outcomes: Iterable[str]) -> None:
         """Start the topic's message counters at zero, so `rate()` sees the first rejection of a kind."""

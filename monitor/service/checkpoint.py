@@ -173,6 +173,12 @@ class Checkpoints:
             self._tombstone(key, origin.partition)  # the producer re-keyed the series
         self._origins[key] = _Origin(message.partition, message.offset + 1, detector)
 
+    def touched(self, series: str) -> None:
+        """Something besides a record of its own changed the series' state (a verdict on its alert)."""
+        if series in self._origins:
+            self._dirty.add(series)
+            self.pending = True
+
     def write(self) -> int:
         """Queue the state of every series changed since the last call, and tombstones for evicted
         series; the caller flushes the sink, then commits. Returns how many records were queued."""

@@ -63,6 +63,7 @@ def build_service(config: Config, input_path: str | None = None) -> tuple[Servic
         source, sink, transient, checkpoints = _edges(config, input_path, engine)
         if input_path is None:
             exporter.expect_topic(config.kafka.metrics_topic, ("ok", *REASONS))
+            exporter.expect_topic(config.kafka.feedback_topic, ("ok", *REASONS))
     except BaseException:
         server.shutdown()
         raise
@@ -71,6 +72,8 @@ def build_service(config: Config, input_path: str | None = None) -> tuple[Servic
     service = Service(
         engine, source, sink, exporter, health, decode, transient, tasks, checkpoints,
         overlap=config.scoring_overlap, commit_interval_s=config.checkpoint.interval_s,
+        feedback_topic=None if input_path is not None else config.kafka.feedback_topic,
+        max_message_bytes=config.max_message_bytes,
     )  # fmt: skip
     return service, server.shutdown
 
@@ -117,15 +120,16 @@ def _edges(
 
         return FileSource(input_path), StdoutSink(), (), None
     from monitor.kafka.changelog import KafkaChangelog
-    from monitor.kafka.client import BROKER_AWAY, ensure_topics
+    from monitor.kafka.client import BROKER_AWAY, ensure_topics, partition_count
     from monitor.kafka.edges import open_sink, open_source
 
     k = config.kafka
     ensure_topics(k, [k.alert_topic, k.dead_letter_topic])
+    ensure_topics(k, [k.feedback_topic], partition_count(k, k.metrics_topic))
     log.info("consuming %s at %s as group %s with %s", k.metrics_topic, k.bootstrap_servers, k.group_id, k.client)
     sink = open_sink(k)
     checkpoints = None
     if config.checkpoint.enabled:
         changelog = KafkaChangelog(k, config.checkpoint.topic_for(k.group_id), sink)
         checkpoints = Checkpoints(engine, changelog, config.checkpoint.interval_s)
-    return open_source(k, listener=checkpoints), sink, BROKER_AWAY, checkpoints
+    return open_source(k, listener=checkpoints, feedback=True), sink, BROKER_AWAY, checkpoints

@@ -25,12 +25,13 @@ import numpy as np
 from monitor.engine.detector import Engine
 from monitor.engine.verdicts import Outcome
 from monitor.formats import Decoder
-from monitor.formats.native import decode_json
+from monitor.formats.feedback import decode_feedback
+from monitor.formats.native import DEFAULT_MAX_BYTES, decode_json
 from monitor.logs import CLIENT_LOGS, event
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.observability.state_metrics import StateMetrics
-from monitor.records import Message, Point, Rejected, format_ts
+from monitor.records import Alert, Feedback, Message, Point, Rejected, format_ts
 from monitor.service.checkpoint import Checkpoints
 from monitor.service.edges import Sink, Source, Summary, Task
 
@@ -47,6 +48,8 @@ class _Started:
     messages: list[Message]
     points: list[Point]
     scoring: list[Future[Outcome]]
+    feedback: list[tuple[Feedback, float]]
+    """Verdicts from the feedback topic and when they were given, applied once the scoring is done."""
 
 
 class Service:
@@ -63,6 +66,8 @@ class Service:
         checkpoints: Checkpoints | None = None,
         overlap: bool = False,
         commit_interval_s: float = 1.0,
+        feedback_topic: str | None = None,
+        max_message_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self.engine, self.source, self.sink = engine, source, sink
         self.checkpoints = checkpoints
@@ -71,6 +76,7 @@ class Service:
         """Run in the loop thread after every step: model reloads, scheduled retraining."""
         self.exporter, self.health = exporter, health
         self.decode = decode
+        self.feedback_topic, self.max_message_bytes = feedback_topic, max_message_bytes
         self.transient = transient
         """The source's errors that mean "the broker did not answer": retried, never fatal."""
         self.summary = Summary()
@@ -148,12 +154,15 @@ class Service:
         self._settle()
 
     def _start(self, messages: list[Message]) -> _Started:
-        points = self._decode(messages)
-        return _Started(messages, points, self.engine.start(points, self._scoring))
+        feedback = [m for m in messages if m.topic == self.feedback_topic]
+        metrics = [m for m in messages if m.topic != self.feedback_topic] if feedback else messages
+        points = self._decode(metrics)
+        return _Started(messages, points, self.engine.start(points, self._scoring), self._verdicts(feedback))
 
     def _finish(self, started: _Started) -> None:
         """Publish what the scoring of a poll found and flush it; offsets wait for `_settle`."""
         outcome = self.engine.finish(started.scoring)
+        outcome.alerts.extend(self._judge(started.feedback))
         if log.isEnabledFor(logging.DEBUG):  # which replica scored which window, for fault tests and audits
             for v in outcome.verdicts:
                 event(log, "scored", logging.DEBUG, detector=v.detector, series=v.series, end=format_ts(v.ts))
@@ -242,9 +251,12 @@ class Service:
     def _sync(self) -> None:
         """Rebalance the engine's state; the gauges of series now owned by another replica go."""
         assert self.checkpoints is not None
+        moved = self.checkpoints.rebalancing
         released = self.checkpoints.sync()
         if released:
             self.exporter.observe_outcome(Outcome(evicted=released))
+        if moved:
+            self._export_precision()  # restored verdicts count as soon as they are back
 
     def _unanswered(self, operation: str, exc: Exception) -> None:
         """Not ready until the broker answers again; back off so a dead broker is not hammered."""
@@ -290,6 +302,47 @@ class Service:
         for topic, count in ok.items():
             self.exporter.messages.labels(topic, "ok").inc(count)
         return points
+
+    def _verdicts(self, messages: list[Message]) -> list[tuple[Feedback, float]]:
+        """Decode feedback records; bad ones are counted and dead-lettered like bad metrics."""
+        verdicts = []
+        for message in messages:
+            decoded = decode_feedback(message.value, message.key, self.max_message_bytes)
+            if isinstance(decoded, Rejected):
+                self._reject(message, decoded)
+            else:
+                verdicts.append((decoded, message.timestamp or time.time()))
+                self.exporter.messages.labels(message.topic, "ok").inc()
+        return verdicts
+
+    def _judge(self, verdicts: list[tuple[Feedback, float]]) -> list[Alert]:
+        """Hand each verdict to the detector of its series (in the loop thread, with no scoring in flight);
+        returns the alerts it dismissed, to be published like any resolution."""
+        dismissed = []
+        for feedback, at in verdicts:
+            detector = self.engine.owner(feedback.series)
+            if detector is None:
+                event(log, "feedback_ignored", logging.WARNING, series=feedback.series, alert_id=feedback.alert_id)
+                continue
+            new, alert = detector.judge(feedback, at)
+            if not new:
+                continue  # replayed after a restart: already counted
+            name = detector.settings.name
+            self.exporter.feedback.labels(name, feedback.verdict).inc()
+            self._export_precision()
+            if self.checkpoints is not None:
+                self.checkpoints.touched(feedback.series)
+            event(log, "feedback", detector=name, series=feedback.series, alert_id=feedback.alert_id,
+                  verdict=feedback.verdict, by=feedback.by, dismissed=alert is not None)  # fmt: skip
+            dismissed += [alert] if alert is not None else []
+        return dismissed
+
+    def _export_precision(self) -> None:
+        """Each detector's share of confirmed alerts among its latest verdicts (new ones, or restored)."""
+        for detector in self.engine.detectors:
+            precision = detector.feedback.precision()
+            if precision is not None:
+                self.exporter.precision.labels(detector.settings.name).set(precision)
 
     def _reject(self, message: Message, rejected: Rejected) -> None:
         self.summary.rejected[rejected.reason] += 1

@@ -2,10 +2,11 @@
 
 A service task per detector with `retraining.every` > 0. It keeps the last `history` points of the first
 `max_series` series the detector owns (memory: history × features floats per series) and the spans of
-the windows judged anomalous. When due, it trains a new version of the detector's model on that data,
-those spans left out, in a background thread (one at a time; torch keeps the daemon's thread count),
-and publishes it to the model store with its report. The `ModelReloader` then swaps it in like any new
-version, in the loop thread, so retraining never scores a window itself.
+the windows judged anomalous (except those of alerts a person dismissed as false positives: that pattern
+is normal for the series, and the next model should learn it). When due, it trains a new version of the
+detector's model on that data, those spans left out, in a background thread (one at a time; torch keeps
+the daemon's thread count), and publishes it to the model store with its report. The `ModelReloader`
+then swaps it in like any new version, in the loop thread, so retraining never scores a window itself.
 
 Training competes with scoring for CPU: keep `history`, `max_series`, `epochs` and the training
 `max_windows` small on small hosts.
@@ -56,6 +57,9 @@ class Retrainer:
         for verdict in outcome.verdicts:
             if verdict.anomalous and verdict.detector == self.detector.settings.name and verdict.series in self._rows:
                 self._anomalous.setdefault(verdict.series, []).append((verdict.window_start, verdict.ts))
+        for alert in outcome.alerts:
+            if alert.resolution == "dismissed" and alert.detector == self.detector.settings.name:
+                self._readmit(alert.series, alert.started_at)
         if self.clock() >= self.due:
             self.due = self.clock() + self.settings.every
             self.start()
@@ -95,6 +99,13 @@ class Retrainer:
         spans = self._anomalous.get(point.series)
         if spans and spans[0][1] < rows[0][0]:  # spans that ended before the oldest kept point are moot
             self._anomalous[point.series] = [span for span in spans if span[1] >= rows[0][0]]
+
+    def _readmit(self, series: str, started_at: float) -> None:
+        """A person dismissed the alert whose anomalous run began at `started_at`: its windows are normal
+        data after all, so the next model learns the pattern instead of leaving it out."""
+        spans = self._anomalous.get(series)
+        if spans:
+            self._anomalous[series] = [span for span in spans if span[1] < started_at]
 
     def _snapshot(self) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[tuple[float, float]]]:
         """Copies of the kept points, without those inside anomalous windows, so the thread owns its data."""

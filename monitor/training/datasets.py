@@ -1,8 +1,9 @@
 """Training data: points from JSON-lines or CSV files (or any decoded messages), grouped into series arrays.
 
-Files go through the same decoder as the daemon's input, so a capture of the metrics topic trains as it is.
-CSV files have a header with `timestamp` and `value` (NAB's layout) and optionally `series`; timestamps
-without a zone are taken as UTC.
+Files and topic ranges go through the decoder of the configured `input.format`, the daemon's own, so a
+capture of the metrics topic (or the topic itself) trains as it is, whatever its producer. CSV files have a
+header with `timestamp` and `value` (NAB's layout) and optionally `series`; timestamps without a zone are
+taken as UTC.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from monitor.errors import InputError
+from monitor.formats import Decoder
 from monitor.formats.native import decode_json
 from monitor.records import UNIVARIATE, Message, Point, Rejected
 
@@ -26,8 +28,8 @@ SeriesArrays = dict[str, tuple[np.ndarray, np.ndarray]]
 """Series id → (timestamps (T,), values (T, F)), sorted by time."""
 
 
-def read_points(path: str | Path) -> Iterator[Point]:
-    """Points of a `.csv` file or a JSON-lines file of native messages; bad lines are logged and skipped."""
+def read_points(path: str | Path, decode: Decoder = decode_json) -> Iterator[Point]:
+    """Points of a `.csv` file or of a file with one message per line; bad lines are logged and skipped."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -36,14 +38,14 @@ def read_points(path: str | Path) -> Iterator[Point]:
         return
     with path.open("rb") as f:
         messages = (Message(line, None, str(path), 0, n) for n, line in enumerate(f, 1) if line.strip())
-        yield from decode_messages(messages)
+        yield from decode_messages(messages, decode)
 
 
-def decode_messages(messages: Iterable[Message]) -> Iterator[Point]:
+def decode_messages(messages: Iterable[Message], decode: Decoder = decode_json) -> Iterator[Point]:
     """Decode messages, logging a summary of the rejected ones by reason instead of stopping."""
     rejected: Counter[str] = Counter()
     for message in messages:
-        decoded = decode_json(message.value, message.timestamp)
+        decoded = decode(message.value, message.timestamp)
         if isinstance(decoded, Rejected):
             if not rejected:
                 log.warning("%s@%d rejected: %s", message.topic, message.offset, decoded.detail)

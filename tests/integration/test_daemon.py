@@ -15,7 +15,7 @@ from .conftest import SPEC, WINDOW, TopicReader, Topics, produce, stream_message
 
 ALERT_KEYS = {
     "schema", "alert_id", "status", "detector", "series", "labels", "model_version", "started_at", "at",
-    "ended_at", "score", "threshold", "severity", "window", "top_features",
+    "ended_at", "score", "threshold", "severity", "window", "top_features", "resolution", "resolved_by",
 }  # fmt: skip
 MANY_LABELS = {f"label{i}": "v" for i in range(10_000)}
 
@@ -69,6 +69,8 @@ def test_injected_anomalies_fire_and_resolve_on_the_alert_topic(
         assert alert["schema"] == ALERT_SCHEMA
         assert alert["score"] > alert["threshold"] or alert["status"] == "resolved"
         assert alert["model_version"].startswith("lstm-")
+        assert alert["resolution"] == {"firing": None, "resolved": "normal"}[alert["status"]]
+        assert alert["resolved_by"] is None
     healthy_series = {f"host-{i:02d}/cpu" for i in range(SPEC.series)} - {a.series for a in anomalies}
     assert not [a for a in alerts if a["series"] in healthy_series], "alert on a series without an anomaly"
 

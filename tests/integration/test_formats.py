@@ -19,6 +19,7 @@ import yaml
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 
+from monitor.models.store import resolve
 from monitor.records import Point, encode_point
 from monitor.synthetic import generate, points
 
@@ -225,3 +226,36 @@ def test_every_producer_format_raises_the_alerts_of_its_native_twin(bootstrap, t
     assert_same_alerts(alerts["influx"], telegraf_twins)
     assert_same_alerts(alerts["telegraf_json"], telegraf_twins)
     assert_same_alerts(alerts["prometheus_adapter"], prometheus_twins)
+
+
+@pytest.mark.parametrize("fmt", ["json", "influx", "telegraf_json", "prometheus_adapter"])
+def test_train_from_a_topic_decodes_the_configured_format_and_selects_by_the_points_time(
+    bootstrap, tmp_path, monkeypatch, fmt
+):
+    """A Telegraf user's path: the healthy head produced by the format's own client, then `monitor train
+    --topic` with `input.format` set. --start/--end name data times long before the records were appended,
+    so only selection by the point's own time finds them, and only the points in range."""
+    from monitor.cli import main
+
+    monkeypatch.setenv("MONITOR_KAFKA_BOOTSTRAP_SERVERS", bootstrap)
+    head, twin = stream(0, SPEC.healthy), {"prometheus_adapter": prometheus_id}.get(fmt, telegraf_id)
+    fills: dict[str, Callable[[str], None]] = {
+        "json": lambda t: produce(bootstrap, t, [(p.series.encode(), encode_point(twin(p))) for p in head]),
+        "influx": lambda t: (write_influx(tmp_path / "m", head), kcat(bootstrap, t, tmp_path / "m", MESSAGE_END)),
+        "telegraf_json": lambda t: (write_telegraf(tmp_path / "m", head), kcat(bootstrap, t, tmp_path / "m")),
+        "prometheus_adapter": lambda t: (
+            write_prometheus(tmp_path / "m", head),
+            console_producer(bootstrap, t, tmp_path / "m"),
+        ),
+    }
+    run = Run(bootstrap, tmp_path, tmp_path / "store", fmt, fills[fmt])
+    first, last = 100, 300
+    start, end = (SPEC.start_ts + SPEC.step_s * step for step in (first, last))
+    args = ["--topic", run.topic, "--start", str(start), "--end", str(end), "--epochs", "1", "--no-progress"]
+    assert main(["--config", str(run.config), "train", *args]) == 0
+
+    metadata = orjson.loads((resolve(tmp_path / "store") / "metadata.json").read_bytes())
+    assert metadata["data_range"]["points"] == SPEC.series * (last - first)
+    assert metadata["data_range"]["source"].endswith("by point time")
+    assert metadata["data_range"]["series"] == SPEC.series
+    assert (metadata["data_range"]["start"], metadata["data_range"]["end"]) == (start, end - SPEC.step_s)

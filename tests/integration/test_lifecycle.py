@@ -130,7 +130,8 @@ def test_train_any_kind_from_a_kafka_time_range(bootstrap, topics, tmp_path, mon
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"detectors": [{"window": 16, "training": {"epochs": 2}}]}))
 
-    args = ["--topic", topics.metrics, "--start", str(before), "--end", str(after), "--kind", "vae"]
+    args = ["--topic", topics.metrics, "--start", str(before), "--end", str(after), "--select-by", "record"]
+    args += ["--kind", "vae"]
     assert main(["--config", str(config), "train", *args, "--out", str(tmp_path / "store"), "--no-progress"]) == 0
 
     metadata = orjson.loads((resolve(tmp_path / "store") / "metadata.json").read_bytes())

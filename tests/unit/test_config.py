@@ -312,3 +312,10 @@ def test_scoring_device_is_checked_without_loading_torch(scoring: dict, message:
 def test_scoring_device_takes_cuda_and_an_index() -> None:
     assert parse_config({}, environ={}).scoring_device == "cpu"
     assert parse_config({"scoring": {"device": "cuda:1"}}, environ={}).scoring_device == "cuda:1"
+
+
+def test_the_feedback_topic_follows_the_alert_topic_unless_set():
+    assert parse_config({"kafka": {"alert_topic": "pages"}}, environ={}).kafka.feedback_topic == "pages-feedback"
+    doc = {"kafka": {"alert_topic": "pages", "feedback_topic": "verdicts"}}
+    assert parse_config(doc, environ={}).kafka.feedback_topic == "verdicts"
+    assert parse_config({}, environ={}).detectors[0].settings.alerting.precision_verdicts == 100

@@ -37,6 +37,8 @@ METRICS = {
     "monitor_points_dropped": "counter",
     "monitor_windows_scored": "counter",
     "monitor_alerts": "counter",
+    "monitor_feedback": "counter",
+    "monitor_feedback_precision": "gauge",
     "monitor_scoring_seconds": "histogram",
     "monitor_end_to_end_latency_seconds": "histogram",
     "monitor_consumer_lag": "gauge",

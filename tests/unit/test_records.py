@@ -31,6 +31,8 @@ ALERT_KEYS = {
     "severity",
     "window",
     "top_features",
+    "resolution",
+    "resolved_by",
 }
 
 
@@ -80,6 +82,8 @@ def test_encode_alert_values():
         "severity": "critical",
         "window": {"start": "2026-11-26T19:34:00Z", "end": "2026-11-26T20:06:00Z"},
         "top_features": [{"feature": "cpu", "share": 0.81}, {"feature": "mem", "share": 0.19}],
+        "resolution": None,
+        "resolved_by": None,
     }
     assert ALERT_SCHEMA == "monitor.alert/v1"
 
