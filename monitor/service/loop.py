@@ -107,8 +107,6 @@ class Service:
                     self._unanswered("poll", exc)
                     continue
                 self._polled()
-                if messages:
-                    self._answered()
                 if self._pending is not None:
                     self._finish(self._pending)  # its scoring ran while the poll was read
                     self._pending = None
@@ -273,9 +271,11 @@ class Service:
         self.stop.wait(min(first * 2 ** (self._failures - 1), longest))
 
     def _answered(self) -> None:
-        """The broker answered (records came, a commit went through) or the run ends: an outage, noticed
-        by the loop or only by the client library (which starts holding its flood at its first error),
-        is over; one line says what it cost. An empty poll proves nothing: it is what an outage looks like."""
+        """The broker answered (a commit went through) or the run ends: an outage, noticed by the loop or
+        only by the client library (which starts holding its flood at its first error), is over; one line
+        says what it cost. Polled records prove nothing: both clients hand out what they fetched before the
+        outage, and a commit that fails once the broker is back (a group that dropped the member) is part
+        of the same outage."""
         since = CLIENT_LOGS.holding_since()
         if since is None and self._outage_since is None:
             return
