@@ -74,11 +74,13 @@ class KafkaSource:
             ),
             settings,
         )
-        # Fetch the topic's metadata before joining the group: a leader that joins without it assigns
-        # nothing and waits for the next metadata refresh.
-        if self.consumer.partitions_for_topic(settings.metrics_topic) is None:
-            log.warning("topic %s does not exist yet; consuming once it does", settings.metrics_topic)
+        # Fetch the topics' metadata before joining the group: a leader that joins without it assigns
+        # nothing (or leaves a topic out) and rebalances again at the next metadata refresh, and a commit
+        # (a SIGTERM's last one, say) that meets that rebalance is refused.
         topics = [settings.metrics_topic, *([settings.feedback_topic] if feedback else [])]
+        for topic in topics:
+            if self.consumer.partitions_for_topic(topic) is None:
+                log.warning("topic %s does not exist yet; consuming once it does", topic)
         rebalance = _Rebalance(listener, settings.metrics_topic) if listener else None
         self.consumer.subscribe(topics, listener=rebalance)
         self._coordinator_found = False
