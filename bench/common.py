@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -68,9 +70,6 @@ def stream_file(spec: StreamSpec, path: Path) -> int:
 
 def produce_file(bootstrap: str, topic: str, path: Path, partitions: int = 4) -> None:
     """Create the topic and produce the file with kcat (a C client: producing is not what we measure)."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic(topic, partitions, 1)])
     admin.close()
@@ -81,6 +80,39 @@ def produce_file(bootstrap: str, topic: str, path: Path, partitions: int = 4) ->
         [kcat, "-P", "-b", bootstrap, "-t", topic, "-K", "\t", "-l", "-z", "lz4", "-X", "linger.ms=50", str(path)],
         check=True,
     )
+
+
+def consumed(bootstrap: str, topic: str, group: str) -> bool:
+    """Whether `group` has committed the end of every partition of `topic` (the daemon is through)."""
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        committed = admin.list_group_offsets(group)[group]
+        admin.close()
+        ends = end_offsets(bootstrap, topic)
+    except Exception:  # the broker may be away right now: not consumed yet
+        return False
+    return all(e == 0 or (committed.get(tp) is not None and committed[tp].offset == e) for tp, e in ends.items())
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    ends = consumer.end_offsets([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()])
+    consumer.close()
+    return ends
+
+
+def read_all(bootstrap: str, topic: str) -> list:
+    """Every record on `topic` now, from the beginning."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    ends = {tp: e for tp, e in end_offsets(bootstrap, topic).items() if e > 0}
+    consumer.assign(list(ends))
+    consumer.seek_to_beginning(*ends)
+    records: list = []
+    while any(consumer.position(tp) < e for tp, e in ends.items()):
+        for batch in consumer.poll(timeout_ms=500).values():
+            records.extend(batch)
+    consumer.close()
+    return records
 
 
 def fresh(name: str) -> str:

@@ -83,7 +83,7 @@ def scorer_for(detector, merged, file):
         return Recorded(
             _Shape(tuple(detector.settings.features), detector.settings.window), data["scores"], data["baseline"]
         ), None
-    return Recorded(train_scorer(detector, file)), path
+    return Recorded(train_scorer(detector, [file])), path
 
 
 def main() -> None:

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 import yaml
-from common import ROOT, train_small
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from common import ROOT, consumed, read_all, train_small
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from monitor.config import load_config
@@ -189,37 +189,6 @@ class Feedback:
         except Exception:
             return False
         return True
-
-
-def consumed(bootstrap: str, topic: str, group: str) -> bool:
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        committed = admin.list_group_offsets(group)[group]
-        admin.close()
-        ends = end_offsets(bootstrap, topic)
-    except Exception:  # the broker may be away right now: not consumed yet
-        return False
-    return all(e == 0 or (committed.get(tp) is not None and committed[tp].offset == e) for tp, e in ends.items())
-
-
-def end_offsets(bootstrap: str, topic: str) -> dict[TopicPartition, int]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
-    ends = consumer.end_offsets([TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()])
-    consumer.close()
-    return ends
-
-
-def read_all(bootstrap: str, topic: str) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
-    ends = {tp: e for tp, e in end_offsets(bootstrap, topic).items() if e > 0}
-    consumer.assign(list(ends))
-    consumer.seek_to_beginning(*ends)
-    records: list = []
-    while any(consumer.position(tp) < e for tp, e in ends.items()):
-        for batch in consumer.poll(timeout_ms=500).values():
-            records.extend(batch)
-    consumer.close()
-    return records
 
 
 def write_config(path: Path, model: Path, entity_model: Path, tag: str) -> Path:

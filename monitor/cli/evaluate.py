@@ -24,6 +24,13 @@ def add_arguments(evaluate: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto (default): NAB's when combined_windows.json is there, else labelled CSV files",
     )
+    evaluate.add_argument(
+        "--fleet",
+        type=_folds,
+        default=0,
+        metavar="K",
+        help="fleet protocol: K folds of files, each scored by one model trained without them (series it never saw)",
+    )
     labelled = evaluate.add_argument_group("labelled CSV files (SKAB's layout by default)")
     labelled.add_argument(
         "--train-rows", type=_positive, metavar="N", help="the first N rows of each file train its model"
@@ -47,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     detector = config.detector(args.detector) if args.detector else config.detectors[0]
     drop = tuple(c for c in args.drop.split(",") if c)
     csv_layout = CsvLayout(args.separator, args.time, args.label, drop, args.train_rows)
-    result = evaluate(detector, args.path, args.out, args.plots, config.scoring_threads, args.layout, csv_layout)
+    result = evaluate(
+        detector, args.path, args.out, args.plots, config.scoring_threads, args.layout, csv_layout, args.fleet
+    )
     print(result.report())
     print(f"\n{len(result.replays)} files in {result.seconds:.0f}s; per-file results in {args.out}")
     return 0
@@ -56,4 +65,10 @@ def run(args: argparse.Namespace) -> int:
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of rows of at least 1, got {text!r}")
+    return int(text)
+
+
+def _folds(text: str) -> int:
+    if not text.isdigit() or int(text) < 2:
+        raise argparse.ArgumentTypeError(f"expected a number of folds of at least 2, got {text!r}")
     return int(text)

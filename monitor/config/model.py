@@ -29,7 +29,7 @@ class ModelSettings:
     score_tail: int = 1
     score: str = "reconstruction"
     """`nll` scores a vae's windows by negative log-likelihood instead of reconstruction error."""
-    online_warmup: int = 32
+    online_warmup: int = 128
     """Windows over which a series unseen in training learns its own normalisation; 0: pooled statistics."""
     calendar: str = "auto"
     """Time-of-day / day-of-week model inputs (`monitor.models.seasons`); `auto` decides at training."""

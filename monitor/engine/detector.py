@@ -104,7 +104,8 @@ class Detector:
         )  # fmt: skip
         events: list[tuple[int, Alert]] = []
         for rows in _rounds(windows.series):
-            judged = self.thresholds.judge_many([windows.series[i] for i in rows], result.scores[rows])
+            provisional = None if result.provisional is None else result.provisional[rows]
+            judged = self.thresholds.judge_many([windows.series[i] for i in rows], result.scores[rows], provisional)
             batch.score[rows], batch.threshold[rows] = judged.score, judged.threshold
             batch.anomalous[rows], batch.warming_up[rows] = judged.anomalous, judged.warming_up
             events.extend(self.alerts.observe_many(batch, rows, self.scorer.version))

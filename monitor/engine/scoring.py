@@ -23,10 +23,14 @@ class Scores:
 
     `scores[i]` is the anomaly score of window i (a reconstruction error in normalised units, larger is
     worse); `feature_errors[i, f]` is the part of it that feature f contributed, for `top_features`.
+    `provisional[i]` is True when window i was scored with a normalisation its series is still learning
+    (a series the model never saw, see `monitor.models.online`): such a score is not in the units of the
+    threshold yet, so it is neither judged nor learned from. None: every score is final.
     """
 
     scores: np.ndarray  # (B,)
     feature_errors: np.ndarray  # (B, F)
+    provisional: np.ndarray | None = None  # (B,) bool
 
 
 class Scorer(Protocol):

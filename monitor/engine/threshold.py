@@ -112,13 +112,19 @@ class ThresholdBank:
         j = self.judge_many([series], np.array([score], dtype=float))
         return Judgement(float(j.threshold[0]), bool(j.anomalous[0]), bool(j.warming_up[0]), float(j.score[0]))
 
-    def judge_many(self, series: Sequence[str], scores: np.ndarray) -> Judgements:
-        """`judge` for a batch in which every series appears at most once."""
+    def judge_many(
+        self, series: Sequence[str], scores: np.ndarray, provisional: np.ndarray | None = None
+    ) -> Judgements:
+        """`judge` for a batch in which every series appears at most once.
+
+        A `provisional` score (the scorer is still learning the series' normalisation) is reported as
+        warming up and otherwise ignored: not judged, not learned, not counted towards the warm-up, so a
+        series' threshold starts from the seed once its scores mean what the seed's do.
+        """
+        if provisional is not None and provisional.any():
+            return self._judge_final(series, scores, provisional)
         slots = np.array([self._slot(s) for s in series], dtype=np.int64)
-        n = self._counts[slots].sum(axis=1)
-        mean = self._sums[slots].sum(axis=1) / np.maximum(n, 1)
-        variance = self._squares[slots].sum(axis=1) / np.maximum(n, 1) - mean * mean
-        threshold = np.maximum(mean + self.settings.k * np.sqrt(np.maximum(variance, 0.0)), self.settings.minimum)
+        threshold = self._thresholds(slots)
         warming_up = self._judged[slots] < self.settings.warmup
         seen = self._seen[slots]
         self._recent[slots, seen % self.settings.smoothing] = scores
@@ -136,6 +142,26 @@ class ThresholdBank:
         self._push(slots[learn], level[learn])
         self._hold(slots, level, anomalous & ~learn, anomalous)
         return Judgements(threshold, anomalous, warming_up, level)
+
+    def _judge_final(self, series: Sequence[str], scores: np.ndarray, provisional: np.ndarray) -> Judgements:
+        """`judge_many` of the final scores only; provisional ones come back as warming up, unjudged."""
+        final = np.flatnonzero(~provisional)
+        slots = np.array([self._slot(s) for s in series], dtype=np.int64)
+        judged = Judgements(
+            self._thresholds(slots), np.zeros(len(scores), dtype=bool), np.ones(len(scores), dtype=bool), scores.copy()
+        )
+        if len(final):
+            part = self.judge_many([series[i] for i in final], scores[final])
+            for name in ("threshold", "anomalous", "warming_up", "score"):
+                getattr(judged, name)[final] = getattr(part, name)
+        return judged
+
+    def _thresholds(self, slots: np.ndarray) -> np.ndarray:
+        """mean + k·sd of each slot's statistics, at least `minimum`."""
+        n = self._counts[slots].sum(axis=1)
+        mean = self._sums[slots].sum(axis=1) / np.maximum(n, 1)
+        variance = self._squares[slots].sum(axis=1) / np.maximum(n, 1) - mean * mean
+        return np.maximum(mean + self.settings.k * np.sqrt(np.maximum(variance, 0.0)), self.settings.minimum)
 
     def accept(self, series: str) -> None:
         """A person judged the series' current anomalous run normal (a dismissed alert): learn the scores

@@ -1,22 +1,38 @@
 """`monitor evaluate`: every file of a labelled corpus trained and replayed (`monitor.evaluation.replay`),
 written out with optional plots, and scored: NAB's two protocols for NAB's layout, SKAB's outlier scores
-and the event view for a labelled CSV corpus."""
+and the event view for a labelled CSV corpus, and false alerts per 1,000 series-hours for both.
+
+Per file (the default), each file's model is trained on that file's training rows, so every series is one
+the model knows. With `fleet=K` the files are dealt into K folds (file i into fold i mod K) and each fold's
+files are scored by one model trained on the training rows of all the other folds' files: every series
+is then one the model never saw, as most are in a fleet (cold start, `monitor.models.online`)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from monitor.config import DetectorConfig
+from monitor.engine.scoring import Scorer
+from monitor.errors import InputError
 from monitor.evaluation.corpus import corpus_root, load_corpus
 from monitor.evaluation.datafile import DataFile
 from monitor.evaluation.labelled import SKAB, CsvLayout
 from monitor.evaluation.nab import DEFAULT_PROFILES, load_profiles
 from monitor.evaluation.plots import plot_replay
 from monitor.evaluation.replay import Replay, replay, train_scorer, write_replay
-from monitor.evaluation.report import deployed, format_outliers, format_table, outlier_rows, scoreboard
+from monitor.evaluation.report import (
+    deployed,
+    format_false_alerts,
+    format_outliers,
+    format_table,
+    outlier_rows,
+    scoreboard,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,21 +57,51 @@ def evaluate(
     threads: int = 1,
     layout: str = "auto",
     csv_layout: CsvLayout = SKAB,
+    fleet: int = 0,
 ) -> Evaluation:
-    """Train, replay and write every file of the corpus at `path` into `out`, then score it."""
+    """Train, replay and write every file of the corpus at `path` into `out`, then score it; `fleet`: the
+    number of folds of the fleet protocol (0: per file)."""
     started = time.perf_counter()
     corpus = load_corpus(path, layout, csv_layout, detector.settings.features)
+    scorer = (
+        _fleet_scorers(detector, corpus, fleet, threads)
+        if fleet
+        else lambda n: train_scorer(detector, [corpus[n]], threads)
+    )
     replays = [
-        _one(detector, file, Path(out), plots, threads, f"{n}/{len(corpus)}") for n, file in enumerate(corpus, 1)
+        _one(detector, file, Path(out), plots, partial(scorer, n), f"{n + 1}/{len(corpus)}")
+        for n, file in enumerate(corpus)
     ]
     nab = corpus[0].label_column is None
     sections = _nab_tables(replays, Path(path)) if nab else (_outliers(replays),)
-    return Evaluation(replays, sections, time.perf_counter() - started)
+    return Evaluation(replays, (*sections, _false_alerts(replays)), time.perf_counter() - started)
 
 
-def _one(detector: DetectorConfig, file: DataFile, out: Path, plots: bool, threads: int, counter: str) -> Replay:
+def _fleet_scorers(
+    detector: DetectorConfig, corpus: Sequence[DataFile], folds: int, threads: int
+) -> Callable[[int], Scorer]:
+    """The scorer of file n under the fleet protocol: fold n mod `folds`' model, trained on first use."""
+    if not 2 <= folds <= len(corpus):
+        raise InputError(f"--fleet {folds}: need 2 to {len(corpus)} folds (the number of files)")
+    if len({f.features for f in corpus}) > 1:
+        raise InputError("--fleet: the files have different features, one model cannot serve them all")
+    trained: dict[int, Scorer] = {}
+
+    def scorer(n: int) -> Scorer:
+        fold = n % folds
+        if fold not in trained:
+            others = [f for i, f in enumerate(corpus) if i % folds != fold]
+            trained[fold] = train_scorer(detector, others, threads)
+        return trained[fold]
+
+    return scorer
+
+
+def _one(
+    detector: DetectorConfig, file: DataFile, out: Path, plots: bool, scorer: Callable[[], Scorer], counter: str
+) -> Replay:
     trained = time.perf_counter()
-    result = replay(detector, file, train_scorer(detector, file, threads))
+    result = replay(detector, file, scorer())
     write_replay(result, out)
     if plots:
         plot_replay(result, out)
@@ -93,3 +139,13 @@ def _outliers(replays: list[Replay]) -> str:
         [r.file.ts[t] for r, t in zip(replays, tests, strict=True)],
     )
     return format_outliers(rows)
+
+
+def _false_alerts(replays: list[Replay]) -> str:
+    """Over each file's rows after its training rows (NAB: after its probationary period)."""
+    tests = [slice(r.file.train_rows, None) for r in replays]
+    return format_false_alerts(
+        [r.file.labels[t] for r, t in zip(replays, tests, strict=True)],
+        [r.alert[t] for r, t in zip(replays, tests, strict=True)],
+        [r.file.ts[t] for r, t in zip(replays, tests, strict=True)],
+    )

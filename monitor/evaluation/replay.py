@@ -17,7 +17,7 @@ import csv
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -53,18 +53,17 @@ def for_file(detector: DetectorConfig, file: DataFile) -> DetectorConfig:
     return replace(detector, settings=replace(detector.settings, features=file.features))
 
 
-def train_scorer(detector: DetectorConfig, file: DataFile, threads: int = 1) -> Scorer:
-    """Train the detector's model as `monitor train` would, on the file's training rows only, and load it
-    the way the daemon does (artifact on disk, `load_scorer`)."""
+def train_scorer(detector: DetectorConfig, files: Sequence[DataFile], threads: int = 1) -> Scorer:
+    """Train the detector's model as `monitor train` would, on the training rows of `files` only (one
+    series each), and load it the way the daemon does (artifact on disk, `load_scorer`)."""
     from monitor.models import SeriesData, save_artifact, train_model
     from monitor.service.reload import load_scorer
     from monitor.training.options import training_options
 
-    detector = for_file(detector, file)
+    detector = for_file(detector, files[0])  # a corpus' files share their features (`load_corpus`)
     options = training_options(detector, threads=threads)  # the configured settings, no CLI overrides
-    head = file.train_rows
-    data = {file.series: SeriesData(file.ts[:head], file.values[:head])}
-    module, metadata = train_model(data, file.features, options, progress=False)
+    data = {f.series: SeriesData(f.ts[: f.train_rows], f.values[: f.train_rows]) for f in files}
+    module, metadata = train_model(data, files[0].features, options, progress=False)
     with tempfile.TemporaryDirectory(prefix="monitor-evaluate-") as tmp:
         save_artifact(module, metadata, Path(tmp) / "model")
         return load_scorer(replace(detector, model=replace(detector.model, path=Path(tmp) / "model")), threads)

@@ -177,3 +177,20 @@ def format_outliers(rows: Sequence[OutlierRow]) -> str:
         line += f"{f'{e.found}/{e.periods}':>8}{_num(e.median_delay, '.0f'):>8}{e.outside:>8}"
         lines.append(line)
     return "\n".join(lines)
+
+
+def format_false_alerts(labels: Sequence[np.ndarray], alerts: Sequence[np.ndarray], ts: Sequence[np.ndarray]) -> str:
+    """Firing alerts on rows outside the labelled anomalies, per 1,000 series-hours of those rows: the
+    pages an operator of a fleet would get for nothing. Every array holds one file's scored rows only;
+    a row stands for the file's median step."""
+    false = sum(int(np.count_nonzero(a & ~lab)) for lab, a in zip(labels, alerts, strict=True))
+    hours = sum(
+        np.count_nonzero(~lab) * float(np.median(np.diff(t))) / 3600
+        for lab, t in zip(labels, ts, strict=True)
+        if len(t) > 1
+    )
+    rate = 1000 * false / hours if hours else float("nan")
+    return (
+        f"false alerts: {false} firing outside labelled anomalies in {hours:,.1f} series-hours: "
+        f"{_num(rate, '.1f')} per 1,000 series-hours"
+    )

@@ -22,9 +22,15 @@ from typing import Any
 
 import numpy as np
 
+from monitor.models.normalisation import FeatureStats
+
 OUTLIER_MADS = 5.0
 MAD_TO_SD = 1.4826
 """MAD × this estimates the standard deviation of normally distributed values."""
+FLEET_MEANS = 1.0
+FLEET_SCALE = 2.0
+"""A new series "looks like the fleet" on a feature when its mean is within FLEET_MEANS pooled sds of the
+pooled mean and its sd within a factor FLEET_SCALE of the pooled sd (`OnlineNormalisation._settle`)."""
 
 
 @dataclass(slots=True)
@@ -56,17 +62,20 @@ class _Running:
 class OnlineNormalisation:
     """Per-series statistics of unseen series, learned from their first `warmup` windows."""
 
-    def __init__(self, floor: np.ndarray, warmup: int, max_series: int) -> None:
+    def __init__(self, floor: np.ndarray, warmup: int, max_series: int, fleet: FeatureStats | None = None) -> None:
         self.floor = np.asarray(floor, dtype=np.float64)
         self.warmup = warmup
         self.max_series = max_series
+        self.fleet = fleet
+        """The statistics pooled over the training series: a new series that looks like them keeps them."""
         self._series: OrderedDict[str, _Running] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._series)
 
-    def rows(self, series: Sequence[str], batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(k, F) means and stds for k raw windows (k, W, F) of unseen series, learning from them first.
+    def rows(self, series: Sequence[str], batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(k, F) means and stds for k raw windows (k, W, F) of unseen series, learning from them first,
+        and (k,) whether each row's statistics are still provisional (its series' warm-up is not over).
 
         Rows are taken in order, so a series with several windows in one batch learns from each before
         the next one is normalised, exactly as if they had come in separate polls.
@@ -77,13 +86,18 @@ class OnlineNormalisation:
         if learning:  # robust moments (medians) only for windows that still teach their series something
             window_means, window_vars = _robust_moments(batch[learning])
             moments = {i: (window_means[j], window_vars[j]) for j, i in enumerate(learning)}
+        provisional = np.zeros(len(states), dtype=bool)
         for i in learning:  # in order: a later window of a series is normalised with what the earlier taught
-            if states[i].windows < self.warmup:  # an earlier window of this batch may have ended the warm-up
-                states[i].learn(*moments[i], self.floor)
-            moments[i] = (states[i].mean.copy(), states[i].std.copy())
+            state = states[i]
+            if state.windows < self.warmup:  # an earlier window of this batch may have ended the warm-up
+                state.learn(*moments[i], self.floor)
+                if state.windows == self.warmup:
+                    self._settle(state)
+            moments[i] = (state.mean.copy(), state.std.copy())
+            provisional[i] = state.windows < self.warmup
         means = np.array([moments[i][0] if i in moments else s.mean for i, s in enumerate(states)])
         stds = np.array([moments[i][1] if i in moments else s.std for i, s in enumerate(states)])
-        return means, stds
+        return means, stds, provisional
 
     def snapshot(self, name: str) -> dict[str, Any] | None:
         """What was learned about one series (None: nothing yet), for a checkpoint (`monitor.service.checkpoint`)."""
@@ -96,15 +110,40 @@ class OnlineNormalisation:
         if sums.shape != (3, len(self.floor)):
             raise ValueError(f"online normalisation of shape {sums.shape}, expected (3, {len(self.floor)})")
         self._state(name, len(self.floor))  # evicts the least recently used series beyond max_series
-        self._series[name] = _Running.of(int(state["windows"]), sums.copy(), self.floor)
+        self._series[name] = self._settled(int(state["windows"]), sums.copy())
 
     def inherit(self, previous: OnlineNormalisation, known: set[str] | frozenset[str] = frozenset()) -> None:
         """Take over what `previous` learned (a hot reload), except for series the new model knows."""
         for name, state in previous._series.items():
             if name not in known and state.sums.shape[1] == len(self.floor):
-                self._series[name] = _Running.of(state.windows, state.sums.copy(), self.floor)
+                self._series[name] = self._settled(state.windows, state.sums.copy())
         while len(self._series) > self.max_series:
             self._series.popitem(last=False)
+
+    def _settled(self, windows: int, sums: np.ndarray) -> _Running:
+        """A series' state rebuilt from its sums (a checkpoint, a hot reload), settled if its warm-up is over."""
+        state = _Running.of(windows, sums, self.floor)
+        if windows >= self.warmup:
+            self._settle(state)
+        return state
+
+    def _settle(self, state: _Running) -> None:
+        """At the end of the warm-up: keep the fleet's statistics for each feature on which the series
+        looks like the fleet (its mean within `FLEET_MEANS` fleet sds of the fleet's, its sd within a
+        factor `FLEET_SCALE` of the fleet's), its own otherwise.
+
+        A warm-up rarely spans whole cycles of a seasonal series, so its own estimate is off by a fraction
+        of the cycle's amplitude, enough for the model to reconstruct every peak worse than in training;
+        the fleet's statistics come from whole training histories, and fit any series drawn like them.
+        """
+        if self.fleet is None:
+            return
+        fleet_mean, fleet_std = self.fleet.mean, self.fleet.std
+        like = (np.abs(state.mean - fleet_mean) <= FLEET_MEANS * fleet_std) & (
+            np.abs(np.log(state.std / fleet_std)) <= np.log(FLEET_SCALE)
+        )
+        state.mean = np.where(like, fleet_mean, state.mean)
+        state.std = np.where(like, fleet_std, state.std)
 
     def _state(self, name: str, n_features: int) -> _Running:
         state = self._series.get(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -64,7 +65,11 @@ class TorchScorer:
         self._max_batch = max_batch
         self._baseline = np.asarray(loaded.metadata.validation_scores, dtype=np.float64)
         normalisation = loaded.metadata.normalisation
-        self.online = OnlineNormalisation(normalisation.floor, online_warmup, max_series) if online_warmup else None
+        self.online = (
+            OnlineNormalisation(normalisation.floor, online_warmup, max_series, normalisation.default)
+            if online_warmup
+            else None
+        )
 
     @classmethod
     def from_path(
@@ -155,12 +160,12 @@ class TorchScorer:
         self._check_shape(series, batch)
         if len(batch) == 0:
             return Scores(np.empty(0), np.empty((0, meta.n_features)))
-        normalised = self._normalise(series, batch)
+        normalised, provisional = self._normalise(series, batch)
         if meta.calendar:
             if start is None or end is None:
                 raise ModelError(f"model {meta.version} has calendar inputs {meta.calendar}: windows need their times")
             normalised = with_calendar(normalised, start, end, meta.calendar)
-        return reconstruction_scores(
+        scores = reconstruction_scores(
             self._forward,
             normalised,
             meta.score_tail,
@@ -169,16 +174,22 @@ class TorchScorer:
             meta.n_features,
             self._device,
         )
+        return scores if provisional is None else dataclasses.replace(scores, provisional=provisional)
 
-    def _normalise(self, series: Sequence[str], batch: np.ndarray) -> np.ndarray:
+    def _normalise(self, series: Sequence[str], batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The normalised batch, and which rows were normalised with statistics still being learned
+        online (None: no row was)."""
         table = self._metadata.normalisation
         means, stds = table.rows(series)
+        provisional = None
         if self.online is not None:
             unseen = [i for i, name in enumerate(series) if name not in table.series]
             if unseen:
-                learned = self.online.rows([series[i] for i in unseen], batch[unseen])
-                means[unseen], stds[unseen] = learned
-        return normalise(batch, means, stds)
+                means[unseen], stds[unseen], learning = self.online.rows([series[i] for i in unseen], batch[unseen])
+                if learning.any():
+                    provisional = np.zeros(len(series), dtype=bool)
+                    provisional[unseen] = learning
+        return normalise(batch, means, stds), provisional
 
     def _check_shape(self, series: Sequence[str], batch: np.ndarray) -> None:
         expected = (len(series), self.window, self._metadata.n_features)

@@ -90,7 +90,7 @@ def test_a_rows_score_does_not_depend_on_later_rows(tmp_path, detector):
     scores = []
     for n, series in enumerate((original, changed)):
         file = load_corpus(write_corpus(tmp_path / str(n), series))[0]
-        scores.append(replay(detector, file, train_scorer(detector, file)))
+        scores.append(replay(detector, file, train_scorer(detector, [file])))
     assert np.array_equal(scores[0].anomaly_score[: cut + 1], scores[1].anomaly_score[: cut + 1])
     assert np.array_equal(scores[0].alert[: cut + 1], scores[1].alert[: cut + 1])
     assert not np.array_equal(scores[0].anomaly_score, scores[1].anomaly_score)
@@ -201,3 +201,32 @@ def test_configured_features_pick_columns_and_must_exist(tmp_path):
     assert file.features == ("c", "a") and file.values.shape == (ROWS, 2)
     with pytest.raises(InputError, match="no column 'disk'"):
         load_corpus(path, csv_layout=CsvLayout(train_rows=200), features=("a", "disk"))
+
+
+def test_the_fleet_protocol_scores_each_file_with_a_model_trained_without_it(tmp_path, detector, monkeypatch):
+    import monitor.evaluation.evaluate as evaluation
+
+    corpus = write_corpus(tmp_path / "corpus", values())
+    data = corpus / "data" / "synthetic"
+    for n in range(1, 4):
+        with (data / f"other{n}.csv").open("w", newline="") as f:
+            rows = ([stamp(i), f"{v:.6f}"] for i, v in enumerate(values(n)))
+            csv.writer(f).writerows([["timestamp", "value"], *rows])
+    trained_on: list[set[str]] = []
+
+    def recording(detector, files, threads=1):
+        trained_on.append({f.series for f in files})
+        return train_scorer(detector, files, threads)
+
+    monkeypatch.setattr(evaluation, "train_scorer", recording)
+    result = evaluate(detector, corpus, tmp_path / "out", fleet=2)
+
+    names = [r.file.series for r in result.replays]
+    assert len(trained_on) == 2 and all(len(seen) == 2 for seen in trained_on)
+    for n, name in enumerate(names):
+        assert name not in trained_on[n % 2], "a fold's files are never in its model's training data"
+    alerted = {r.file.series: np.flatnonzero(r.alert).tolist() for r in result.replays}
+    assert all(r.alert[SPIKE] for r in result.replays), f"series the model never saw alert on the spike: {alerted}"
+    assert re.search(r"false alerts: \d+ firing outside labelled anomalies", result.report())
+    with pytest.raises(InputError, match="--fleet 5: need 2 to 4 folds"):
+        evaluate(detector, corpus, tmp_path / "out", fleet=5)

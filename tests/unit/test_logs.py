@@ -8,7 +8,7 @@ import logging
 import orjson
 import pytest
 
-from monitor.logs import JsonFormatter, event
+from monitor.logs import CLIENT_LOGS, JsonFormatter, event, setup_logging
 
 
 @pytest.fixture
@@ -58,3 +58,31 @@ def test_plain_records_and_exceptions_in_json(logged):
     entry = orjson.loads(json_out.getvalue())
     assert entry["message"] == "failed here" and "event" not in entry
     assert "ValueError: boom" in entry["exception"]
+
+
+SLOW = "Task %r ran for %.3fs (>%.3fs threshold). It is blocking the event loop"
+
+
+@pytest.mark.parametrize(("level", "slow_lines"), [("INFO", 1), ("DEBUG", 3)])
+def test_kafka_pythons_slow_task_warnings_are_logged_once_at_the_default_level(level, slow_lines, capsys):
+    """Issue 18: hundreds of these in steady state buried the monitor's own warnings; errors must still pass."""
+    root, saved = logging.getLogger(), (logging.getLogger().level, logging.getLogger("kafka").level)
+    setup_logging(level)
+    try:
+        kafka = logging.getLogger("kafka.net.selector")
+        for elapsed in (0.123, 0.2, 0.15):
+            kafka.warning(SLOW, "<Task poll>", elapsed, 0.1)
+        kafka.warning("Node 1 connection failed")
+        kafka.error("Task %r ran for %.3fs (>%.3fs threshold)", "<Task x>", 0.2, 0.1)
+        logging.getLogger("monitor.test").warning("Task ran for 9s (>1s threshold), the monitor's own")
+    finally:
+        CLIENT_LOGS.release()  # kafka-python's first ERROR starts the outage hold-back (`Hush`)
+        root.handlers[:] = []
+        root.setLevel(saved[0])
+        logging.getLogger("kafka").setLevel(saved[1])
+    lines = capsys.readouterr().err.splitlines()
+    assert sum(" WARNING kafka.net.selector: Task " in line for line in lines) == slow_lines
+    assert any("further ones are not logged" in line for line in lines) == (level == "INFO")
+    assert sum("Node 1 connection failed" in line for line in lines) == 1
+    assert sum(" ERROR kafka.net.selector: Task" in line for line in lines) == 1
+    assert sum("the monitor's own" in line for line in lines) == 1

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from monitor.models import LoadedModel, TorchScorer, TrainOptions, train_model
+from monitor.models.normalisation import FeatureStats
 from monitor.models.online import OnlineNormalisation
 from monitor.models.windowing import sliding_windows
 
@@ -20,7 +21,7 @@ def windows_of(values: np.ndarray, stride: int = 4) -> np.ndarray:
 
 def learn(online: OnlineNormalisation, name: str, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for window in windows:
-        means, stds = online.rows([name], window[None])
+        means, stds, _ = online.rows([name], window[None])
     return means[0], stds[0]
 
 
@@ -93,7 +94,20 @@ def test_a_batch_with_several_windows_per_series_normalises_each_like_one_at_a_t
     one_at_a_time = OnlineNormalisation(FLOOR, warmup=5, max_series=10)
     expected = [one_at_a_time.rows([name], window[None]) for name, window in zip(names, batch, strict=True)]
 
-    means, stds = OnlineNormalisation(FLOOR, warmup=5, max_series=10).rows(names, batch)
+    means, stds, provisional = OnlineNormalisation(FLOOR, warmup=5, max_series=10).rows(names, batch)
 
-    np.testing.assert_allclose(means, np.concatenate([m for m, _ in expected]), rtol=1e-12)
-    np.testing.assert_allclose(stds, np.concatenate([s for _, s in expected]), rtol=1e-12)
+    np.testing.assert_allclose(means, np.concatenate([m for m, _, _ in expected]), rtol=1e-12)
+    np.testing.assert_allclose(stds, np.concatenate([s for _, s, _ in expected]), rtol=1e-12)
+    np.testing.assert_array_equal(provisional, np.concatenate([p for _, _, p in expected]))
+
+
+def test_a_new_series_that_looks_like_the_fleet_keeps_the_fleets_statistics() -> None:
+    """A warm-up shorter than a cycle misjudges a seasonal series' level and spread; the fleet's do not (issue 18)."""
+    fleet = FeatureStats(np.array([0.0]), np.array([1.0]))
+    part_of_a_cycle = np.sin(np.arange(100) / 30 - 1.5)[:, None] * 1.4  # its own mean 0.12, sd 1.0
+    like = OnlineNormalisation(FLOOR, warmup=20, max_series=10, fleet=fleet)
+    elsewhere = OnlineNormalisation(FLOOR, warmup=20, max_series=10, fleet=fleet)
+
+    assert learn(like, "s", windows_of(part_of_a_cycle, stride=2)) == (fleet.mean, fleet.std)
+    mean, std = learn(elsewhere, "s", windows_of(part_of_a_cycle * 10 + 300, stride=2))
+    assert mean[0] > 250 and std[0] > 2.0, "a series at its own level keeps its own statistics"

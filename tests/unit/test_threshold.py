@@ -221,3 +221,22 @@ def test_the_count_of_series_past_warm_up_follows_judging_forgetting_and_restori
     b.restore("b", b.snapshot("a"))
     b.restore("b", b.snapshot("a"))
     assert b.judged_enough() == ready()
+
+
+def test_a_provisional_score_is_neither_judged_nor_learned_nor_counted_towards_the_warm_up() -> None:
+    """Scores of a series whose normalisation is still being learned are in no fixed units (issue 18)."""
+    bank = ThresholdBank(ThresholdSettings(warmup=2, history=64, k=3.0, smoothing=1), np.linspace(0.9, 1.1, 64))
+    fresh = ThresholdBank(bank.settings, np.linspace(0.9, 1.1, 64))
+    fresh.judge("new", 1.0)
+
+    for _ in range(5):
+        judged = bank.judge_many(["new"], np.array([50.0]), provisional=np.array([True]))
+        assert judged.warming_up[0] and not judged.anomalous[0] and judged.score[0] == 50.0
+
+    assert bank.judged_enough() == 0
+    bank.judge("new", 1.0)
+    for name in ("judged", "sums", "squares", "counts"):
+        np.testing.assert_array_equal(bank.snapshot("new")[name], fresh.snapshot("new")[name], err_msg=name)
+    bank.judge("new", 1.0)
+    judged = bank.judge("new", 50.0)
+    assert not judged.warming_up and judged.anomalous
