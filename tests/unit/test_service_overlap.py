@@ -35,7 +35,7 @@ class CommitLog(ListSource):
         self.polled += len(batch or [])
         return batch
 
-    def commit(self) -> None:
+    def commit(self, limits=None) -> None:
         self.commits.append((self.polled, self._service[0].summary.messages))
 
 
