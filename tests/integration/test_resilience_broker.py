@@ -1,6 +1,7 @@
 """Broker faults, on brokers of the tests' own: the broker stops mid-stream and comes back, and one node of
 a three-broker cluster stops. The daemon waits with backoff (`/readyz` says so), then goes on: every
-window is scored exactly once, every alert arrives, and the group's offsets reach the end of the topic."""
+window is scored (again only after the group dropped the member and its state was restored), every alert
+arrives once per incident, and the group's offsets reach the end of the topic."""
 
 from __future__ import annotations
 
@@ -60,7 +61,11 @@ def test_broker_stop_and_start_mid_stream_skips_no_record(
         assert daemon.stop() == 0
     finally:
         kill(daemon)
-    assert scored == WINDOWS, "each window scored exactly once through the outage"
+    # An outage longer than the session drops the member: its partitions are restored from their written
+    # states and replayed from the committed offset, so windows after those states are scored again (the
+    # statistics and alert ids as in one pass: _check_alerts). Otherwise each window is scored once.
+    dropped = daemon.output().count("state_restored") > 1
+    assert scored == WINDOWS or (dropped and scored > WINDOWS), "each window scored, again only after a restore"
     committed, ends = committed_and_ends(b, topics)
     assert committed == ends
     assert "broker_error" in daemon.output()
