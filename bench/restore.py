@@ -74,8 +74,14 @@ class Daemon:
             return 0, ""
 
     def metric(self, name: str) -> float:
-        _, text = self.get("/metrics")
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+        """The sum of the samples whose line starts with `name`; retried while /metrics does not answer (a
+        busy daemon), so a missing answer never reads as 0."""
+        for _ in range(100):
+            status, text = self.get("/metrics")
+            if status == 200:
+                return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+            time.sleep(0.2)
+        raise SystemExit(f"/metrics of the daemon logging to {self.log} does not answer")
 
     def since_start(self) -> float:
         return time.monotonic() - self.started

@@ -15,8 +15,10 @@ It prints points/s and windows/s for each, and one line of ratios per client.
 
 `--series-sweep` measures (c) only, at stride 1 with kafka-python, at each series count: the shipped
 checkpoint settings and `checkpoint.max_replay_s: 0` (every changed series written at every checkpoint,
-as before issue 19), over `--sweep-records` records after the one that completes the first window of every
-series, with the changelog records and bytes written per point; then the ratio of each to the first count.
+as before issue 19), over `--sweep-records` records after the first `--sweep-skip` points of every series
+(default: the window and the online normalisation's warm-up of series the model never saw, so every count
+is measured in the steady state), with the changelog records and bytes written per point; then the ratio
+of each to the first count.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from confluent_kafka import Consumer
 from kafka import KafkaConsumer
 
 from monitor.config import parse_config
+from monitor.config.model import ModelSettings
 from monitor.engine.detector import DetectorSettings
 from monitor.formats.native import decode_json
 from monitor.models import TorchScorer
@@ -179,14 +182,16 @@ def _counted(write: Callable[[int, bytes, bytes | None], None]) -> Callable[[int
     return counted
 
 
-def series_sweep(server: str, model: Path, window: int, counts: list[int], measured: int, compare: int) -> None:
+def series_sweep(
+    server: str, model: Path, counts: list[int], skip: int, measured: int, compare: int, window: int
+) -> None:
     """Points/s of the daemon at stride 1 along the series axis, shipped checkpoints against writing every
     changed series at every checkpoint (up to `compare` series: beyond, its window fill alone takes many
     minutes), each measured once the windows are full."""
     designs = {"shipped": {}, "max_replay_s 0": {"max_replay_s": 0}}
     rows, rates = [("series", "checkpoints", "points/s", "windows/s", "records/point", "bytes/point")], {}
     for n in counts:
-        points = window + -(-measured // n)
+        points = skip + -(-measured // n)
         spec = StreamSpec(series=n, points=points, healthy=points // 2, anomalous_series=0)
         path = Path(model).parent / f"stream-{n}.tsv"
         total = stream_file(spec, path)
@@ -197,7 +202,7 @@ def series_sweep(server: str, model: Path, window: int, counts: list[int], measu
         for name, section in designs.items():
             if section and n > compare:
                 continue
-            p, w, s = daemon_loop(server, topic, model, window, 1, total, checkpoint=section, skip=n * window)
+            p, w, s = daemon_loop(server, topic, model, window, 1, total, checkpoint=section, skip=n * skip)
             rates[n, name] = p / s
             rows.append((f"{n:,}", name, f"{p / s:,.0f}", f"{w / s:,.0f}",
                          f"{CHANGELOG['records'] / p:.4f}", f"{CHANGELOG['bytes'] / p:,.1f}"))  # fmt: skip
@@ -237,6 +242,7 @@ def main() -> None:
     parser.add_argument("--stride1-records", type=int, default=200_000, help="records read at stride 1")
     parser.add_argument("--series-sweep", help="comma-separated series counts: the daemon at stride 1 only")
     parser.add_argument("--sweep-records", type=int, default=200_000, help="records measured per sweep run")
+    parser.add_argument("--sweep-skip", type=int, default=0, help="points per series before the measurement")
     parser.add_argument("--sweep-compare-up-to", type=int, default=10_000, help="series counts with max_replay_s 0")
     args = parser.parse_args()
 
@@ -244,7 +250,8 @@ def main() -> None:
     model = train_small(args.window, args.hidden, latent=16)
     if args.series_sweep:
         counts = [int(n) for n in args.series_sweep.split(",")]
-        series_sweep(server, model, args.window, counts, args.sweep_records, args.sweep_compare_up_to)
+        skip = args.sweep_skip or args.window + ModelSettings().online_warmup
+        series_sweep(server, model, counts, skip, args.sweep_records, args.sweep_compare_up_to, args.window)
         return
     heavy = train_small(64, 64, latent=16)
     scorer = TorchScorer.from_path(model)
