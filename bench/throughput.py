@@ -1,6 +1,7 @@
 """Throughput of the monitor against the real broker, and of its parts, measured in one run.
 
     python bench/throughput.py [--series 1000] [--points 300] [--window 32] [--hidden 32] [--stride 4]
+    python bench/throughput.py --series-sweep 1000,10000,100000 [--sweep-records 200000] [--sweep-compare-up-to 10000]
 
 The defaults are the shipped model (window 32, hidden 32, latent 16) and the shipped stride 1, measured
 with each Kafka client (`kafka.client`: kafka-python, confluent-kafka):
@@ -11,13 +12,21 @@ with each Kafka client (`kafka.client`: kafka-python, confluent-kafka):
     `--stride`, with scoring overlapping the next poll;
 (d) the naive loop: one forward call per incoming point.
 It prints points/s and windows/s for each, and one line of ratios per client.
+
+`--series-sweep` measures (c) only, at stride 1 with kafka-python, at each series count: the shipped
+checkpoint settings and `checkpoint.max_replay_s: 0` (every changed series written at every checkpoint,
+as before issue 19), over `--sweep-records` records after the first `--sweep-skip` points of every series
+(default: the window and the online normalisation's warm-up of series the model never saw, so every count
+is measured in the steady state), with the changelog records and bytes written per point; then the ratio
+of each to the first count.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +36,7 @@ from confluent_kafka import Consumer
 from kafka import KafkaConsumer
 
 from monitor.config import parse_config
+from monitor.config.model import ModelSettings
 from monitor.engine.detector import DetectorSettings
 from monitor.formats.native import decode_json
 from monitor.models import TorchScorer
@@ -107,12 +117,15 @@ def daemon_loop(
     stride: int,
     limit: int,
     overlap: bool = True,
-    checkpoint: bool = True,
+    checkpoint: bool | dict = True,
     backend: str = "torch",
     client: str = "kafka-python",
+    skip: int = 0,
 ) -> tuple[int, int, float]:
     """`monitor run` as shipped (`build_service`: checkpoints, model reload, HTTP endpoint) over `limit`
-    records; returns (points, windows, seconds from the first record to the last commit)."""
+    records; returns (points, windows, seconds) from the record after the first `skip` to the poll that
+    reached `limit` (the stop's final checkpoint is not throughput). `checkpoint`: on or off, or the
+    `checkpoint` section itself."""
     config = parse_config(
         {
             "kafka": {
@@ -121,28 +134,84 @@ def daemon_loop(
             },
             "exporter": {"listen": "127.0.0.1:0"},
             "scoring": {"overlap": overlap, "backend": backend},
-            "checkpoint": {"enabled": checkpoint},
+            "checkpoint": checkpoint if isinstance(checkpoint, dict) else {"enabled": checkpoint},
             "detectors": [{"window": window, "stride": stride, "model": {"path": str(model)}}],
         }
     )  # fmt: skip
     service, release = build_service(config)
-    read, started, polled = service.source.poll, [], [0]
+    read, marks, polled = service.source.poll, [], [0]
+
+    def mark() -> None:
+        s = service.summary
+        marks.append((time.perf_counter(), s.points, s.windows_scored, CHANGELOG.copy()))
 
     def poll() -> list:
         if polled[0] >= limit:
+            mark()
             service.stop.set()
             return []
         messages = read()
-        if messages and not started:
-            started.append(time.perf_counter())
+        if messages and not marks and polled[0] >= skip:
+            mark()
         polled[0] += len(messages)
         return messages
 
     service.source.poll = poll  # type: ignore[method-assign]
-    summary = service.run()
-    seconds = time.perf_counter() - started[0]
+    if service.checkpoints is not None:
+        service.checkpoints.changelog.write = _counted(service.checkpoints.changelog.write)  # type: ignore[method-assign]
+    service.run()
     release()
-    return summary.points, summary.windows_scored, seconds
+    (t0, p0, w0, c0), (t1, p1, w1, c1) = marks[0], marks[-1]
+    CHANGELOG.clear()
+    CHANGELOG.update(c1 - c0)
+    return p1 - p0, w1 - w0, t1 - t0
+
+
+CHANGELOG: Counter[str] = Counter()
+"""Changelog records and bytes (key + value) the last `daemon_loop` wrote while it was measured."""
+
+
+def _counted(write: Callable[[int, bytes, bytes | None], None]) -> Callable[[int, bytes, bytes | None], None]:
+    CHANGELOG.clear()
+
+    def counted(partition: int, key: bytes, value: bytes | None) -> None:
+        CHANGELOG["records"] += 1
+        CHANGELOG["bytes"] += len(key) + len(value or b"")
+        write(partition, key, value)
+
+    return counted
+
+
+def series_sweep(
+    server: str, model: Path, counts: list[int], skip: int, measured: int, compare: int, window: int
+) -> None:
+    """Points/s of the daemon at stride 1 along the series axis, shipped checkpoints against writing every
+    changed series at every checkpoint (up to `compare` series: beyond, its window fill alone takes many
+    minutes), each measured once the windows are full."""
+    designs = {"shipped": {}, "max_replay_s 0": {"max_replay_s": 0}}
+    rows, rates = [("series", "checkpoints", "points/s", "windows/s", "records/point", "bytes/point")], {}
+    for n in counts:
+        points = skip + -(-measured // n)
+        spec = StreamSpec(series=n, points=points, healthy=points // 2, anomalous_series=0)
+        path = Path(model).parent / f"stream-{n}.tsv"
+        total = stream_file(spec, path)
+        topic = fresh("metrics")
+        print(f"producing {total:,} records ({n:,} series) to {topic} with kcat ...", flush=True)
+        produce_file(server, topic, path)
+        path.unlink()
+        for name, section in designs.items():
+            if section and n > compare:
+                continue
+            p, w, s = daemon_loop(server, topic, model, window, 1, total, checkpoint=section, skip=n * skip)
+            rates[n, name] = p / s
+            rows.append((f"{n:,}", name, f"{p / s:,.0f}", f"{w / s:,.0f}",
+                         f"{CHANGELOG['records'] / p:.4f}", f"{CHANGELOG['bytes'] / p:,.1f}"))  # fmt: skip
+            print(" ".join(rows[-1]), flush=True)
+    print(table(rows))
+    for name in designs:
+        base = rates[counts[0], name]
+        ratios = (f"{n}/{counts[0]}={rates[n, name] / base:.2f}" for n in counts[1:] if (n, name) in rates)
+        print(f"ratios {name}: " + " ".join(ratios))
 
 
 def naive(scorer: TorchScorer, window: int, count: int = 2000) -> float:
@@ -171,10 +240,19 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--stride", type=int, default=4, help="the second stride measured in (c)")
     parser.add_argument("--stride1-records", type=int, default=200_000, help="records read at stride 1")
+    parser.add_argument("--series-sweep", help="comma-separated series counts: the daemon at stride 1 only")
+    parser.add_argument("--sweep-records", type=int, default=200_000, help="records measured per sweep run")
+    parser.add_argument("--sweep-skip", type=int, default=0, help="points per series before the measurement")
+    parser.add_argument("--sweep-compare-up-to", type=int, default=10_000, help="series counts with max_replay_s 0")
     args = parser.parse_args()
 
     server = bootstrap()
     model = train_small(args.window, args.hidden, latent=16)
+    if args.series_sweep:
+        counts = [int(n) for n in args.series_sweep.split(",")]
+        skip = args.sweep_skip or args.window + ModelSettings().online_warmup
+        series_sweep(server, model, counts, skip, args.sweep_records, args.sweep_compare_up_to, args.window)
+        return
     heavy = train_small(64, 64, latent=16)
     scorer = TorchScorer.from_path(model)
     spec = StreamSpec(series=args.series, points=args.points, healthy=args.points // 2, anomalous_series=0)

@@ -65,7 +65,10 @@ class CheckpointSettings:
     topic: str = ""
     """The compacted changelog topic; empty: `<group_id>-state-changelog`."""
     interval_s: float = 1.0
-    """Seconds between checkpoints (and so commits): what a crash or a rebalance replays at most."""
+    """Seconds between checkpoints (and so commits)."""
+    max_replay_s: float = 60.0
+    """Each changed series' state is written at least this often (0: at every checkpoint): what a crash or
+    a moved partition replays at most, against the bytes written per point."""
 
     def topic_for(self, group_id: str) -> str:
         return self.topic or f"{group_id}-state-changelog"
@@ -118,6 +121,7 @@ def parse_checkpoint(s: Section) -> CheckpointSettings:
         enabled=s.flag("enabled", d.enabled),
         topic=s.text("topic", None) or d.topic,
         interval_s=s.number("interval_s", d.interval_s, 0.0, 3600.0),
+        max_replay_s=s.number("max_replay_s", d.max_replay_s, 0.0, 3600.0),
     )
     s.done()
     return settings

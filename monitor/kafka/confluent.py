@@ -12,7 +12,7 @@ path), so both clients share them. Installed with the `confluent` extra.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -125,10 +125,22 @@ class ConfluentSource:
     def assigned(self) -> bool:
         return bool(self.consumer.assignment())
 
-    def commit(self) -> None:
-        """Commit the position after every record `poll` returned (call only after the sink flushed)."""
+    def commit(self, limits: Mapping[int, int] | None = None) -> None:
+        """Commit the position after every record `poll` returned, no further than `limits` in the metrics
+        topic's partitions (call only after the sink flushed)."""
+        explicit: dict[str, Any] = {}
+        if limits:
+            assignment = self.consumer.assignment()
+            metrics = self.settings.metrics_topic
+            explicit["offsets"] = [
+                TopicPartition(tp.topic, tp.partition, min(tp.offset, limits.get(tp.partition, tp.offset)))
+                if tp.topic == metrics
+                else tp
+                for tp in (self.consumer.position(assignment) if assignment else ())
+                if tp.offset >= 0
+            ]
         try:
-            self.consumer.commit(asynchronous=False)
+            self.consumer.commit(**explicit, asynchronous=False)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError._NO_OFFSET:  # nothing consumed since the last commit
                 raise BrokerUnavailable(f"commit failed: {exc.args[0].str()}") from exc

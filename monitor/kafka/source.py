@@ -4,10 +4,10 @@ partition moves passed on to the checkpoints."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Protocol
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaConnectionError, KafkaError
 
@@ -107,9 +107,18 @@ class KafkaSource:
     def assigned(self) -> bool:
         return bool(self.consumer.assignment())
 
-    def commit(self) -> None:
-        """Commit the position after every record `poll` returned (call only after the sink flushed)."""
-        self.consumer.commit(timeout_ms=COMMIT_TIMEOUT_MS)
+    def commit(self, limits: Mapping[int, int] | None = None) -> None:
+        """Commit the position after every record `poll` returned, no further than `limits` in the metrics
+        topic's partitions (call only after the sink flushed)."""
+        offsets = None
+        if limits:
+            offsets = {}
+            for tp in self.consumer.assignment():
+                position = self.consumer.position(tp, timeout_ms=0)
+                if position is not None:
+                    limit = limits.get(tp.partition, position) if tp.topic == self.settings.metrics_topic else position
+                    offsets[tp] = OffsetAndMetadata(min(position, limit), "", -1)
+        self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
 
     def _coordinator_lost(self) -> bool:
         """kafka-python has no public "broker reachable" call; its coordinator lookup is the closest signal

@@ -3,10 +3,16 @@
 Every series' state (window buffer, threshold statistics, alert state, what the scorer learned about it)
 is written to a compacted topic, key = series id, into the partition with the number of the metrics
 partition the series comes from, with the offset after the last record whose points are in it. The
-service keeps one rule: offsets are committed only after the state of every series changed since the
-last commit is written and acknowledged. So the changelog is never behind the committed offsets; it is
-ahead only by records whose alerts were already acknowledged. Checkpoints are taken every `interval_s`
-(each changed series written once), and on a clean stop.
+service keeps one rule: the offset committed for a partition is never past the first record whose points
+some series' acknowledged state lacks. So a restart, resuming there, rebuilds every series from its last
+written state and the records after it; the changelog is never behind the committed offsets.
+
+A series' state is written at most every `max_replay_s`, not at every checkpoint: the changed series are
+queued oldest first, and each checkpoint (every `interval_s`) writes the share of them that spreads a round
+of writes over `max_replay_s`, plus any series changed longer ago than that. So the bytes written follow
+the points a series gets per `max_replay_s`, not the number of series, and a crash or a moved partition
+replays at most about `max_replay_s` of input. A clean stop writes every changed series, so a restart
+replays nothing; `max_replay_s: 0` writes every changed series at every checkpoint.
 
 On assignment the partitions' changelog is read back and each series restored before any record of them
 is scored. Consumption resumes at the committed offset; a replayed record whose points a restored series
@@ -23,6 +29,7 @@ gained is restored (its position starts at the committed offset). An evicted ser
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
@@ -74,16 +81,22 @@ class Checkpoints:
         changelog: Changelog,
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        max_replay_s: float = 0.0,
     ) -> None:
         self.engine, self.changelog = engine, changelog
-        self.interval_s, self.clock = interval_s, clock
+        self.interval_s, self.clock, self.max_replay_s = interval_s, clock, max_replay_s
         self.counts: Counter[str] = Counter()
         """written, tombstones, restored, incompatible (changelog records not usable), replayed (points)."""
-        self.pending = False
+        self._processed = False
         """Records were processed since the last commit."""
-        self._last = clock()
+        self._last = self._last_write = clock()
         self._origins: dict[str, _Origin] = {}
-        self._dirty: set[str] = set()
+        self._dirty: dict[str, tuple[float, int]] = {}
+        """Series (or entities) whose written state lacks points, oldest first: when the first of those came,
+        and the offset of its record (a restart must re-read from there)."""
+        self._urgent: set[str] = set()
+        """Series changed by something that is not a record of their own (a verdict on their alert): written
+        at the next checkpoint, before the offsets of what changed them are committed."""
         self._evicted: list[tuple[str, str]] = []
         self._held: set[int] = set()
         """Partitions whose state is in memory and matches the consumer's position."""
@@ -124,8 +137,13 @@ class Checkpoints:
 
     def processed(self, evicted: Iterable[tuple[str, str]]) -> None:
         """A step processed records (whose series `admit` marked) and evicted these (detector, series)."""
-        self.pending = True
+        self._processed = True
         self._evicted.extend(evicted)
+
+    @property
+    def pending(self) -> bool:
+        """Records were processed since the last commit, or some series' state is not written yet."""
+        return self._processed or bool(self._dirty) or bool(self._evicted) or bool(self._urgent)
 
     @property
     def rebalancing(self) -> bool:
@@ -137,7 +155,7 @@ class Checkpoints:
 
     def committed(self) -> None:
         """The offsets of everything processed are committed, after a `write` the sink acknowledged."""
-        self.pending = False
+        self._processed = False
         self._last = self.clock()
 
     def close(self) -> None:
@@ -161,7 +179,8 @@ class Checkpoints:
                 origin.next_offset = message.offset + 1  # the usual case: the series' next record
             else:
                 self._track(key, detector, message)
-            self._dirty.add(key)
+            if key not in self._dirty:
+                self._dirty[key] = (self.clock(), message.offset)
             kept.append(point)
         return kept
 
@@ -171,26 +190,29 @@ class Checkpoints:
         origin = self._origins.get(key)
         if origin is not None:
             self._tombstone(key, origin.partition)  # the producer re-keyed the series
+            self._dirty.pop(key, None)  # its unsaved points are replayed from the new partition
         self._origins[key] = _Origin(message.partition, message.offset + 1, detector)
 
     def touched(self, series: str) -> None:
         """Something besides a record of its own changed the series' state (a verdict on its alert)."""
         if series in self._origins:
-            self._dirty.add(series)
-            self.pending = True
+            self._urgent.add(series)
 
-    def write(self) -> int:
-        """Queue the state of every series changed since the last call, and tombstones for evicted
-        series; the caller flushes the sink, then commits. Returns how many records were queued."""
+    def write(self, everything: bool = False) -> int:
+        """Queue tombstones for evicted series and the state of the changed series that are due (all of
+        them with `everything`: a clean stop); the caller flushes the sink, then commits no further than
+        `replay_from`. Returns how many records were queued."""
         queued = 0
         for _, series in self._evicted:
             origin = self._origins.pop(series, None)
-            self._dirty.discard(series)
+            self._dirty.pop(series, None)
+            self._urgent.discard(series)
             if origin is not None:
                 self._tombstone(series, origin.partition)
                 queued += 1
         self._evicted.clear()
-        for series in self._dirty:
+        for series in dict.fromkeys([*self._urgent, *self._due(everything)]):
+            self._dirty.pop(series, None)
             origin = self._origins[series]
             state = origin.detector.snapshot(series)
             if state is None:
@@ -200,8 +222,36 @@ class Checkpoints:
                 self.changelog.write(origin.partition, series.encode(), value)
                 self.counts["written"] += 1
             queued += 1
-        self._dirty.clear()
+        self._urgent.clear()
         return queued
+
+    def _due(self, everything: bool) -> list[str]:
+        """The changed series to write now, oldest first: a share of them sized so that one round of
+        writes spreads over `max_replay_s` (no burst of every series at once), and every series changed
+        longer ago than that."""
+        now = self.clock()
+        elapsed, self._last_write = now - self._last_write, now
+        if everything or self.max_replay_s <= 0:
+            return list(self._dirty)
+        share = math.ceil(len(self._dirty) * elapsed / self.max_replay_s)
+        oldest = now - self.max_replay_s
+        due = []
+        for series, (since, _) in self._dirty.items():
+            if len(due) >= share and since > oldest:
+                break
+            due.append(series)
+        return due
+
+    def replay_from(self) -> dict[int, int]:
+        """Per partition with unwritten points, the offset of the first record that holds some: what a
+        restart must re-read, so offsets are committed no further. Series become dirty in record order,
+        so the first dirty series of a partition has its lowest offset."""
+        first: dict[int, int] = {}
+        for series, (_, offset) in self._dirty.items():
+            first.setdefault(self._origins[series].partition, offset)
+            if len(first) == len(self._held):
+                break
+        return first
 
     def _tombstone(self, series: str, partition: int) -> None:
         self.changelog.write(partition, series.encode(), None)
@@ -211,7 +261,8 @@ class Checkpoints:
         released = []
         for series in [s for s, o in self._origins.items() if o.partition in partitions]:
             detector = self._origins.pop(series).detector
-            self._dirty.discard(series)
+            self._dirty.pop(series, None)
+            self._urgent.discard(series)
             detector.forget(series)
             released.append((detector.settings.name, series))
         return released

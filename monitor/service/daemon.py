@@ -131,5 +131,7 @@ def _edges(
     checkpoints = None
     if config.checkpoint.enabled:
         changelog = KafkaChangelog(k, config.checkpoint.topic_for(k.group_id), sink)
-        checkpoints = Checkpoints(engine, changelog, config.checkpoint.interval_s)
+        checkpoints = Checkpoints(
+            engine, changelog, config.checkpoint.interval_s, max_replay_s=config.checkpoint.max_replay_s
+        )
     return open_source(k, listener=checkpoints, feedback=True), sink, BROKER_AWAY, checkpoints

@@ -6,6 +6,7 @@ the protocols (`monitor.kafka.source`, `monitor.kafka.sink`, `monitor.service.fi
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,7 +21,10 @@ class Source(Protocol):
 
     def assigned(self) -> bool: ...
 
-    def commit(self) -> None: ...
+    def commit(self, limits: Mapping[int, int] | None = None) -> None:
+        """Store the position after every polled record, but in partition p no further than `limits[p]`
+        (the first record that some series' written state lacks)."""
+        ...
 
     def lag(self) -> dict[tuple[str, int], int]: ...
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import IO
 
 from monitor.errors import InputError
@@ -43,7 +43,7 @@ class FileSource:
     def assigned(self) -> bool:
         return True
 
-    def commit(self) -> None:
+    def commit(self, limits: Mapping[int, int] | None = None) -> None:
         """Nothing to store: a file is replayed from its start each time."""
 
     def lag(self) -> dict[tuple[str, int], int]:

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -201,7 +201,7 @@ class Service:
         writing the state (every checkpoint interval, and at the end)."""
         if self.checkpoints is not None:
             if self.checkpoints.pending and (final or self.checkpoints.due()):
-                self._checkpoint()
+                self._checkpoint(final)
         elif self._uncommitted and (final or self._scoring is None or self._settle_due()):
             self._commit()
 
@@ -212,10 +212,10 @@ class Service:
         self.health.check("partitions", self.source.assigned(), "no partitions assigned")
         self.exporter.last_poll.set_to_current_time()
 
-    def _commit(self) -> bool:
+    def _commit(self, limits: Mapping[int, int] | None = None) -> bool:
         """A failed commit is retried by the next one, which covers these records too (at-least-once)."""
         try:
-            self.source.commit()
+            self.source.commit(limits)
         except self.transient as exc:
             self._unanswered("commit", exc)
             return False
@@ -225,12 +225,13 @@ class Service:
         self._last_commit = time.monotonic()
         return True
 
-    def _checkpoint(self) -> None:
-        """State first, then offsets: the changelog is never behind the committed offsets."""
+    def _checkpoint(self, final: bool = False) -> None:
+        """State first, then offsets, no further than the first record some series' written state lacks:
+        the changelog is never behind the committed offsets. A final one writes every changed series."""
         assert self.checkpoints is not None
-        self.checkpoints.write()
+        self.checkpoints.write(everything=final)
         self._until_done("checkpoint", self.sink.flush)
-        if self._commit():
+        if self._commit(self.checkpoints.replay_from()):
             self.checkpoints.committed()
 
     def _until_done(self, operation: str, action: Callable[[], object]) -> None:

@@ -1,6 +1,7 @@
 """Broker faults, on brokers of the tests' own: the broker stops mid-stream and comes back, and one node of
 a three-broker cluster stops. The daemon waits with backoff (`/readyz` says so), then goes on: every
-window is scored exactly once, every alert arrives, and the group's offsets reach the end of the topic."""
+window is scored (again only after the group dropped the member and its state was restored), every alert
+arrives once per incident, and the group's offsets reach the end of the topic."""
 
 from __future__ import annotations
 
@@ -71,8 +72,14 @@ def test_broker_stop_and_start_mid_stream_skips_no_record(
         assert daemon.stop() == 0
     finally:
         kill(daemon)
-    assert scored_windows(daemon) == dict.fromkeys(expected, 1), "each window scored exactly once through the outage"
-    assert scored == WINDOWS
+    # An outage longer than the session drops the member: its partitions are restored from their written
+    # states and replayed from the committed offset, so windows after those states are scored again (the
+    # statistics and alert ids as in one pass: _check_alerts). Otherwise each window is scored once.
+    counts = scored_windows(daemon)
+    dropped = daemon.output().count("state_restored") > 1
+    assert set(counts) == set(expected), "every window of the stream scored"
+    assert counts == dict.fromkeys(expected, 1) or dropped, "each window scored once, again only after a restore"
+    assert scored == WINDOWS or (dropped and scored > WINDOWS)
     committed, ends = committed_and_ends(b, topics)
     assert committed == ends
     assert len(CLIENT_ERROR.findall(during)) == before + 1, "kafka-python's first error shows, the flood is held"

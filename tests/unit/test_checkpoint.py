@@ -82,14 +82,23 @@ def uninterrupted(messages: list[Message]) -> tuple[set[tuple], set[tuple[str, f
 
 class Replica:
     """One daemon, in the service's order: admit, process, publish, flush; every `every` steps (the
-    checkpoint interval) write the changed state, flush, commit. A crash can strike between any two."""
+    checkpoint interval) write the changed state that is due (every series at least each `max_replay`
+    steps), flush, commit no further than the first record some written state lacks. A crash can strike
+    between any two."""
 
     def __init__(
-        self, changelog: MemoryChangelog, committed: dict[int, int], partitions: set[int], every: int = 1
+        self,
+        changelog: MemoryChangelog,
+        committed: dict[int, int],
+        partitions: set[int],
+        every: int = 1,
+        max_replay: int = 0,
     ) -> None:
         self.engine = engine()
         self.steps = 0
-        self.checkpoints = Checkpoints(self.engine, changelog, interval_s=every, clock=lambda: self.steps)
+        self.checkpoints = Checkpoints(
+            self.engine, changelog, interval_s=every, clock=lambda: self.steps, max_replay_s=max_replay
+        )
         self.changelog, self.committed = changelog, committed
         self.position = dict(committed)
         """Where this incarnation reads: the committed offsets when it starts."""
@@ -126,30 +135,36 @@ class Replica:
         self.changelog.flush(keep)
         if crash in ("mid_checkpoint", "before_commit"):
             return
-        self.committed.update(self.position)
+        limits = self.checkpoints.replay_from()
+        self.committed.update({p: min(o, limits.get(p, o)) for p, o in self.position.items()})
         self.checkpoints.committed()
 
 
+@pytest.mark.parametrize("max_replay", [0, 5])
 @pytest.mark.parametrize("seed", range(4))
-def test_crashes_at_random_points_give_the_alerts_of_an_uninterrupted_run(seed):
+def test_crashes_at_random_points_give_the_alerts_of_an_uninterrupted_run(seed, max_replay):
     rng = random.Random(seed)
     messages = stream()
     expected_alerts, expected_windows = uninterrupted(messages)
     changelog, committed = MemoryChangelog(), {}
     everything = set(range(PARTITIONS))
     every = 1 + seed % 3  # checkpoints every step, or every second or third step
-    replica, published, scored, crashes = Replica(changelog, committed, everything, every), [], set(), 0
-    while todo := replica.todo(messages):
+
+    def replica() -> Replica:
+        return Replica(changelog, committed, everything, every, max_replay)
+
+    current, published, scored, crashes = replica(), [], set(), 0
+    while todo := current.todo(messages):
         batch = todo[: rng.randint(1, 40)]
         crash = rng.choice([None, None, None, "before_publish", "before_checkpoint", "mid_checkpoint", "before_commit"])
-        replica.step(batch, crash, rng)
+        current.step(batch, crash, rng)
         if crash:
             crashes += 1
-            published += replica.published
-            scored |= replica.scored
-            replica = Replica(changelog, committed, everything, every)  # a restart: nothing kept in memory
-    published += replica.published
-    scored |= replica.scored
+            published += current.published
+            scored |= current.scored
+            current = replica()  # a restart: nothing kept in memory
+    published += current.published
+    scored |= current.scored
     assert crashes >= 3
     assert alert_keys(published) == expected_alerts
     assert len(expected_alerts) == 4  # two anomalies, each firing then resolved
@@ -288,3 +303,34 @@ def test_entity_detectors_are_checkpointed_and_restored_with_their_waiting_rows(
     assert not any(v.warming_up for v in outcome_b.verdicts), "restored entities need no new warm-up"
     assert alert_keys(outcome_a.alerts + outcome_b.alerts) == alert_keys(whole.alerts)
     assert alert_keys(whole.alerts), "the stream has an anomaly"
+
+
+def test_each_series_is_written_once_per_max_replay_and_commits_stop_where_a_written_state_ends():
+    messages = stream(60)  # 6 series, 2 per partition, one point each per round
+    changelog, committed = MemoryChangelog(), {}
+    a = Replica(changelog, committed, {0, 1, 2}, max_replay=6)
+    for i in range(0, len(messages), len(SERIES)):
+        a.step(messages[i : i + len(SERIES)])  # one round per step, a checkpoint after each
+    rounds = len(messages) // len(SERIES)
+    assert a.checkpoints.counts["written"] <= len(SERIES) * (rounds // 6 + 1), "once per 6 steps, not per point"
+    limits = a.checkpoints.replay_from()
+    assert limits and all(committed[p] == limits[p] < a.position[p] for p in limits)
+    b = Replica(changelog, committed, {0, 1, 2})  # a restart re-reads from there onto the written states
+    b.step(b.todo(messages))
+    assert b.checkpoints.counts["replayed"] > 0
+    assert {s for s, _ in b.scored} <= set(SERIES) and b.engine.detectors[0].warming_up() == 0
+    for series in SERIES:
+        np.testing.assert_array_equal(
+            a.engine.detectors[0].snapshot(series)["threshold"]["sums"],
+            b.engine.detectors[0].snapshot(series)["threshold"]["sums"],
+        )
+
+
+def test_a_clean_stop_writes_every_changed_series():
+    changelog, committed = MemoryChangelog(), {}
+    a = Replica(changelog, committed, {0, 1, 2}, max_replay=1000)
+    a.step(a.todo(stream(10)))
+    assert a.checkpoints.counts["written"] < len(SERIES) and a.checkpoints.replay_from() != {}
+    a.checkpoints.write(everything=True)
+    assert a.checkpoints.counts["written"] == len(SERIES)
+    assert a.checkpoints.replay_from() == {}

@@ -87,7 +87,7 @@ class FlakySource:
         self.readiness.append(self.health.ready())
         return _play(self.polls.pop(0))
 
-    def commit(self) -> None:
+    def commit(self, limits=None) -> None:
         _play(self.commits.pop(0))
 
     def assigned(self) -> bool:

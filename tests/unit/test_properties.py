@@ -152,7 +152,7 @@ class ListSource:
     def assigned(self) -> bool:
         return True
 
-    def commit(self) -> None:
+    def commit(self, limits=None) -> None:
         pass
 
     def lag(self) -> dict[tuple[str, int], int]:

@@ -36,7 +36,7 @@ class CommitLog(ListSource):
         self.polled += len(batch or [])
         return batch
 
-    def commit(self) -> None:
+    def commit(self, limits=None) -> None:
         self.commits.append((self.polled, self._service[0].summary.messages))
 
 
@@ -106,7 +106,7 @@ class EventLog:
         self.events.append("poll")
         return self.batches.pop(0) if self.batches else None
 
-    def commit(self) -> None:
+    def commit(self, limits=None) -> None:
         self.events.append("commit")
 
     def publish(self, alert) -> None:
