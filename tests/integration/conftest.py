@@ -77,6 +77,8 @@ def write_config(path: Path, overrides: dict, model: Path, listen: str = "127.0.
             }
         ],
     }
+    if "checkpoint" in overrides:
+        doc["checkpoint"] = overrides["checkpoint"]
     path.write_text(yaml.safe_dump(doc))
     return path
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import re
 import socket
 import subprocess
@@ -53,13 +54,18 @@ def scored_windows(*daemons: Daemon) -> Counter[tuple[str, str]]:
     return Counter((m[1], m[2]) for d in daemons for m in SCORED.findall(d.output()))
 
 
+EPHEMERAL_FLOOR = 32768
+"""Linux hands out client ports from here up: a broker port picked there can be taken by some client's
+connection before the broker binds it, so test brokers listen below."""
+
+
 def free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports (kafka.sh numbers the nodes of a cluster that way)."""
+    """The first of `count` consecutive free ports (kafka.sh numbers the nodes of a cluster that way),
+    below the ephemeral range."""
+    rng = random.Random()
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count < 65000 and all(_free(base + i) for i in range(count)):
+        base = rng.randrange(20000, EPHEMERAL_FLOOR - count)
+        if all(_free(base + i) for i in range(count)):
             return base
     raise RuntimeError("no free port range")
 
@@ -172,7 +178,7 @@ def make_topics(bootstrap: str, partitions: int = 3, **client: object) -> Topics
     return t
 
 
-def daemon_config(path: Path, topics: Topics, model: Path, **kafka: object) -> Path:
+def daemon_config(path: Path, topics: Topics, model: Path, checkpoint: dict | None = None, **kafka: object) -> Path:
     """The fault tests' daemons: failover within seconds (the shortest session the broker allows)."""
     settings = {
         "metrics_topic": topics.metrics,
@@ -183,7 +189,7 @@ def daemon_config(path: Path, topics: Topics, model: Path, **kafka: object) -> P
         "max_poll_records": 200,
         **kafka,
     }
-    return write_config(path, {"kafka": settings}, model)
+    return write_config(path, {"kafka": settings, **({"checkpoint": checkpoint} if checkpoint else {})}, model)
 
 
 def readyz(daemon: Daemon) -> tuple[int, str]:
