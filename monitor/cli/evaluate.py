@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from monitor.evaluation.labelled import CsvLayout
 
     config = load_config(args.config)
-    detector = config.detector(args.detector) if args.detector else config.detectors[0]
+    detector = config.detector(args.detector)
     drop = tuple(c for c in args.drop.split(",") if c)
     csv_layout = CsvLayout(args.separator, args.time, args.label, drop, args.train_rows)
     result = evaluate(

@@ -23,7 +23,7 @@ def models(config: Config, args: argparse.Namespace) -> None:
     """List the stored versions of a detector's model (the current one marked), or switch to one."""
     from monitor.models.store import resolve, use, versions
 
-    detector = config.detector(args.detector) if args.detector else config.detectors[0]
+    detector = config.detector(args.detector)
     store = detector.model.path
     if args.use:
         metadata = use(store, args.use)

@@ -104,7 +104,7 @@ def train(config: Config, args: argparse.Namespace) -> Path:
     from monitor.models.store import publish
     from monitor.training.report import render, suggested_threshold
 
-    detector = config.detector(args.detector) if args.detector else config.detectors[0]
+    detector = config.detector(args.detector)
     options = _options(detector, args)
     resolve_device(options.device)  # before reading data: a missing GPU should not cost a Kafka scan
     data = _load(config, detector, args)

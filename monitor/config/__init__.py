@@ -66,7 +66,10 @@ class Config:
     scoring_overlap: bool = True
     source: str = "config.yaml"
 
-    def detector(self, name: str) -> DetectorConfig:
+    def detector(self, name: str | None = None) -> DetectorConfig:
+        """The detector called `name`; None: the first (what a command's `--detector` defaults to)."""
+        if name is None:
+            return self.detectors[0]
         for d in self.detectors:
             if d.settings.name == name:
                 return d

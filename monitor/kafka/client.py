@@ -8,7 +8,7 @@ Delivery is at-least-once: auto-commit is off, and the service commits the consu
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from kafka import KafkaAdminClient
@@ -101,6 +101,14 @@ def partition_count(settings: KafkaSettings, topic: str) -> int:
     finally:
         admin.close()
     return max(sum(len(t.get("partitions") or ()) for t in described), 1)
+
+
+def commit_offset(settings: KafkaSettings, topic: str, partition: int, position: int, limits: Mapping[int, int]) -> int:
+    """The offset to commit for one assigned partition: its position, but in a metrics partition no further
+    than `limits` (the first record some series' written state lacks); the feedback topic is not limited."""
+    if topic != settings.metrics_topic:
+        return position
+    return min(position, limits.get(partition, position))
 
 
 def connect(make: Callable[[], T], settings: KafkaSettings) -> T:

@@ -20,7 +20,7 @@ from confluent_kafka import Message as RecordMessage
 
 from monitor.config import KafkaSettings
 from monitor.errors import MonitorError
-from monitor.kafka.client import METADATA_MAX_AGE_MS, SEND_BLOCK_MS, BrokerUnavailable
+from monitor.kafka.client import FLUSH_TIMEOUT_S, METADATA_MAX_AGE_MS, SEND_BLOCK_MS, BrokerUnavailable, commit_offset
 from monitor.kafka.sink import Outgoing, ResendingSink
 from monitor.kafka.source import PartitionListener
 from monitor.records import Message
@@ -131,11 +131,10 @@ class ConfluentSource:
         explicit: dict[str, Any] = {}
         if limits:
             assignment = self.consumer.assignment()
-            metrics = self.settings.metrics_topic
             explicit["offsets"] = [
-                TopicPartition(tp.topic, tp.partition, min(tp.offset, limits.get(tp.partition, tp.offset)))
-                if tp.topic == metrics
-                else tp
+                TopicPartition(
+                    tp.topic, tp.partition, commit_offset(self.settings, tp.topic, tp.partition, tp.offset, limits)
+                )
                 for tp in (self.consumer.position(assignment) if assignment else ())
                 if tp.offset >= 0
             ]
@@ -201,7 +200,7 @@ class ConfluentSink(ResendingSink):
         self.producer.flush(timeout_s)
 
     def close(self) -> None:
-        self.producer.flush(10.0)
+        self.producer.flush(FLUSH_TIMEOUT_S)
 
 
 def _check_reachable(client: Consumer | Producer, settings: KafkaSettings) -> None:

@@ -91,7 +91,7 @@ class ResendingSink:
         """Return once every record sent so far is acknowledged; else raise DeliveryError, having sent the
         failed ones again, so that calling `flush` until it returns delivers everything exactly as sent."""
         for out in self._pending:
-            if not out.sent and not out.acked:
+            if not out.sent:  # failed (or never handed over): acknowledged ones were sent
                 self._send(out)
         if not self._pending:
             return

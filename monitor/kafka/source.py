@@ -12,7 +12,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaConnectionError, KafkaError
 
 from monitor.config import KafkaSettings
-from monitor.kafka.client import COMMIT_TIMEOUT_MS, METADATA_MAX_AGE_MS, client_options, connect
+from monitor.kafka.client import COMMIT_TIMEOUT_MS, METADATA_MAX_AGE_MS, client_options, commit_offset, connect
 from monitor.records import Message
 
 log = logging.getLogger(__name__)
@@ -116,8 +116,8 @@ class KafkaSource:
             for tp in self.consumer.assignment():
                 position = self.consumer.position(tp, timeout_ms=0)
                 if position is not None:
-                    limit = limits.get(tp.partition, position) if tp.topic == self.settings.metrics_topic else position
-                    offsets[tp] = OffsetAndMetadata(min(position, limit), "", -1)
+                    offset = commit_offset(self.settings, tp.topic, tp.partition, position, limits)
+                    offsets[tp] = OffsetAndMetadata(offset, "", -1)
         self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
 
     def _coordinator_lost(self) -> bool:

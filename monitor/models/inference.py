@@ -51,7 +51,9 @@ def reconstruction_scores(
     errors = np.empty((batch_size, n_features), dtype=np.float64)
     with torch.inference_mode():
         for start in range(0, batch_size, max_batch):
-            chunk = torch.from_numpy(normalised[start : start + max_batch]).to(device or "cpu")
+            chunk = torch.from_numpy(normalised[start : start + max_batch])
+            if device is not None:
+                chunk = chunk.to(device)
             if method == "nll":
                 pointwise = model.pointwise_nll(chunk).double()
             else:

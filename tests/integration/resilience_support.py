@@ -31,7 +31,7 @@ from monitor.formats.native import decode_json
 from monitor.records import format_ts
 from monitor.service.daemon import build_engine
 
-from .conftest import ROOT, Daemon, Topics, stream_messages, write_config
+from .conftest import ROOT, Daemon, TopicReader, Topics, stream_messages, write_config
 
 KAFKA_SH = ROOT / "deploy/kafka/kafka.sh"
 SHARED_LIBS = ROOT / "deploy/kafka/.cache/libs"
@@ -190,6 +190,18 @@ def daemon_config(path: Path, topics: Topics, model: Path, checkpoint: dict | No
         **kafka,
     }
     return write_config(path, {"kafka": settings, **({"checkpoint": checkpoint} if checkpoint else {})}, model)
+
+
+def serve_until_resolved(daemon: Daemon, bootstrap: str, alert_topic: str) -> None:
+    """Let the daemon run until an alert of the stream resolves on `alert_topic`, then stop it, which must
+    exit 0; it is killed whatever happens."""
+    try:
+        reader = TopicReader(bootstrap, alert_topic)
+        reader.read_until(lambda records: any(b'"resolved"' in r.value for r in records), 90, daemon)
+        reader.close()
+        assert daemon.stop() == 0
+    finally:
+        kill(daemon)
 
 
 def readyz(daemon: Daemon) -> tuple[int, str]:

@@ -17,8 +17,17 @@ from monitor.kafka.client import ensure_topics
 from monitor.kafka.sink import KafkaSink
 from monitor.kafka.source import KafkaSource
 
-from .conftest import Daemon, TopicReader, produce, stream_messages, wait_for
-from .resilience_support import SASL_PASSWORD, SASL_USER, OwnKafka, daemon_config, kill, make_topics, sasl_kafka
+from .conftest import Daemon, produce, stream_messages, wait_for
+from .resilience_support import (
+    SASL_PASSWORD,
+    SASL_USER,
+    OwnKafka,
+    daemon_config,
+    kill,
+    make_topics,
+    sasl_kafka,
+    serve_until_resolved,
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +83,7 @@ def test_the_daemon_runs_over_scram_with_the_password_from_a_file_and_never_logs
     messages = stream_messages()
     produce(kafka.bootstrap, topics.metrics, messages)
     daemon = Daemon(config, kafka.sasl_bootstrap, tmp_path / "daemon.log", ("--log-level", "DEBUG"))
-    try:
-        reader = TopicReader(kafka.bootstrap, topics.alerts)
-        reader.read_until(lambda records: any(b'"resolved"' in r.value for r in records), 90, daemon)
-        reader.close()
-        assert daemon.stop() == 0
-    finally:
-        kill(daemon)
+    serve_until_resolved(daemon, kafka.bootstrap, topics.alerts)
     assert SASL_PASSWORD not in daemon.output()
 
 

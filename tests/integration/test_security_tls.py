@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Daemon, TopicReader, Topics, produce, stream_messages
-from .resilience_support import OwnKafka, daemon_config, kill, make_topics, own_kafka
+from .conftest import ROOT, Daemon, Topics, produce, stream_messages
+from .resilience_support import OwnKafka, daemon_config, make_topics, own_kafka, serve_until_resolved
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +39,7 @@ def test_the_daemon_runs_over_tls_and_mutual_tls(
     config, topics = _tls_config(tmp_path / "config.yaml", kafka, model_dir, kafka_client, mutual)
     listener = kafka.mtls_bootstrap if mutual else kafka.tls_bootstrap
     daemon = Daemon(config, listener, tmp_path / "daemon.log")
-    try:
-        reader = TopicReader(kafka.bootstrap, topics.alerts)
-        reader.read_until(lambda records: any(b'"resolved"' in r.value for r in records), 90, daemon)
-        reader.close()
-        assert daemon.stop() == 0
-    finally:
-        kill(daemon)
+    serve_until_resolved(daemon, kafka.bootstrap, topics.alerts)
 
 
 def test_mutual_tls_without_a_client_certificate_is_refused(kafka: OwnKafka, model_dir: Path, tmp_path: Path):
