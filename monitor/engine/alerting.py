@@ -25,7 +25,7 @@ TOP_FEATURES = 3
 class AlertSettings:
     for_windows: int = 1
     """Consecutive anomalous windows before an alert fires (the Prometheus `for`)."""
-    resolve_after: int = 128
+    resolve_after: int = 32
     """Consecutive normal windows before a firing alert resolves."""
     critical_ratio: float = 2.0
     """Score / threshold at or above which the severity is critical instead of warning."""

@@ -46,6 +46,10 @@ class ThresholdSettings:
     adapt_after: int = 2000
     """Consecutive anomalous windows after which a series' scores are learned again (0: never), so that a
     lasting change of level becomes the new normal and its alert resolves instead of staying open."""
+    settle: float = 0.1
+    """An anomalous run is over once its judged score falls below this fraction of the run's peak (0: off):
+    what follows is learned as the series' new normal even while it stays above the old threshold, so an
+    incident after which the series settles at a slightly different level resolves instead of staying open."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +95,11 @@ class ThresholdBank:
         the statistics: what a dismissal (`accept`) learns after all."""
         self._accepting = np.zeros(0, dtype=bool)
         """A person dismissed the series' current anomalous run: its scores are normal until the run ends."""
+        self._peak = np.zeros(0)
+        """Highest judged score of the series' current run above the threshold (0: not in one), for `settle`."""
         arrays = (
-            "_judged", "_sums", "_squares", "_counts", "_current", "_recent", "_seen", "_streak", "_held", "_accepting"
+            "_judged", "_sums", "_squares", "_counts", "_current", "_recent", "_seen", "_streak", "_held",
+            "_accepting", "_peak",
         )  # fmt: skip
         self._slots = Slots(self, arrays)
         self._seed = self._slots.take()
@@ -131,14 +138,18 @@ class ThresholdBank:
         self._seen[slots] = seen + 1
         level = self._recent[slots].sum(axis=1) / np.minimum(seen + 1, self.settings.smoothing)
         above = ~warming_up & (level > threshold)
-        anomalous = above & ~self._accepting[slots]
+        peak = self._peak[slots]
+        settled = above & (level < self.settings.settle * peak)
+        anomalous = above & ~self._accepting[slots] & ~settled
         self._accepting[slots] &= above
+        self._peak[slots] = np.where(above, np.maximum(peak, level), 0.0)
         self._judged[slots] += 1
         self._ready += int(np.count_nonzero(warming_up & (self._judged[slots] >= self.settings.warmup)))
-        streak = np.where(anomalous, self._streak[slots] + 1, 0)
+        kept_out = anomalous | settled
+        streak = np.where(kept_out, self._streak[slots] + 1, 0)
         self._streak[slots] = streak
         adapt = self.settings.adapt_after
-        learn = ~anomalous | (streak > adapt) if adapt > 0 else ~anomalous
+        learn = ~kept_out | (streak > adapt) if adapt > 0 else ~kept_out
         self._push(slots[learn], level[learn])
         self._hold(slots, level, anomalous & ~learn, anomalous)
         return Judgements(threshold, anomalous, warming_up, level)
@@ -210,6 +221,7 @@ class ThresholdBank:
             "streak": int(self._streak[slot]),
             "held": self._held[slot].copy(),
             "accepting": bool(self._accepting[slot]),
+            "peak": float(self._peak[slot]),
         }
 
     def restore(self, series: str, state: Mapping[str, Any]) -> bool:
@@ -232,6 +244,7 @@ class ThresholdBank:
         self._streak[slot] = int(state.get("streak", 0))
         self._held[slot] = state.get("held", np.zeros(3))
         self._accepting[slot] = bool(state.get("accepting", False))
+        self._peak[slot] = float(state.get("peak", 0.0))
         self._ready += int(self._judged[slot] >= self.settings.warmup) - int(was_ready)
         return True
 
@@ -252,7 +265,7 @@ class ThresholdBank:
         for array in (self._sums, self._squares, self._counts, self._current):
             array[slot] = array[self._seed]
         self._judged[slot] = self._seen[slot] = self._streak[slot] = 0
-        self._recent[slot] = self._held[slot] = 0.0
+        self._recent[slot] = self._held[slot] = self._peak[slot] = 0.0
         self._accepting[slot] = False
         self._ready += int(self.settings.warmup == 0)
         return slot

@@ -26,6 +26,7 @@ from monitor.evaluation.nab import DEFAULT_PROFILES, load_profiles
 from monitor.evaluation.plots import plot_replay
 from monitor.evaluation.replay import Replay, replay, train_scorer, write_replay
 from monitor.evaluation.report import (
+    OutlierRow,
     deployed,
     format_false_alerts,
     format_outliers,
@@ -129,16 +130,20 @@ def _nab_tables(replays: list[Replay], path: Path) -> tuple[str, ...]:
 
 
 def _outliers(replays: list[Replay]) -> str:
-    """Scores over each file's test rows (after its training rows)."""
+    return format_outliers(outliers_after_training(replays))
+
+
+def outliers_after_training(replays: Sequence[Replay]) -> list[OutlierRow]:
+    """SKAB's scores and the event view over each file's test rows (after its training rows): the pooled
+    row first, then one per file."""
     tests = [slice(r.file.train_rows, None) for r in replays]
-    rows = outlier_rows(
+    return outlier_rows(
         [r.file.name for r in replays],
         [r.file.labels[t] for r, t in zip(replays, tests, strict=True)],
         [r.active[t] for r, t in zip(replays, tests, strict=True)],
         [r.alert[t] for r, t in zip(replays, tests, strict=True)],
         [r.file.ts[t] for r, t in zip(replays, tests, strict=True)],
     )
-    return format_outliers(rows)
 
 
 def _false_alerts(replays: list[Replay]) -> str:

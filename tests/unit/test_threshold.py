@@ -240,3 +240,43 @@ def test_a_provisional_score_is_neither_judged_nor_learned_nor_counted_towards_t
     bank.judge("new", 1.0)
     judged = bank.judge("new", 50.0)
     assert not judged.warming_up and judged.anomalous
+
+
+def settling_bank(settle: float) -> ThresholdBank:
+    settings = ThresholdSettings(warmup=0, history=64, k=3.0, smoothing=1, adapt_after=0, settle=settle)
+    return ThresholdBank(settings, BASELINE)
+
+
+def test_after_an_incident_a_level_far_below_its_peak_is_settled_not_anomalous() -> None:
+    b = settling_bank(settle=0.1)
+    limit = b.judge("a", 1.0).threshold
+    incident = b.judge("a", 100 * limit)
+    assert incident.anomalous
+    after = [b.judge("a", 1.5 * limit) for _ in range(5)]
+    assert not any(j.anomalous for j in after), "settled at a new level a hundredth of the peak"
+    assert after[-1].threshold == incident.threshold, "a settled level is not learned: it cannot hide the next run"
+    assert b.judge("a", 20 * limit).anomalous, "a second surge above a tenth of the peak is anomalous again"
+
+
+def test_without_settle_the_new_level_stays_anomalous() -> None:
+    b = settling_bank(settle=0.0)
+    limit = b.judge("a", 1.0).threshold
+    b.judge("a", 100 * limit)
+    assert all(b.judge("a", 1.5 * limit).anomalous for _ in range(5))
+
+
+def test_the_peak_is_forgotten_once_the_level_falls_below_the_threshold() -> None:
+    b = settling_bank(settle=0.1)
+    limit = b.judge("a", 1.0).threshold
+    b.judge("a", 100 * limit)
+    assert not b.judge("a", 0.5).anomalous
+    assert b.judge("a", 1.5 * limit).anomalous, "a new run starts from its own peak"
+
+
+def test_a_restored_series_keeps_the_peak_of_its_run() -> None:
+    b = settling_bank(settle=0.1)
+    limit = b.judge("a", 1.0).threshold
+    b.judge("a", 100 * limit)
+    restored = settling_bank(settle=0.1)
+    restored.restore("a", b.snapshot("a"))
+    assert not restored.judge("a", 1.5 * limit).anomalous
