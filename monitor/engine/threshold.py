@@ -6,6 +6,13 @@ kept out of the statistics: otherwise a long incident would raise its own thresh
 after `adapt_after` anomalous windows in a row are they learned again: a change that lasts that long is
 the series' new normal, and an alert that could never resolve would be worse than none.
 
+An anomalous run is also over once its judged score falls below `settle` times the run's peak: after a
+large incident a series often settles a little above its old threshold (a machine that does not quite
+return to the state it was trained on), and those windows are the aftermath, not the incident, so they
+are not anomalous (the alert can resolve). They are kept out of the statistics like anomalous ones, so
+they cannot raise the threshold and hide the next incident, and count towards `adapt_after`, so a series
+that stays there is learned in the end; the peak is forgotten once the score falls below the threshold.
+
 What is judged is the mean of a series' last `smoothing` scores, not one window's score: a single
 reconstruction error is noisy and heavy-tailed, while a short average rises with a real change of
 behaviour and barely moves for one odd point (the short-term average of Numenta's anomaly likelihood).
