@@ -28,6 +28,8 @@ calls and their due windows gathered in one copy; only the others go through the
 from __future__ import annotations
 
 import bisect
+import math
+from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,12 +116,14 @@ class WindowStore:
         # Ring buffers written twice (at i and i + window), so every window is one contiguous slice.
         self._data = np.zeros((0, 2 * window, len(self.features)))
         self._ts = np.zeros((0, window))
-        self._pos = np.zeros(0, dtype=np.int64)
-        self._filled = np.zeros(0, dtype=np.int64)
-        self._since = np.zeros(0, dtype=np.int64)
-        self._last = np.zeros(0)
+        # Counters per slot in `array`s: the point-by-point path reads and writes Python numbers (numpy
+        # scalars cost a third more per point), the bulk path sees the same memory as numpy arrays (`_view`).
+        self._pos = array("q")
+        self._filled = array("q")
+        self._since = array("q")
+        self._last = array("d")
         """Timestamp of the newest point in the ring."""
-        self._newest = np.zeros(0)
+        self._newest = array("d")
         """Timestamp of the newest point seen, held back or not."""
         self._labels: list[Mapping[str, str]] = []
         self._held: dict[int, list[tuple[float, tuple[float, ...]]]] = {}
@@ -217,7 +221,7 @@ class WindowStore:
         order, starts, group = _by_series(slots)
         s, t = slots[order], ts[order]
         previous = np.roll(t, 1)
-        previous[starts] = self._newest[s[starts]]
+        previous[starts] = _view(self._newest)[s[starts]]
         wrong = ~(t > previous)
         if self._held:
             wrong |= np.isin(s, list(self._held))
@@ -236,7 +240,8 @@ class WindowStore:
         count = np.diff(np.append(starts, len(s)))
         k = np.arange(len(s)) - starts[group]  # rank of each point among its series' points in the poll
         slot = s[starts]
-        pos, filled, since = self._pos[slot], self._filled[slot], self._since[slot]
+        counters = [_view(a) for a in (self._pos, self._filled, self._since, self._last, self._newest)]
+        pos, filled, since = (c[slot] for c in counters[:3])
         w = self.window
         # The first due window: the ring full and `stride` points since the last one; then every `stride`.
         first_due = np.maximum(np.maximum(w - filled - 1, 0), self.stride - since - 1)
@@ -246,10 +251,10 @@ class WindowStore:
         at = (pos[group] + k)[ring] % w
         self._data[s[ring], at] = self._data[s[ring], at + w] = v[ring]
         self._ts[s[ring], at] = t[ring]
-        self._pos[slot] = (pos + count) % w
-        self._filled[slot] = np.minimum(filled + count, w)
-        self._since[slot] = np.where(first_due < count, (count - 1 - first_due) % self.stride, since + count)
-        self._last[slot] = self._newest[slot] = t[starts + count - 1]
+        counters[0][slot] = (pos + count) % w
+        counters[1][slot] = np.minimum(filled + count, w)
+        counters[2][slot] = np.where(first_due < count, (count - 1 - first_due) % self.stride, since + count)
+        counters[3][slot] = counters[4][slot] = t[starts + count - 1]
         self.accepted += len(s)
         return arrival[due].tolist(), s[due], start, t[due], data
 
@@ -371,13 +376,10 @@ class WindowStore:
             grown = min(max(16, 2 * size), max(self.max_series, 1))
             self._data = np.concatenate([self._data, np.zeros((grown - size, *self._data.shape[1:]))])
             self._ts = np.concatenate([self._ts, np.zeros((grown - size, self.window))])
-            counters = (
-                np.append(a, np.zeros(grown - size, dtype=np.int64)) for a in (self._pos, self._filled, self._since)
-            )
-            self._pos, self._filled, self._since = counters
-            self._last, self._newest = (
-                np.append(a, np.full(grown - size, -np.inf)) for a in (self._last, self._newest)
-            )
+            for counter in (self._pos, self._filled, self._since):
+                counter.extend([0] * (grown - size))
+            for stamps in (self._last, self._newest):
+                stamps.extend([-math.inf] * (grown - size))
             self._labels.extend([{}] * (grown - size))
             self._free.extend(range(grown - 1, size - 1, -1))
         return self._free.pop()
@@ -443,3 +445,8 @@ def _by_series(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     first = np.ones(len(grouped), dtype=bool)
     first[1:] = grouped[1:] != grouped[:-1]
     return order, np.flatnonzero(first), np.cumsum(first) - 1
+
+
+def _view(counters: array) -> np.ndarray:
+    """Per-slot counters as a numpy array over the same memory: writes to it change them."""
+    return np.frombuffer(counters, dtype=np.float64 if counters.typecode == "d" else np.int64)
