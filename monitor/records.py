@@ -100,6 +100,19 @@ class WindowBatch:
         self.start.append(start)
         self.end.append(end)
 
+    def extend(
+        self, series: list[str], labels: list[Mapping[str, str]], start: list[float], end: list[float], data: np.ndarray
+    ) -> None:
+        """Rows added at once: `data` is (rows, window, features), the rest one entry per row."""
+        n = len(self.series) + len(series)
+        if n > len(self._data):
+            self._data = np.concatenate([self._data, np.empty((n, *self._data.shape[1:]))])
+        self._data[len(self.series) : n] = data
+        self.series += series
+        self.labels += labels
+        self.start += start
+        self.end += end
+
     def windows(self) -> list[Window]:
         """One `Window` object per row, for callers that want them (tests, tools); the engine does not."""
         return [

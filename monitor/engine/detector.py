@@ -207,17 +207,19 @@ class Engine:
     def start(self, points: Iterable[Point], executor: Executor | None = None) -> list[Future[Outcome]]:
         """Route and window the points, then score and judge the due windows, in `executor`'s thread when
         given: the caller reads the next poll meanwhile (torch releases the GIL while it computes)."""
-        ready = {id(d): WindowBatch(d.settings.window, len(d.settings.features)) for d in self.detectors}
+        routed: dict[int, list[Point]] = {id(d): [] for d in self.detectors}
         for point in points:
             detector = self._route(point.series, point.labels)
             if detector is None:
                 self.unmatched += 1
-                continue
-            if detector.entities is not None:
-                point = detector.entities.add(point)
-                if point is None:
-                    continue
-            detector.windows.collect(point, ready[id(detector)])
+            elif detector.entities is None:
+                routed[id(detector)].append(point)
+            else:
+                joined = detector.entities.add(point)
+                routed[id(detector)] += [joined] if joined is not None else []
+        ready = {id(d): WindowBatch(d.settings.window, len(d.settings.features)) for d in self.detectors}
+        for detector in self.detectors:
+            detector.windows.collect_many(routed[id(detector)], ready[id(detector)])
         futures = []
         for detector in self.detectors:
             if executor is not None:

@@ -16,14 +16,20 @@ A point that lacks one of the detector's features is dropped. When more than `ma
 tracked, the least recently updated one is evicted. `snapshot` and `restore` carry one series' buffer
 across a restart or a partition move (see `monitor.service.checkpoint`).
 
-Memory is what bounds a replica with tens of thousands of series, so the buffers of all series live in
-two arrays indexed by a slot number (no object per series or per point), and due windows are copied
-straight into one `WindowBatch` array that goes to the scorer as it is.
+Memory is what bounds a replica with tens of thousands of series, so the buffers and counters of all
+series live in arrays indexed by a slot number (no object per series or per point), and due windows are
+copied straight into one `WindowBatch` array that goes to the scorer as it is.
+
+At stride 1 a replica windows as many points as it reads, so `collect_many` takes a whole poll at once:
+the points that simply follow the newest one of their series are appended to the rings with a few numpy
+calls and their due windows gathered in one copy; only the others go through the rules point by point.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
+from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -50,6 +56,34 @@ class PointRules:
     """Seconds a point may arrive after a newer one of its series and still be used, in time order."""
     duplicates: str = "first"
     """Of two points with the same timestamp, keep the first or the last."""
+
+
+@dataclass(slots=True)
+class _Due:
+    """The windows a poll's points made due in bulk, each with the arrival index of the point that did."""
+
+    arrival: list[int]
+    slots: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    data: np.ndarray
+
+    def add_to(
+        self, batch: WindowBatch, series: list[str], labels: list[Mapping[str, str]], rest: WindowBatch, made: list[int]
+    ) -> None:
+        """Into `batch` in arrival order, merged with the windows that `rest` took point by point (`made`:
+        the arrival index of each), as `collect` one point at a time would have added them."""
+        order = np.argsort(np.array(self.arrival + made, dtype=np.int64), kind="stable")
+        if not len(order):
+            return
+        series += rest.series
+        window_labels = [labels[slot] for slot in self.slots.tolist()] + rest.labels
+        start, end = np.concatenate([self.start, rest.start]), np.concatenate([self.end, rest.end])
+        data = np.concatenate([self.data, rest.data]) if len(rest) else self.data
+        batch.extend(
+            [series[i] for i in order.tolist()], [window_labels[i] for i in order.tolist()],
+            start[order].tolist(), end[order].tolist(), data[order],
+        )  # fmt: skip
 
 
 class WindowStore:
@@ -82,12 +116,14 @@ class WindowStore:
         # Ring buffers written twice (at i and i + window), so every window is one contiguous slice.
         self._data = np.zeros((0, 2 * window, len(self.features)))
         self._ts = np.zeros((0, window))
-        self._pos: list[int] = []
-        self._filled: list[int] = []
-        self._since: list[int] = []
-        self._last: list[float] = []
+        # Counters per slot in `array`s: the point-by-point path reads and writes Python numbers (numpy
+        # scalars cost a third more per point), the bulk path sees the same memory as numpy arrays (`_view`).
+        self._pos = array("q")
+        self._filled = array("q")
+        self._since = array("q")
+        self._last = array("d")
         """Timestamp of the newest point in the ring."""
-        self._newest: list[float] = []
+        self._newest = array("d")
         """Timestamp of the newest point seen, held back or not."""
         self._labels: list[Mapping[str, str]] = []
         self._held: dict[int, list[tuple[float, tuple[float, ...]]]] = {}
@@ -109,18 +145,58 @@ class WindowStore:
         return batch.windows()
 
     def collect(self, point: Point, batch: WindowBatch) -> None:
-        """Take a point in and copy the windows it makes due into `batch` (the engine's path)."""
+        """Take a point in and copy the windows it makes due into `batch`."""
+        row = self._row(point)
+        if row is not None:
+            self._take(point.series, self._slot(point), point.ts, row, batch)
+
+    def collect_many(self, points: Sequence[Point], batch: WindowBatch) -> None:
+        """Take a poll's points in and copy the windows they make due into `batch` (the engine's path):
+        the same windows in the same order, counts and evictions as `collect` one point at a time.
+
+        The points that simply follow the newest one of their series (the usual case) are appended in
+        bulk; the others (late, duplicate, held back) go through the rules one by one after them, which
+        is the same since series do not share state. Gap rules, held-back lateness and a poll that could
+        evict a series (its slot would be reused within the poll) take the point-by-point path."""
+        if self.rules.step > 0 or self.rules.allowed_lateness > 0 or self._could_evict(points):
+            for point in points:
+                self.collect(point, batch)
+            return
+        taken, slotted, stamps, rows = [], [], [], []
+        for i, point in enumerate(points):
+            row = self._row(point)
+            if row is not None:
+                taken.append(i)
+                slotted.append(self._slot(point))  # every point moves its series up the LRU order
+                stamps.append(point.ts)
+                rows.append(row)
+        if not taken:
+            return
+        arrival, slots, ts = np.array(taken), np.array(slotted), np.array(stamps, dtype=float)
+        values = np.array(rows, dtype=float).reshape(len(rows), len(self.features))
+        bulk = self._in_order(slots, ts)
+        due = _Due(*self._append_many(arrival[bulk], slots[bulk], ts[bulk], values[bulk]))
+        rest, made = WindowBatch(self.window, len(self.features)), []
+        for i in np.flatnonzero(~bulk).tolist():
+            before = len(rest)
+            self._take(points[arrival[i]].series, int(slots[i]), float(ts[i]), rows[i], rest)
+            made.extend([int(arrival[i])] * (len(rest) - before))
+        due.add_to(batch, [points[i].series for i in due.arrival], self._labels, rest, made)
+
+    def _row(self, point: Point) -> tuple[float, ...] | None:
+        """The point's values in the order of `features`; None (counted) when it lacks one."""
         try:
-            row = tuple([point.values[name] for name in self.features])
+            return tuple([point.values[name] for name in self.features])
         except KeyError:
             self.dropped["missing_feature"] += 1
-            return
-        slot = self._slot(point)
-        ts = point.ts
+            return None
+
+    def _take(self, series: str, slot: int, ts: float, row: tuple[float, ...], batch: WindowBatch) -> None:
+        """One point of a series through the rules: in order, held back, dropped or replacing another."""
         if ts > self._newest[slot] and slot not in self._held and self.rules.allowed_lateness == 0:
             self.accepted += 1  # the usual case: the next point of its series, in order
             self._newest[slot] = ts
-            self._append_real(point.series, slot, ts, row, batch)
+            self._append_real(series, slot, ts, row, batch)
             return
         if not self._admit(slot, ts, row):
             return
@@ -128,10 +204,84 @@ class WindowStore:
         held = self._held[slot]
         release = bisect.bisect_right(held, self._newest[slot] - self.rules.allowed_lateness, key=lambda h: h[0])
         for ts, values in held[:release]:
-            self._append_real(point.series, slot, ts, values, batch)
+            self._append_real(series, slot, ts, values, batch)
         del held[:release]
         if not held:
             del self._held[slot]
+
+    def _could_evict(self, points: Sequence[Point]) -> bool:
+        """Whether taking the poll's points may evict a series, whose slot a later point could reuse."""
+        slots = self._slots
+        return len(slots) + len({p.series for p in points if p.series not in slots}) > self.max_series
+
+    def _in_order(self, slots: np.ndarray, ts: np.ndarray) -> np.ndarray:
+        """Which points simply follow the newest one of their series: each newer than the one before
+        it (in this poll, or the newest seen), of a series with nothing held back, and all earlier points
+        of the series in this poll too (the rest go one by one, in order, after them)."""
+        order, starts, group = _by_series(slots)
+        s, t = slots[order], ts[order]
+        previous = np.roll(t, 1)
+        previous[starts] = _view(self._newest)[s[starts]]
+        wrong = ~(t > previous)
+        if self._held:
+            wrong |= np.isin(s, list(self._held))
+        seen = np.cumsum(wrong)
+        in_order = np.empty(len(s), dtype=bool)
+        in_order[order] = seen - (seen[starts] - wrong[starts])[group] == 0
+        return in_order
+
+    def _append_many(
+        self, arrival: np.ndarray, slots: np.ndarray, ts: np.ndarray, values: np.ndarray
+    ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Append points that follow their series' newest one, as `_append_real` does one by one; returns
+        the windows that became due (arrival index, slot, start, end, data), in no particular order."""
+        order, starts, group = _by_series(slots)
+        arrival, s, t, v = arrival[order], slots[order], ts[order], values[order]
+        count = np.diff(np.append(starts, len(s)))
+        k = np.arange(len(s)) - starts[group]  # rank of each point among its series' points in the poll
+        slot = s[starts]
+        counters = [_view(a) for a in (self._pos, self._filled, self._since, self._last, self._newest)]
+        pos, filled, since = (c[slot] for c in counters[:3])
+        w = self.window
+        # The first due window: the ring full and `stride` points since the last one; then every `stride`.
+        first_due = np.maximum(np.maximum(w - filled - 1, 0), self.stride - since - 1)
+        due = (k >= first_due[group]) & ((k - first_due[group]) % self.stride == 0)
+        start, data = self._gather(slot, pos, starts, group, k, t, v, due)
+        ring = k >= count[group] - w  # older points of a long run are overwritten within the poll anyway
+        at = (pos[group] + k)[ring] % w
+        self._data[s[ring], at] = self._data[s[ring], at + w] = v[ring]
+        self._ts[s[ring], at] = t[ring]
+        counters[0][slot] = (pos + count) % w
+        counters[1][slot] = np.minimum(filled + count, w)
+        counters[2][slot] = np.where(first_due < count, (count - 1 - first_due) % self.stride, since + count)
+        counters[3][slot] = counters[4][slot] = t[starts + count - 1]
+        self.accepted += len(s)
+        return arrival[due].tolist(), s[due], start, t[due], data
+
+    def _gather(
+        self,
+        slot: np.ndarray,
+        pos: np.ndarray,
+        starts: np.ndarray,
+        group: np.ndarray,
+        k: np.ndarray,
+        t: np.ndarray,
+        v: np.ndarray,
+        due: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Start times and data of the due windows, in one copy: each series' ring in time order followed
+        by its new points, laid end to end, so the window of its k-th new point is rows k+1 .. k+window."""
+        w, f = self.window, len(self.features)
+        if not due.any():
+            return np.zeros(0), np.zeros((0, w, f))
+        base = starts + w * np.arange(len(slot))
+        rows = np.empty((len(t) + w * len(slot), f))
+        rows[(base[:, None] + np.arange(w)).ravel()] = _windows(self._data, w)[slot, pos].reshape(-1, f)
+        rows[base[group] + w + k] = v
+        g, first = group[due], k[due] + 1  # the first point of a window: in the ring, or new in this poll
+        in_ring = first < w
+        start = np.where(in_ring, self._ts[slot[g], (pos[g] + first) % w], t[starts[g] + np.maximum(first - w, 0)])
+        return start, _windows(rows, w)[base[g] + first]
 
     def snapshot(self, series: str) -> dict[str, Any] | None:
         """The series' buffer in time order (None if untracked), for `restore` after a restart."""
@@ -145,8 +295,8 @@ class WindowStore:
             "data": self._data[slot, rows].copy(),
             "ts": ts,
             "labels": dict(self._labels[slot]),
-            "since_emit": self._since[slot],
-            "newest": self._newest[slot],
+            "since_emit": int(self._since[slot]),
+            "newest": float(self._newest[slot]),
             "held": [(ts, list(values)) for ts, values in self._held.get(slot, [])],
         }
 
@@ -226,10 +376,11 @@ class WindowStore:
             grown = min(max(16, 2 * size), max(self.max_series, 1))
             self._data = np.concatenate([self._data, np.zeros((grown - size, *self._data.shape[1:]))])
             self._ts = np.concatenate([self._ts, np.zeros((grown - size, self.window))])
-            for values, fill in ((self._pos, 0), (self._filled, 0), (self._since, 0), (self._labels, {})):
-                values.extend([fill] * (grown - size))  # type: ignore[list-item]
-            self._last.extend([float("-inf")] * (grown - size))
-            self._newest.extend([float("-inf")] * (grown - size))
+            for counter in (self._pos, self._filled, self._since):
+                counter.extend([0] * (grown - size))
+            for stamps in (self._last, self._newest):
+                stamps.extend([-math.inf] * (grown - size))
+            self._labels.extend([{}] * (grown - size))
             self._free.extend(range(grown - 1, size - 1, -1))
         return self._free.pop()
 
@@ -278,3 +429,24 @@ class WindowStore:
         self._filled[slot] = min(self._filled[slot] + 1, self.window)
         self._since[slot] += 1
         self._last[slot] = ts
+
+
+def _windows(rows: np.ndarray, window: int) -> np.ndarray:
+    """Every run of `window` consecutive rows along the second-to-last axis, as a view (no copy):
+    indexing it copies whole windows at once, not element by element."""
+    return np.lib.stride_tricks.sliding_window_view(rows, window, axis=-2).swapaxes(-1, -2)
+
+
+def _by_series(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A poll's points grouped by series, each series' points in arrival order: the permutation that
+    groups them, where each series' run starts in it, and the run of each grouped point."""
+    order = np.argsort(slots, kind="stable")
+    grouped = slots[order]
+    first = np.ones(len(grouped), dtype=bool)
+    first[1:] = grouped[1:] != grouped[:-1]
+    return order, np.flatnonzero(first), np.cumsum(first) - 1
+
+
+def _view(counters: array) -> np.ndarray:
+    """Per-slot counters as a numpy array over the same memory: writes to it change them."""
+    return np.frombuffer(counters, dtype=np.float64 if counters.typecode == "d" else np.int64)

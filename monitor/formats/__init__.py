@@ -13,7 +13,7 @@ from functools import partial
 
 from monitor.formats import influx, prom_adapter, telegraf
 from monitor.formats.native import REASONS as NATIVE_REASONS
-from monitor.formats.native import decode_with, json_points
+from monitor.formats.native import decode_json, decode_with
 from monitor.formats.options import FIELDS_AS, TIME_UNITS, FormatOptions, Limits
 from monitor.records import Point, Rejected
 
@@ -21,12 +21,12 @@ Decoder = Callable[[bytes | None, float | None], list[Point] | Rejected]
 """Message value and record timestamp (Unix seconds or None) → points, or why not."""
 
 _PARSERS: dict[str, Callable[[str, float | None, FormatOptions], list[Point]]] = {
-    "json": lambda text, record_ts, options: json_points(text, record_ts),
     "telegraf_json": telegraf.decode,
     "influx": influx.decode,
     "prometheus_adapter": prom_adapter.decode,
 }
-FORMATS = tuple(_PARSERS)
+"""The producers' formats; the native one has a decoder of its own, `decode_json`."""
+FORMATS = ("json", *_PARSERS)
 REASONS = (*NATIVE_REASONS, "invalid_line")
 """Every rejection reason of every format: stable labels for `monitor_messages_total` and dead letters."""
 
@@ -37,5 +37,7 @@ def decoder(name: str, max_bytes: int, options: FormatOptions | None = None) -> 
     """The decoder of format `name` (one of `FORMATS`), rejecting messages over `max_bytes` and points
     beyond `options.limits`."""
     options = options or FormatOptions()
+    if name == "json":
+        return partial(decode_json, max_bytes=max_bytes, limits=options.limits)
     parse = partial(_PARSERS[name], options=options)
     return partial(decode_with, parse, max_bytes=max_bytes, limits=options.limits)

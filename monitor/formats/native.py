@@ -52,10 +52,27 @@ TextParser = Callable[[str, float | None], list[Point]]
 
 
 def decode_json(
-    raw: bytes | None, record_ts: float | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    raw: bytes | None,
+    record_ts: float | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[Point] | Rejected:
-    """Decode one native-format message; `record_ts` (seconds) stands in for a missing `ts`."""
-    return decode_with(json_points, raw, record_ts, max_bytes)
+    """Decode one native-format message; `record_ts` (seconds) stands in for a missing `ts`.
+
+    The common message, one well-formed point, is parsed straight from the bytes (a daemon decodes one per
+    point it reads); anything else goes through `decode_with`, which gives every fault its reason."""
+    if raw is not None and len(raw) <= max_bytes:
+        try:
+            point = _plain_point(orjson.loads(raw))  # invalid UTF-8 fails here too, and is named below
+        except orjson.JSONDecodeError:
+            point = None
+        if point is not None:
+            try:
+                check_limits(point, limits, "point 0")
+            except Bad as bad:
+                return Rejected(bad.reason, bad.detail)
+            return [point]
+    return decode_with(json_points, raw, record_ts, max_bytes, limits)
 
 
 def decode_with(
@@ -136,6 +153,12 @@ def _lenient(text: str, error: Exception) -> Any:
 def _point(doc: Any, where: str, record_ts: float | None) -> Point:
     """A point from one object: the common shape is taken after a few type checks, anything else (and
     every bad input) goes through `_checked_point`, which names the field at fault."""
+    return _plain_point(doc) or _checked_point(doc, where, record_ts)
+
+
+def _plain_point(doc: Any) -> Point | None:
+    """The point of an object of the common shape (series, numeric ts and value, string labels); None
+    for anything else."""
     if type(doc) is dict:
         series, ts, value, labels = doc.get("series"), doc.get("ts"), doc.get("value"), doc.get("labels")
         if (
@@ -149,7 +172,7 @@ def _point(doc: Any, where: str, record_ts: float | None) -> Point:
             and series.strip()
         ):
             return Point(series, float(ts), {UNIVARIATE: float(value)}, labels or {})
-    return _checked_point(doc, where, record_ts)
+    return None
 
 
 _NUMBERS = (int, float)

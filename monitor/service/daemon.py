@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -75,7 +76,15 @@ def build_service(config: Config, input_path: str | None = None) -> tuple[Servic
         feedback_topic=None if input_path is not None else config.kafka.feedback_topic,
         max_message_bytes=config.max_message_bytes,
     )  # fmt: skip
-    return service, server.shutdown
+    # What is built so far (modules, models, clients: some 400k objects with torch) lives as long as the run:
+    # kept out of the collector's full passes, which would walk all of it every few seconds at full load.
+    gc.freeze()
+
+    def release() -> None:
+        server.shutdown()
+        gc.unfreeze()
+
+    return service, release
 
 
 def _tasks(config: Config, engine: Engine, exporter: Exporter) -> list[Task]:

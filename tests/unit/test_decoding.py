@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from monitor.formats.native import REASONS, decode_json
+from monitor.formats.native import DEFAULT_LIMITS, DEFAULT_MAX_BYTES, REASONS, decode_json, decode_with, json_points
 from monitor.records import UNIVARIATE, Point, Rejected
 
 T0 = 1795723200.0  # 2026-11-26T20:00:00Z
@@ -323,3 +323,16 @@ def test_decode_json_never_raises_on_huge_integers(raw):
     result = decode_json(raw)
     assert isinstance(result, Rejected)
     assert result.reason in REASONS
+
+
+SINGLE = [_ok(), _ok(labels={"dc": "eu1"}), _ok(ts=int(T0), value=3), _ok(series=" "), _ok(value=True)]
+LIMITED = [_ok(series="s" * 5000), _ok(labels={str(i): "" for i in range(65)}), _ok(labels={"dc": "x" * 2000})]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [c[1] for c in CASES] + [_raw(doc) for doc in SINGLE + LIMITED] + list(NASTY.values()) + [b"\xef\xbb\xbf{}"],
+)
+def test_the_direct_path_of_one_point_decodes_as_the_shared_checks_do(raw):
+    """decode_json parses a single point straight from the bytes; the answer is the one `decode_with` gives."""
+    assert decode_json(raw, T0) == decode_with(json_points, raw, T0, DEFAULT_MAX_BYTES, DEFAULT_LIMITS)

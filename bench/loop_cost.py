@@ -1,0 +1,151 @@
+"""What the daemon's loop thread spends per point, in-process: no broker, the real model, the shipped settings.
+
+`Service.run` over pre-built native JSON messages (`--series` series in turn over 4 partitions, polls of
+`kafka.max_poll_records`), wired as the daemon wires it: the shipped detector settings (`--stride` apart),
+checkpoints on (a changelog that only counts), scoring overlap on, and a `TorchScorer` of the shipped size
+(window 32, hidden 32, latent 16) in the scoring thread:
+
+    python bench/loop_cost.py [--series 1000] [--points 120] [--stride 1] [--repeats 3]
+
+Measured over the points after the first 64 of every series (windows full): CPU time of the loop thread
+per point (thread time: what the loop itself costs, apart from the scoring thread and from waiting for it),
+wall time per point, and the loop thread's CPU time per step of a poll: decode (and dead-letter, refuse,
+admit), window (route and window: `Engine.start`), finish (publish, flush, metrics), settle (checkpoint,
+commit). Medians of `--repeats` runs; the machine's other load moves them, so compare runs made together.
+The input and the start-up heap are kept out of the collector's full passes, as `build_service` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from common import ROOT, table, train_small
+from state_cost import PARTITIONS, POLL, CountingChangelog
+
+from monitor.config import load_config
+from monitor.engine.detector import Detector, Engine
+from monitor.models import TorchScorer
+from monitor.observability.exporter import Exporter
+from monitor.observability.health import Health
+from monitor.records import Message, Point, encode_point
+from monitor.service.checkpoint import Checkpoints
+from monitor.service.loop import Service
+
+SKIP = 64
+"""Points per series before the measurement: the window, then some."""
+STEPS = {"decode": (Service, "_decode"), "window": (Engine, "start"), "finish": (Service, "_finish"),
+         "settle": (Service, "_settle")}  # fmt: skip
+
+
+class Polls:
+    """Source and sink of the loop: hands out pre-built polls, drops what is sent, and notes the loop's
+    clocks, and the CPU time spent in each step so far, when the measurement starts and when it ends."""
+
+    def __init__(self, polls: list[list[Message]], skip: int, spent: Counter[str]) -> None:
+        self.polls, self.skip, self.spent, self.served = polls, skip, spent, 0
+        self.marks: list[tuple[float, float, Counter[str]]] = []
+
+    def poll(self) -> list[Message] | None:
+        if self.served in (self.skip, len(self.polls)):
+            self.marks.append((time.thread_time(), time.perf_counter(), self.spent.copy()))
+        self.served += 1
+        return self.polls[self.served - 1] if self.served <= len(self.polls) else None
+
+    def assigned(self) -> bool:
+        return True
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def ignore(self, *args: object) -> None:
+        """Commits, alerts, dead letters, flushes: nothing to do without a broker."""
+
+    commit = publish = dead_letter = flush = close = ignore
+
+
+def stream(series: int, points: int) -> list[list[Message]]:
+    """Native JSON messages, every series in turn, one point each, cut into polls."""
+    rng = np.random.default_rng(0)
+    messages, offsets = [], [0] * PARTITIONS
+    for i in range(points):
+        values = rng.normal(0.5, 0.1, series)
+        for n in range(series):
+            point = Point(f"host-{n:06d}/cpu", 1_767_225_600.0 + 10.0 * i, {"value": float(values[n])})
+            p = n % PARTITIONS
+            messages.append(Message(encode_point(point), point.ts, "metrics", p, offsets[p], point.series.encode()))
+            offsets[p] += 1
+    return [messages[i : i + POLL] for i in range(0, len(messages), POLL)]
+
+
+def timing(spent: Counter[str], name: str, method: Callable) -> Callable:
+    """`method`, adding the loop thread's CPU time in it to `spent[name]`."""
+
+    @functools.wraps(method)
+    def timed(*args, **kwargs):
+        started = time.thread_time()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            spent[name] += time.thread_time() - started
+
+    return timed
+
+
+def run(model: Path, polls: list[list[Message]], skip: int, stride: int) -> dict[str, float]:
+    """One pass of the loop over `polls`; per point, from poll `skip` on: CPU and wall microseconds, and
+    the CPU microseconds of each step."""
+    shipped = load_config(ROOT / "config.yaml")
+    detector = shipped.detectors[0]
+    scorer = TorchScorer.from_path(model, threads=1, online_warmup=detector.model.online_warmup)
+    engine = Engine([Detector(replace(detector.settings, stride=stride), scorer)])
+    interval, max_replay = shipped.checkpoint.interval_s, shipped.checkpoint.max_replay_s
+    checkpoints = Checkpoints(engine, CountingChangelog(), interval, max_replay_s=max_replay)
+    checkpoints.on_assigned(range(PARTITIONS))
+    checkpoints.sync()
+    spent: Counter[str] = Counter()
+    source = Polls(polls, skip, spent)
+    service = Service(engine, source, source, Exporter(), Health(), checkpoints=checkpoints, overlap=True)
+    originals = {name: getattr(owner, method) for name, (owner, method) in STEPS.items()}
+    try:
+        for name, (owner, method) in STEPS.items():
+            setattr(owner, method, timing(spent, name, originals[name]))
+        service.run()
+    finally:
+        for name, (owner, method) in STEPS.items():
+            setattr(owner, method, originals[name])
+    (cpu0, wall0, steps0), (cpu1, wall1, steps1) = source.marks
+    points = sum(len(p) for p in polls[skip:])
+    steps = {name: (steps1[name] - steps0[name]) / points * 1e6 for name in STEPS}
+    return {"cpu": (cpu1 - cpu0) / points * 1e6, "wall": (wall1 - wall0) / points * 1e6, **steps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--series", type=int, default=1000)
+    parser.add_argument("--points", type=int, default=120, help="points per series")
+    parser.add_argument("--stride", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    model = train_small(32, 32, latent=16)
+    polls = stream(args.series, args.points)
+    gc.freeze()
+    runs = [run(model, polls, SKIP * args.series // POLL, args.stride) for _ in range(args.repeats)]
+    for r in runs:
+        print(" ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)
+    median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    rows = [("series", "stride", "loop CPU us/point", "wall us/point", *(f"{s} us" for s in STEPS))]
+    rows.append((f"{args.series:,}", str(args.stride), *(f"{median[k]:.2f}" for k in median)))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
