@@ -209,6 +209,8 @@ def series_sweep(
             print(" ".join(rows[-1]), flush=True)
     print(table(rows))
     for name in designs:
+        if (counts[0], name) not in rates:  # a design measured only up to --sweep-compare-up-to
+            continue
         base = rates[counts[0], name]
         ratios = (f"{n}/{counts[0]}={rates[n, name] / base:.2f}" for n in counts[1:] if (n, name) in rates)
         print(f"ratios {name}: " + " ".join(ratios))
