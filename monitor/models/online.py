@@ -54,9 +54,7 @@ class _Running:
             self.windows += 1
             self.sums += (mean, mean**2, variance)
         if self.windows:
-            mean_of_means, sq_mean, within = self.sums / self.windows
-            self.mean = mean_of_means
-            self.std = np.maximum(np.sqrt(np.maximum(within + sq_mean - mean_of_means**2, 0.0)), floor)
+            self.mean, self.std = _estimate(self.sums, self.windows, floor)
 
 
 class OnlineNormalisation:
@@ -81,23 +79,51 @@ class OnlineNormalisation:
         the next one is normalised, exactly as if they had come in separate polls.
         """
         states = [self._state(name, batch.shape[2]) for name in series]
-        learning = [i for i, state in enumerate(states) if state.windows < self.warmup]
-        moments = {}
-        if learning:  # robust moments (medians) only for windows that still teach their series something
-            window_means, window_vars = _robust_moments(batch[learning])
-            moments = {i: (window_means[j], window_vars[j]) for j, i in enumerate(learning)}
+        means = np.array([state.mean for state in states]).reshape(len(states), batch.shape[2])
+        stds = np.array([state.std for state in states]).reshape(len(states), batch.shape[2])
         provisional = np.zeros(len(states), dtype=bool)
-        for i in learning:  # in order: a later window of a series is normalised with what the earlier taught
-            state = states[i]
-            if state.windows < self.warmup:  # an earlier window of this batch may have ended the warm-up
-                state.learn(*moments[i], self.floor)
-                if state.windows == self.warmup:
-                    self._settle(state)
-            moments[i] = (state.mean.copy(), state.std.copy())
-            provisional[i] = state.windows < self.warmup
-        means = np.array([moments[i][0] if i in moments else s.mean for i, s in enumerate(states)])
-        stds = np.array([moments[i][1] if i in moments else s.std for i, s in enumerate(states)])
+        learning = [i for i, state in enumerate(states) if state.windows < self.warmup]
+        if learning:  # robust moments (medians) only for windows that still teach their series something
+            self._learn([states[i] for i in learning], batch[learning], learning, (means, stds, provisional))
         return means, stds, provisional
+
+    def _learn(
+        self,
+        states: list[_Running],
+        batch: np.ndarray,
+        rows: list[int],
+        out: tuple[np.ndarray, np.ndarray, np.ndarray],
+    ) -> None:
+        """Learn from the windows of series still in their warm-up and write each row's statistics into
+        `out` (means, stds, provisional) at `rows`. All series at once, in rounds: round r takes the r-th
+        window of every series, so each series adds its windows in order, with the same arithmetic as one
+        window at a time (a window after the end of the warm-up teaches nothing)."""
+        window_means, window_vars = _robust_moments(batch)
+        moments = np.stack((window_means, window_means**2, window_vars), axis=1)  # (k, 3, F)
+        index: dict[int, int] = {}
+        group = np.array([index.setdefault(id(state), len(index)) for state in states])
+        owners = list({id(state): state for state in states}.values())
+        windows = np.array([state.windows for state in owners])
+        sums = np.array([state.sums for state in owners])
+        mean = np.array([state.mean for state in owners])
+        std = np.array([state.std for state in owners])
+        means, stds, provisional = out
+        for taken in _rounds(group):
+            g = group[taken]
+            learns = windows[g] < self.warmup
+            g, moment = g[learns], moments[taken[learns]]
+            windows[g] += 1
+            sums[g] += moment
+            mean[g], std[g] = _estimate(sums[g], windows[g], self.floor)
+            settled = g[windows[g] == self.warmup]
+            if len(settled):
+                mean[settled], std[settled] = self._settled_stats(mean[settled], std[settled])
+            target = [rows[i] for i in taken.tolist()]
+            means[target], stds[target] = mean[group[taken]], std[group[taken]]
+            provisional[target] = windows[group[taken]] < self.warmup
+        for k, state in enumerate(owners):
+            state.windows, state.sums = int(windows[k]), sums[k].copy()
+            state.mean, state.std = mean[k].copy(), std[k].copy()
 
     def snapshot(self, name: str) -> dict[str, Any] | None:
         """What was learned about one series (None: nothing yet), for a checkpoint (`monitor.service.checkpoint`)."""
@@ -129,21 +155,25 @@ class OnlineNormalisation:
 
     def _settle(self, state: _Running) -> None:
         """At the end of the warm-up: keep the fleet's statistics for each feature on which the series
-        looks like the fleet (its mean within `FLEET_MEANS` fleet sds of the fleet's, its sd within a
-        factor `FLEET_SCALE` of the fleet's), its own otherwise.
+        looks like the fleet (see `_settled_stats`)."""
+        state.mean, state.std = self._settled_stats(state.mean, state.std)
+
+    def _settled_stats(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The fleet's statistics for each feature (of each row) on which a series' own estimate looks like
+        the fleet (its mean within `FLEET_MEANS` fleet sds of the fleet's, its sd within a factor
+        `FLEET_SCALE` of the fleet's), its own otherwise.
 
         A warm-up rarely spans whole cycles of a seasonal series, so its own estimate is off by a fraction
         of the cycle's amplitude, enough for the model to reconstruct every peak worse than in training;
         the fleet's statistics come from whole training histories, and fit any series drawn like them.
         """
         if self.fleet is None:
-            return
+            return mean, std
         fleet_mean, fleet_std = self.fleet.mean, self.fleet.std
-        like = (np.abs(state.mean - fleet_mean) <= FLEET_MEANS * fleet_std) & (
-            np.abs(np.log(state.std / fleet_std)) <= np.log(FLEET_SCALE)
+        like = (np.abs(mean - fleet_mean) <= FLEET_MEANS * fleet_std) & (
+            np.abs(np.log(std / fleet_std)) <= np.log(FLEET_SCALE)
         )
-        state.mean = np.where(like, fleet_mean, state.mean)
-        state.std = np.where(like, fleet_std, state.std)
+        return np.where(like, fleet_mean, mean), np.where(like, fleet_std, std)
 
     def _state(self, name: str, n_features: int) -> _Running:
         state = self._series.get(name)
@@ -154,6 +184,23 @@ class OnlineNormalisation:
             self._series.popitem(last=False)
         state = self._series[name] = _Running.of(0, np.zeros((3, n_features)), self.floor)
         return state
+
+
+def _estimate(sums: np.ndarray, windows: np.ndarray | int, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sd from (..., 3, F) sums over `windows` windows (law of total variance), sd at least `floor`."""
+    scaled = sums / np.asarray(windows, dtype=np.float64)[..., None, None]
+    mean_of_means, sq_mean, within = scaled[..., 0, :], scaled[..., 1, :], scaled[..., 2, :]
+    return mean_of_means, np.maximum(np.sqrt(np.maximum(within + sq_mean - mean_of_means**2, 0.0)), floor)
+
+
+def _rounds(group: np.ndarray) -> list[np.ndarray]:
+    """Positions grouped so that round r holds the r-th position of every group, each round in order."""
+    order = np.argsort(group, kind="stable")
+    first = np.r_[True, group[order][1:] != group[order][:-1]]
+    rank = np.arange(len(order)) - np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = rank
+    return [np.flatnonzero(ranks == r) for r in range(int(ranks.max()) + 1)]
 
 
 def _robust_moments(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -111,3 +111,26 @@ def test_a_new_series_that_looks_like_the_fleet_keeps_the_fleets_statistics() ->
     assert learn(like, "s", windows_of(part_of_a_cycle, stride=2)) == (fleet.mean, fleet.std)
     mean, std = learn(elsewhere, "s", windows_of(part_of_a_cycle * 10 + 300, stride=2))
     assert mean[0] > 250 and std[0] > 2.0, "a series at its own level keeps its own statistics"
+
+
+def test_one_batch_of_many_series_learns_exactly_as_one_window_at_a_time() -> None:
+    """The batch path learns all series at once (round r: the r-th window of each); the arithmetic must be
+    the same as one window at a time, fleet statistics and the end of the warm-up inside the batch included."""
+    fleet = FeatureStats(np.array([0.0, 5.0]), np.array([1.0, 2.0]))
+    rng = np.random.default_rng(3)
+    names = [f"s{i}" for i in rng.integers(0, 6, size=90)]  # uneven: some series end their warm-up here
+    batch = rng.normal(size=(90, WINDOW, 2)) * [1.0, 2.0] + [0.0, 5.0]
+    batch[names.index("s1") :: 7] *= 30  # some windows far from the fleet
+    one_at_a_time = OnlineNormalisation(FLOOR.repeat(2), warmup=9, max_series=4, fleet=fleet)
+    expected = [one_at_a_time.rows([name], window[None]) for name, window in zip(names, batch, strict=True)]
+
+    batched = OnlineNormalisation(FLOOR.repeat(2), warmup=9, max_series=4, fleet=fleet)
+    means, stds, provisional = batched.rows(names, batch)
+
+    np.testing.assert_array_equal(means, np.concatenate([m for m, _, _ in expected]))
+    np.testing.assert_array_equal(stds, np.concatenate([s for _, s, _ in expected]))
+    np.testing.assert_array_equal(provisional, np.concatenate([p for _, _, p in expected]))
+    assert provisional.any() and not provisional.all()
+    for name in set(names[-4:]):
+        assert batched.snapshot(name)["windows"] == one_at_a_time.snapshot(name)["windows"]
+        np.testing.assert_array_equal(batched.snapshot(name)["sums"], one_at_a_time.snapshot(name)["sums"])
