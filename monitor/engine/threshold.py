@@ -55,8 +55,9 @@ class ThresholdSettings:
     lasting change of level becomes the new normal and its alert resolves instead of staying open."""
     settle: float = 0.1
     """An anomalous run is over once its judged score falls below this fraction of the run's peak (0: off):
-    what follows is learned as the series' new normal even while it stays above the old threshold, so an
-    incident after which the series settles at a slightly different level resolves instead of staying open."""
+    what follows is not anomalous even while it stays above the old threshold, so an incident after which
+    the series settles at a slightly different level resolves instead of staying open. It is not learned
+    either (it counts towards `adapt_after`), so it cannot raise the threshold over the next incident."""
 
 
 @dataclass(frozen=True, slots=True)
