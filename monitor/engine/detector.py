@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from queue import SimpleQueue
 from typing import Any
 
-import numpy as np
-
 from monitor.engine.alerting import AlertSettings, AlertTracker
 from monitor.engine.entities import EntityAssembler, Selector
 from monitor.engine.feedback import FeedbackBook
 from monitor.engine.scoring import Scorer
+from monitor.engine.slots import rounds
 from monitor.engine.threshold import ThresholdBank, ThresholdSettings
 from monitor.engine.verdicts import Outcome, VerdictBatch
 from monitor.engine.windows import PointRules, WindowStore
@@ -103,7 +102,8 @@ class Detector:
             windows.end, data[:, -1, :].copy(), result.feature_errors,
         )  # fmt: skip
         events: list[tuple[int, Alert]] = []
-        for rows in _rounds(windows.series):
+        # Round k judges the k-th window of every series, after its earlier ones (a threshold learns from each).
+        for rows in rounds(windows.series):
             provisional = None if result.provisional is None else result.provisional[rows]
             judged = self.thresholds.judge_many([windows.series[i] for i in rows], result.scores[rows], provisional)
             batch.score[rows], batch.threshold[rows] = judged.score, judged.threshold
@@ -302,22 +302,6 @@ class Engine:
                 self._routes.clear()  # a cache: ever-new series ids must not grow it without bound
             route = self._routes[series] = next((d for d in self.detectors if d.matches(series, labels)), None)
         return route  # type: ignore[return-value]
-
-
-def _rounds(series: Sequence[str]) -> list[np.ndarray]:
-    """Rows grouped so that no series appears twice in a group, in order: the k-th window of every series
-    is judged in round k, after its earlier windows (a threshold learns from each judgement)."""
-    if len(set(series)) == len(series):
-        return [np.arange(len(series))]
-    seen: Counter[str] = Counter()
-    rounds: list[list[int]] = []
-    for i, name in enumerate(series):
-        k = seen[name]
-        seen[name] += 1
-        if k == len(rounds):
-            rounds.append([])
-        rounds[k].append(i)
-    return [np.array(r) for r in rounds]
 
 
 def _check_compatible(settings: DetectorSettings, scorer: Scorer) -> None:

@@ -4,7 +4,8 @@ doubling, so adding a series costs amortised O(1) and a batch of series is one f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 
@@ -48,3 +49,20 @@ class Slots:
             array = getattr(self.owner, name)
             setattr(self.owner, name, np.concatenate([array, np.zeros((extra, *array.shape[1:]), dtype=array.dtype)]))
         self._free.extend(range(size + extra - 1, size - 1, -1))
+
+
+def rounds(keys: Sequence[Hashable]) -> list[np.ndarray]:
+    """Positions grouped so that no key appears twice in a group, in order: round k holds the k-th position
+    of every key, so arrays with a row per key can be updated a round at a time (one fancy-index assignment
+    per round) while each key still takes its positions in order."""
+    if len(set(keys)) == len(keys):
+        return [np.arange(len(keys))]
+    seen: Counter[Hashable] = Counter()
+    grouped: list[list[int]] = []
+    for i, key in enumerate(keys):
+        k = seen[key]
+        seen[key] += 1
+        if k == len(grouped):
+            grouped.append([])
+        grouped[k].append(i)
+    return [np.array(r) for r in grouped]

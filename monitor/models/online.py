@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from monitor.engine.slots import rounds
 from monitor.models.normalisation import FeatureStats
 
 OUTLIER_MADS = 5.0
@@ -44,17 +45,9 @@ class _Running:
 
     @classmethod
     def of(cls, windows: int, sums: np.ndarray, floor: np.ndarray) -> _Running:
-        state = cls(windows, sums, sums[0], floor)
-        state.learn(None, None, floor)
-        return state
-
-    def learn(self, mean: np.ndarray | None, variance: np.ndarray | None, floor: np.ndarray) -> None:
-        """Add one window's robust moments (None: none, only recompute the estimate)."""
-        if mean is not None:
-            self.windows += 1
-            self.sums += (mean, mean**2, variance)
-        if self.windows:
-            self.mean, self.std = _estimate(self.sums, self.windows, floor)
+        """A state from its sums, with the estimate they give (before any window: the floor)."""
+        mean, std = _estimate(sums, windows, floor) if windows else (sums[0], floor)
+        return cls(windows, sums, mean, std)
 
 
 class OnlineNormalisation:
@@ -102,13 +95,13 @@ class OnlineNormalisation:
         moments = np.stack((window_means, window_means**2, window_vars), axis=1)  # (k, 3, F)
         index: dict[int, int] = {}
         group = np.array([index.setdefault(id(state), len(index)) for state in states])
-        owners = list({id(state): state for state in states}.values())
+        owners = list({id(state): state for state in states}.values())  # in the order of `index`
         windows = np.array([state.windows for state in owners])
         sums = np.array([state.sums for state in owners])
         mean = np.array([state.mean for state in owners])
         std = np.array([state.std for state in owners])
         means, stds, provisional = out
-        for taken in _rounds(group):
+        for taken in rounds(group.tolist()):
             g = group[taken]
             learns = windows[g] < self.warmup
             g, moment = g[learns], moments[taken[learns]]
@@ -191,16 +184,6 @@ def _estimate(sums: np.ndarray, windows: np.ndarray | int, floor: np.ndarray) ->
     scaled = sums / np.asarray(windows, dtype=np.float64)[..., None, None]
     mean_of_means, sq_mean, within = scaled[..., 0, :], scaled[..., 1, :], scaled[..., 2, :]
     return mean_of_means, np.maximum(np.sqrt(np.maximum(within + sq_mean - mean_of_means**2, 0.0)), floor)
-
-
-def _rounds(group: np.ndarray) -> list[np.ndarray]:
-    """Positions grouped so that round r holds the r-th position of every group, each round in order."""
-    order = np.argsort(group, kind="stable")
-    first = np.r_[True, group[order][1:] != group[order][:-1]]
-    rank = np.arange(len(order)) - np.maximum.accumulate(np.where(first, np.arange(len(order)), 0))
-    ranks = np.empty(len(order), dtype=np.int64)
-    ranks[order] = rank
-    return [np.flatnonzero(ranks == r) for r in range(int(ranks.max()) + 1)]
 
 
 def _robust_moments(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
