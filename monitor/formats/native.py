@@ -59,14 +59,18 @@ def decode_json(
 ) -> list[Point] | Rejected:
     """Decode one native-format message; `record_ts` (seconds) stands in for a missing `ts`.
 
-    The common message, one well-formed point, is parsed straight from the bytes (a daemon decodes one per
-    point it reads); anything else goes through `decode_with`, which gives every fault its reason."""
+    The message is parsed once, straight from the bytes (a daemon decodes one per record it reads), and
+    the common message, one well-formed point, is taken after a few type checks; only what orjson refuses
+    there (bytes that are not UTF-8, NaN, Infinity) goes through `decode_with`, which names the reason."""
     if raw is not None and len(raw) <= max_bytes:
         try:
-            point = _plain_point(orjson.loads(raw))  # invalid UTF-8 fails here too, and is named below
+            doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            point = None
-        if point is not None:
+            pass
+        else:
+            point = _plain_point(doc)
+            if point is None:  # an array, or an object that needs the checks that name the field at fault
+                return _checked(document_points, doc, record_ts, limits)
             try:
                 check_limits(point, limits, "point 0")
             except Bad as bad:
@@ -81,10 +85,21 @@ def decode_with(
     """The byte-level checks every format shares, then `parse`, then the `limits` on what the points
     would make the monitor hold; bad input comes back as `Rejected`."""
     try:
-        points = parse(message_text(raw, max_bytes), record_ts)
-        for i, point in enumerate(points):
+        text = message_text(raw, max_bytes)
+    except Bad as bad:
+        return Rejected(bad.reason, bad.detail)
+    return _checked(parse, text, record_ts, limits)
+
+
+def _checked(
+    parse: Callable[[Any, float | None], list[Point]], source: Any, record_ts: float | None, limits: Limits
+) -> list[Point] | Rejected:
+    """The points `parse` makes of `source`, each within `limits`; `Rejected` for the first fault of either."""
+    try:
+        found = parse(source, record_ts)
+        for i, point in enumerate(found):
             check_limits(point, limits, f"point {i}")
-        return points
+        return found
     except Bad as bad:
         return Rejected(bad.reason, bad.detail)
 
@@ -132,7 +147,11 @@ def json_document(text: str) -> Any:
 
 def json_points(text: str, record_ts: float | None) -> list[Point]:
     """The native format: one point object or a non-empty array of them."""
-    doc = json_document(text)
+    return document_points(json_document(text), record_ts)
+
+
+def document_points(doc: Any, record_ts: float | None) -> list[Point]:
+    """The points of a parsed native-format message, or `Bad` naming the field at fault."""
     if isinstance(doc, list):
         if not doc:
             raise Bad("empty_batch", "message is an empty array")
