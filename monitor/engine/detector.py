@@ -214,9 +214,8 @@ class Engine:
                 self.unmatched += 1
             elif detector.entities is None:
                 routed[id(detector)].append(point)
-            else:
-                joined = detector.entities.add(point)
-                routed[id(detector)] += [joined] if joined is not None else []
+            elif (joined := detector.entities.add(point)) is not None:  # None: no entity point complete yet
+                routed[id(detector)].append(joined)
         ready = {id(d): WindowBatch(d.settings.window, len(d.settings.features)) for d in self.detectors}
         for detector in self.detectors:
             detector.windows.collect_many(routed[id(detector)], ready[id(detector)])
