@@ -3,7 +3,7 @@
 `Service.run` over pre-built native JSON messages (`--series` series in turn over 4 partitions, polls of
 `kafka.max_poll_records`), wired as the daemon wires it: the shipped detector settings (`--stride` apart),
 checkpoints on (a changelog that only counts), scoring overlap on, and a `TorchScorer` of the shipped size
-(window 32, hidden 32, latent 16) in the scoring thread:
+(window 32, hidden 32, latent 16) in the scoring thread with the shipped `scoring.threads`:
 
     python bench/loop_cost.py [--series 1000] [--points 120] [--stride 1] [--repeats 3]
 
@@ -105,7 +105,7 @@ def run(model: Path, polls: list[list[Message]], skip: int, stride: int) -> dict
     the CPU microseconds of each step."""
     shipped = load_config(ROOT / "config.yaml")
     detector = shipped.detectors[0]
-    scorer = TorchScorer.from_path(model, threads=1, online_warmup=detector.model.online_warmup)
+    scorer = TorchScorer.from_path(model, threads=shipped.scoring_threads, online_warmup=detector.model.online_warmup)
     engine = Engine([Detector(replace(detector.settings, stride=stride), scorer)])
     interval, max_replay = shipped.checkpoint.interval_s, shipped.checkpoint.max_replay_s
     checkpoints = Checkpoints(engine, CountingChangelog(), interval, max_replay_s=max_replay)

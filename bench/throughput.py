@@ -9,7 +9,10 @@ with each Kafka client (`kafka.client`: kafka-python, confluent-kafka):
 (b) the scorer alone on pre-built batches of 256 windows (one and two threads), for the shipped model and
     for the heavier window 64 / hidden 64 one, and per backend (torch, ONNX Runtime) at batch 1 and 256;
 (c) the daemon as `monitor run` builds it (checkpoints, reload, HTTP endpoint) at stride 1 and at
-    `--stride`, with scoring overlapping the next poll;
+    `--stride`, with scoring overlapping the next poll, in the steady state of a long run: measured from the
+    record after every series' window is full and its online normalisation settled (the model never saw
+    these series: `window + stride × online_warmup` points each), to the last record (stride 1: at most
+    `--stride1-records` records);
 (d) the naive loop: one forward call per incoming point.
 It prints points/s and windows/s for each, and one line of ratios per client.
 
@@ -237,11 +240,11 @@ CLIENTS = ("kafka-python", "confluent-kafka")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=1000)
-    parser.add_argument("--points", type=int, default=300, help="points per series")
+    parser.add_argument("--points", type=int, default=700, help="points per series")
     parser.add_argument("--window", type=int, default=DetectorSettings().window)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--stride", type=int, default=4, help="the second stride measured in (c)")
-    parser.add_argument("--stride1-records", type=int, default=200_000, help="records read at stride 1")
+    parser.add_argument("--stride1-records", type=int, default=200_000, help="records measured at stride 1")
     parser.add_argument("--series-sweep", help="comma-separated series counts: the daemon at stride 1 only")
     parser.add_argument("--sweep-records", type=int, default=200_000, help="records measured per sweep run")
     parser.add_argument("--sweep-skip", type=int, default=0, help="points per series before the measurement")
@@ -255,6 +258,9 @@ def main() -> None:
         skip = args.sweep_skip or args.window + ModelSettings().online_warmup
         series_sweep(server, model, counts, skip, args.sweep_records, args.sweep_compare_up_to, args.window)
         return
+    settled = args.window + args.stride * ModelSettings().online_warmup
+    if args.points <= settled:
+        parser.error(f"--points {args.points}: at stride {args.stride} the steady state starts after {settled} points")
     heavy = train_small(64, 64, latent=16)
     scorer = TorchScorer.from_path(model)
     spec = StreamSpec(series=args.series, points=args.points, healthy=args.points // 2, anomalous_series=0)
@@ -273,8 +279,11 @@ def main() -> None:
     per_client = {}
     for client in CLIENTS:
         raw_points, raw_s = raw_consume(server, topic, total, client)
-        stride1 = daemon_loop(server, topic, model, args.window, 1, min(args.stride1_records, total), client=client)
-        strided = daemon_loop(server, topic, model, args.window, args.stride, total, client=client)
+        skip1, skip = args.series * (args.window + ModelSettings().online_warmup), args.series * settled
+        stride1 = daemon_loop(
+            server, topic, model, args.window, 1, min(skip1 + args.stride1_records, total), client=client, skip=skip1
+        )
+        strided = daemon_loop(server, topic, model, args.window, args.stride, total, client=client, skip=skip)
         per_client[client] = (raw_points / raw_s, stride1, strided)
     naive_rate = naive(scorer, args.window)
 

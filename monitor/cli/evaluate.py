@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     drop = tuple(c for c in args.drop.split(",") if c)
     csv_layout = CsvLayout(args.separator, args.time, args.label, drop, args.train_rows)
     result = evaluate(
-        detector, args.path, args.out, args.plots, config.scoring_threads, args.layout, csv_layout, args.fleet
+        detector, args.path, args.out, args.plots, config.training_threads, args.layout, csv_layout, args.fleet
     )
     print(result.report())
     print(f"\n{len(result.replays)} files in {result.seconds:.0f}s; per-file results in {args.out}")

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from monitor.config.host import auto_scoring_threads, usable_cpus
 from monitor.config.http import HttpSettings, parse_http
 from monitor.config.kafka import CheckpointSettings, KafkaSettings, parse_checkpoint, parse_kafka
 from monitor.config.model import (
@@ -59,6 +60,10 @@ class Config:
     exporter_max_series: int = 2000
     http: HttpSettings = field(default_factory=HttpSettings)
     scoring_threads: int = 1
+    """Torch threads of the daemon's scorer (`scoring.threads`, `auto` resolved for this host)."""
+    training_threads: int = 1
+    """Threads of training and replays (retraining, `monitor evaluate`): `scoring.threads` when it is a
+    number, 1 with `auto`, so results do not depend on the host (torch's sums differ with the threads)."""
     scoring_max_batch: int = 256
     scoring_backend: str = "torch"
     scoring_device: str = "cpu"
@@ -113,6 +118,7 @@ def _parse(top: Section, base_dir: Path, environ: Mapping[str, str]) -> Config:
     inp, exporter, scoring = top.section("input"), top.section("exporter"), top.section("scoring")
     host, port = _listen(exporter)
     backend = scoring.text("backend", "torch", SCORING_BACKENDS)
+    threads = _threads(scoring)
     config = Config(
         kafka=kafka,
         detectors=_detectors(top, base_dir),
@@ -123,7 +129,8 @@ def _parse(top: Section, base_dir: Path, environ: Mapping[str, str]) -> Config:
         listen_port=port,
         exporter_max_series=exporter.integer("max_series", 2000, 1),
         http=parse_http(exporter, base_dir, environ),
-        scoring_threads=scoring.integer("threads", 1, 1, 64),
+        scoring_threads=threads or auto_scoring_threads(usable_cpus()),
+        training_threads=threads or 1,
         scoring_max_batch=scoring.integer("max_batch", 256, 1),
         scoring_backend=backend,
         scoring_device=_device(scoring, backend),
@@ -157,6 +164,16 @@ def _input_options(s: Section) -> FormatOptions:
         fields_as=s.text("fields_as", d.fields_as, FIELDS_AS),
         limits=Limits(*(s.integer(f.name, getattr(d.limits, f.name), 1) for f in fields(Limits))),
     )
+
+
+def _threads(scoring: Section) -> int | None:
+    """`scoring.threads`: a number of threads, or None for `auto` (the default)."""
+    value = scoring.get("threads", "auto")
+    if value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        raise Invalid(f"{scoring.path_of('threads')}: must be auto or an integer from 1 to 64, got {show(value)}")
+    return value
 
 
 def _listen(s: Section) -> tuple[str, int]:

@@ -7,6 +7,7 @@ exactly like live scores; keeping the reduction in one function is what guarante
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Executor
 
 import numpy as np
 import torch
@@ -16,6 +17,8 @@ from monitor.engine.scoring import Scores
 
 MAX_BATCH = 256
 """Rows per forward pass: large enough to amortise the per-call overhead, small enough to bound memory."""
+MIN_SPLIT = 128
+"""Fewest rows a batch is cut into for a pool of threads: below, a forward pass is mostly call overhead."""
 
 Forward = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 """The module, or another runtime's forward pass of it (`monitor.models.onnx_backend`): same reduction either way."""
@@ -34,6 +37,8 @@ def reconstruction_scores(
     method: str = "reconstruction",
     features: int | None = None,
     device: torch.device | None = None,
+    pool: Executor | None = None,
+    workers: int = 1,
 ) -> Scores:
     """Window scores and (B, F) per-feature errors, float64, of (B, W, F) normalised windows.
 
@@ -41,17 +46,24 @@ def reconstruction_scores(
     of window i (with `method="nll"`, the mean negative log-likelihood of its values, see
     `Autoencoder.pointwise_nll`), and `scores[i]` is its mean over the features. Only the first
     `features` columns count (None: all); the rest are inputs only, like the calendar columns of
-    `monitor.models.seasons`. The windows go through the model in chunks of `max_batch` rows, one
+    `monitor.models.seasons`. The windows go through the model in chunks of at most `max_batch` rows, one
     forward pass per chunk, on `device` (the model's; None: the CPU), and the errors come back as numpy.
+
+    With a `pool` of `workers` threads the chunks run side by side, each forward pass on one core: a
+    batch is cut into at least `workers` chunks (none under `MIN_SPLIT` rows). Coarse chunks scale
+    where torch's own intra-op threads do not: those meet at every step of the recurrence, and stall
+    as soon as any other thread has run a parallel region (docs/performance.md#scoring-threads).
+    A row's score can differ in the last float bits with the size of its chunk, as between polls.
     """
     normalised = np.ascontiguousarray(normalised, dtype=np.float32)
     batch_size, window, n_inputs = normalised.shape
     n_features = n_inputs if features is None else features
     steps = scored_steps(window, score_tail)
     errors = np.empty((batch_size, n_features), dtype=np.float64)
-    with torch.inference_mode():
-        for start in range(0, batch_size, max_batch):
-            chunk = torch.from_numpy(normalised[start : start + max_batch])
+
+    def score_chunk(start: int, size: int) -> None:
+        with torch.inference_mode():
+            chunk = torch.from_numpy(normalised[start : start + size])
             if device is not None:
                 chunk = chunk.to(device)
             if method == "nll":
@@ -59,4 +71,13 @@ def reconstruction_scores(
             else:
                 pointwise = (model(chunk) - chunk).double().square()
             errors[start : start + len(chunk)] = pointwise[:, -steps:, :n_features].mean(dim=1).cpu().numpy()
+
+    size = max_batch if pool is None else min(max_batch, max(MIN_SPLIT, -(-batch_size // workers)))
+    starts = range(0, batch_size, size)
+    if pool is None or len(starts) == 1:
+        for start in starts:
+            score_chunk(start, size)
+    else:
+        for done in [pool.submit(score_chunk, start, size) for start in starts]:
+            done.result()
     return Scores(scores=errors.mean(axis=1), feature_errors=errors)

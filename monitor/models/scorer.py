@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -32,8 +33,9 @@ log = logging.getLogger(__name__)
 class TorchScorer:
     """Scores raw windows: normalise per series, one batched forward pass, reconstruction error.
 
-    `threads` sets torch's (process-wide) intra-op thread count: one is fastest on small machines where
-    the daemon shares the cores with Kafka I/O; larger hosts can raise it. Series the model never saw
+    `threads` > 1 scores the chunks of a batch side by side in that many threads, torch's (process-wide)
+    intra-op thread count set to one; on a GPU, or for ONNX Runtime, it is their intra-op thread count
+    instead. Series the model never saw
     learn their own normalisation over their first `online_warmup` windows (`monitor.models.online`);
     with 0 they use the statistics pooled over the training series.
 
@@ -53,7 +55,6 @@ class TorchScorer:
         backend: str = "torch",
         device: str = "cpu",
     ) -> None:
-        torch.set_num_threads(threads)
         self._device = resolve_device(device, "scoring.device", "score on the CPU with scoring.device: cpu")
         if backend != "torch" and self._device.type != "cpu":
             raise ModelError(f"scoring.device {device} needs the torch backend, not {backend}")
@@ -62,6 +63,12 @@ class TorchScorer:
         if backend not in BACKENDS:
             raise ModelError(f"unknown scoring backend {backend!r} (known: {', '.join(BACKENDS)})")
         self._forward = self._model if backend == "torch" else self._onnx(threads)
+        side_by_side = threads > 1 and self.backend == "torch" and self._device.type == "cpu"
+        torch.set_num_threads(1 if side_by_side else threads)
+        self._workers = threads if side_by_side else 1
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="forward") if side_by_side else None
+        """torch on the CPU with `threads` > 1: that many forward passes side by side, one core each
+        (`reconstruction_scores`); its threads end when the scorer is dropped (a hot reload)."""
         self._max_batch = max_batch
         self._baseline = np.asarray(loaded.metadata.validation_scores, dtype=np.float64)
         normalisation = loaded.metadata.normalisation
@@ -173,6 +180,8 @@ class TorchScorer:
             meta.score_method,
             meta.n_features,
             self._device,
+            self._pool,
+            self._workers,
         )
         return scores if provisional is None else dataclasses.replace(scores, provisional=provisional)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import re
 from pathlib import Path
 
@@ -320,3 +321,31 @@ def test_the_feedback_topic_follows_the_alert_topic_unless_set():
     doc = {"kafka": {"alert_topic": "pages", "feedback_topic": "verdicts"}}
     assert parse_config(doc, environ={}).kafka.feedback_topic == "verdicts"
     assert parse_config({}, environ={}).detectors[0].settings.alerting.precision_verdicts == 100
+
+
+def test_scoring_threads_auto_follows_the_host(monkeypatch):
+    import monitor.config as config_module
+
+    for cpus, expected in ((1.0, 1), (1.5, 1), (2.0, 2), (16.0, 2)):
+        monkeypatch.setattr(config_module, "usable_cpus", lambda cpus=cpus: cpus)
+        config = parse_config({})
+        assert (config.scoring_threads, config.training_threads) == (expected, 1)
+    explicit = parse_config({"scoring": {"threads": 3}})
+    assert (explicit.scoring_threads, explicit.training_threads) == (3, 3)
+
+
+def test_scoring_threads_refuses_a_word_other_than_auto():
+    message = config_error({"scoring": {"threads": "fast"}})
+    assert message == 'config.yaml: scoring.threads: must be auto or an integer from 1 to 64, got "fast"'
+
+
+def test_usable_cpus_reads_the_cgroup_quota(tmp_path):
+    from monitor.config.host import usable_cpus
+
+    mask = float(len(os.sched_getaffinity(0)))
+    cpu_max = tmp_path / "cpu.max"
+    cpu_max.write_text("50000 100000\n")
+    assert usable_cpus(cpu_max) == min(mask, 0.5)
+    cpu_max.write_text("max 100000\n")
+    assert usable_cpus(cpu_max) == mask
+    assert usable_cpus(tmp_path / "missing") == mask

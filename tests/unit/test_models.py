@@ -13,6 +13,7 @@ import os
 import pickle
 import re
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -199,6 +200,29 @@ def test_a_batch_above_max_batch_is_chunked_and_matches_scoring_in_pieces(traine
 
     assert calls == [256, 256, 88]
     np.testing.assert_allclose(whole.scores, np.concatenate([p.scores for p in pieces]), rtol=1e-6)
+
+
+def test_threads_score_the_chunks_of_a_batch_side_by_side_with_the_same_scores(trained: LoadedModel) -> None:
+    names = [name for name in SERIES for _ in range(200)]
+    batch = np.concatenate([future_windows(name, 200) for name in SERIES])
+    one, two = TorchScorer(trained, threads=1), TorchScorer(trained, threads=2)
+    calls: list[tuple[str, int]] = []
+    hook = trained.module.register_forward_hook(
+        lambda module, args, output: calls.append((threading.current_thread().name, len(args[0])))
+    )
+    try:
+        sizes = {}
+        for rows in (600, 300, 200, 100):
+            calls.clear()
+            np.testing.assert_allclose(
+                two.score(names[:rows], batch[:rows]).scores, one.score(names[:rows], batch[:rows]).scores, rtol=1e-6
+            )
+            sizes[rows] = sorted(size for thread, size in calls if thread.startswith("forward"))
+    finally:
+        hook.remove()
+
+    assert torch.get_num_threads() == 1
+    assert sizes == {600: [88, 256, 256], 300: [150, 150], 200: [72, 128], 100: []}
 
 
 def test_score_tail_averages_only_the_last_steps(trained: LoadedModel) -> None:
