@@ -46,8 +46,8 @@ integration: system-deps venv kafka-start
 	$(BIN)/python -m pytest tests/integration
 
 lint: venv
-	$(BIN)/ruff check monitor tests
-	$(BIN)/ruff format --check monitor tests
+	$(BIN)/ruff check monitor tests bench
+	$(BIN)/ruff format --check monitor tests bench
 	$(BIN)/lint-imports
 
 clean:

@@ -1,11 +1,12 @@
 """How long a restart and a rebalance take to score every series again, and what the changelog costs.
 
-    python bench/restore.py [--series 10000,100000] [--extra 16]
+    python bench/restore.py [--series 10000,100000] [--extra 144]
 
 Per series count, with `monitor run` as users run it (shipped settings, checkpoints on, DEBUG log for
 the `scored` lines) on a 4-partition topic:
 1. a backlog of `window + extra` points per series; daemon A scores it all; the changelog records and
-   bytes (key + value) it wrote, per input point and per second of that run;
+   bytes (key + value) it wrote, per input point and per second of that run, and the series still
+   warming up when it has (0 with the default `extra`: past every warm-up);
 2. SIGTERM A, one new point per series, start B: seconds from B's start to `/readyz` and to the new point
    of every series scored, and how many series still warm up;
 3. start C in the same group (partitions move from B to C), then one new point per series: seconds from
@@ -34,11 +35,15 @@ from pathlib import Path
 from common import ROOT, bootstrap, fresh, produce_file, table, train_small
 from kafka import KafkaConsumer, TopicPartition
 
+from monitor.config.model import ModelSettings
+from monitor.engine.threshold import ThresholdSettings
 from monitor.records import encode_point
 from monitor.synthetic import StreamSpec, generate, points
 
 PARTITIONS = 4
 WINDOW = 32
+WARMING_UP = ("before_warming_up", "restart_warming_up", "rebalance_warming_up")
+"""Series warming up when A has scored the backlog, after B's restart, after C joined (in B and C)."""
 SCORED = re.compile(rb"scored detector=\S+ series=(\S+) end=(\S+)")
 
 
@@ -165,6 +170,7 @@ def run(server: str, model: Path, n: int, extra: int, work: Path) -> dict[str, f
     a = Daemon(config, work / f"a-{n}.log")
     wait(all_scored([a], n * (extra + 1), None), "the backlog", [a])
     r["backlog_s"] = a.since_start()
+    r["before_warming_up"] = a.metric("monitor_series_warming_up")
     r["stop_s"] = a.stop()
     records, size = changelog_size(server, f"{group}-state-changelog")
     r["changelog_records_per_point"] = records / (n * backlog)
@@ -200,14 +206,15 @@ def main() -> None:
     parser.add_argument(
         "--extra",
         type=int,
-        default=16,
-        help="points per series beyond the first window (16: past the threshold warm-up)",
+        default=ModelSettings().online_warmup + ThresholdSettings().warmup,
+        help="points per series beyond the first window (default: past the online normalisation's and the "
+        "threshold's warm-ups, so a series warming up after the restart is one that started over)",
     )
     args = parser.parse_args()
     server = bootstrap()
     model = train_small(WINDOW, 32, latent=16)
     rows = [("series", "backlog s", "changelog rec/pt", "B/pt", "KiB/s", "restart ready s", "restart all scored s",
-             "rebalance ready s", "rebalance all scored s", "replayed", "warming up")]  # fmt: skip
+             "rebalance ready s", "rebalance all scored s", "replayed", "warming up: A / B / B+C")]  # fmt: skip
     for n in (int(s) for s in args.series.split(",")):
         work = Path(tempfile.mkdtemp(prefix=f"restore-{n}-"))
         r = run(server, model, n, args.extra, work)
@@ -216,7 +223,7 @@ def main() -> None:
                      f"{r['changelog_bytes_per_point']:.0f}", f"{r['changelog_bytes_per_s'] / 1024:,.0f}",
                      f"{r['restart_ready_s']:.1f}", f"{r['restart_scored_s']:.1f}", f"{r['rebalance_ready_s']:.1f}",
                      f"{r['rebalance_scored_s']:.1f}", f"{r['rebalance_replayed']:,.0f}",
-                     f"{r['restart_warming_up']:.0f} / {r['rebalance_warming_up']:.0f}"))  # fmt: skip
+                     " / ".join(f"{r[k]:.0f}" for k in WARMING_UP)))  # fmt: skip
     print(table(rows))
 
 

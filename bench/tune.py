@@ -13,9 +13,9 @@ are cached under /tmp/tune-cache; the threshold and alerting sections are then r
 
 Printed per variant: the overall figure per seed, their mean and worst (NAB: standard profile, deployed;
 labelled CSV: pooled F1 less the FAR above 12%, with F1, FAR, periods found, alerts outside), and the
-mean per group (NAB: category; SKAB: fault type). Then the leave-one-group-out table: for each group, the variant that is best on the
-other groups (mean over seeds), its figure on the group left out, against the figure of the variant
-that is best on everything. Never part of the tests.
+mean per group (NAB: category; SKAB: fault type). Then the leave-one-group-out table: for each group,
+the variant that is best on the other groups (mean over seeds), its figure on the group left out,
+against the figure of the variant that is best on everything. Never part of the tests.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from monitor.config import DetectorConfig, parse_config  # noqa: E402
 from monitor.engine.scoring import Scores  # noqa: E402
 from monitor.evaluation.corpus import load_corpus  # noqa: E402
 from monitor.evaluation.datafile import DataFile  # noqa: E402
+from monitor.evaluation.evaluate import outliers_after_training  # noqa: E402
 from monitor.evaluation.labelled import SKAB  # noqa: E402
 from monitor.evaluation.nab import DEFAULT_PROFILES, load_profiles  # noqa: E402
 from monitor.evaluation.replay import Replay, replay, train_scorer  # noqa: E402
-from monitor.evaluation.evaluate import outliers_after_training  # noqa: E402
 from monitor.evaluation.report import deployed  # noqa: E402
 
 CACHE = Path("/tmp/tune-cache")

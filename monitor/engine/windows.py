@@ -307,8 +307,8 @@ class WindowStore:
             raise ValueError(f"buffer of shape {data.shape} does not fit window {self.window} x {self.features}")
         self.forget(series)
         slot = self._slot(Point(series, 0.0, {}, state["labels"]))
-        for t, row in zip(ts, data, strict=True):
-            self._append(slot, float(t), row)
+        if len(ts):
+            self._fill_new(slot, ts, data)
         self._since[slot] = int(state["since_emit"])
         self._newest[slot] = max(float(state["newest"]), self._last[slot])
         held = [(float(t), tuple(float(v) for v in values)) for t, values in state["held"]]
@@ -419,6 +419,15 @@ class WindowStore:
             share = k / (missing + 1)
             self._append(slot, t0 + (ts - t0) * share, before + (after - before) * share)
         self.adjusted["gap_filled"] += missing
+
+    def _fill_new(self, slot: int, ts: np.ndarray, data: np.ndarray) -> None:
+        """A new slot's first 1 to `window` rows at once, as `_append` one by one would leave them but for
+        where the ring starts (it starts at 0: nothing is in it yet). A restore fills 100,000 series so."""
+        n, window = len(ts), self.window
+        ring = self._data[slot]
+        ring[:n] = ring[window : window + n] = data
+        self._ts[slot, :n] = ts
+        self._pos[slot], self._filled[slot], self._last[slot] = n % window, n, float(ts[-1])
 
     def _append(self, slot: int, ts: float, row: Sequence[float] | np.ndarray) -> None:
         pos = self._pos[slot]

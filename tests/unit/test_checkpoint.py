@@ -14,6 +14,7 @@ from monitor.engine.detector import Detector, Engine
 from monitor.formats.native import decode_json
 from monitor.records import Message, Point, encode_point
 from monitor.service.checkpoint import Checkpoints
+from monitor.service.checkpoint_codec import decode_state
 
 from .test_detector import T0, FakeScorer, normal, pt, settings
 
@@ -186,6 +187,26 @@ def test_a_restart_needs_no_new_warm_up():
         np.testing.assert_array_equal(a["window"]["data"], b["window"]["data"])
         np.testing.assert_array_equal(a["threshold"]["sums"], b["threshold"]["sums"])
         assert a["alert"] == b["alert"]
+
+
+def test_a_restore_decodes_only_the_last_record_of_each_series(monkeypatch):
+    import monitor.service.checkpoint as checkpoint
+
+    messages = stream()
+    changelog, committed = MemoryChangelog(), {}
+    first = Replica(changelog, committed, set(range(PARTITIONS)))
+    for _ in range(5):  # five rounds of 60 messages: every series written five times
+        first.step(first.todo(messages)[:60])
+    assert sum(len(records) for records in changelog.log.values()) == 5 * len(SERIES)
+    decoded = []
+    monkeypatch.setattr(checkpoint, "decode_state", lambda raw: decoded.append(raw) or decode_state(raw))
+    second = Replica(changelog, committed, set(range(PARTITIONS)))
+
+    assert len(decoded) == len(SERIES)
+    for series in SERIES:
+        a, b = first.engine.detectors[0].snapshot(series), second.engine.detectors[0].snapshot(series)
+        np.testing.assert_array_equal(a["window"]["data"], b["window"]["data"])
+        np.testing.assert_array_equal(a["threshold"]["sums"], b["threshold"]["sums"])
 
 
 def test_a_partition_moves_to_another_replica_with_its_state():
