@@ -60,7 +60,8 @@ class Config:
     exporter_max_series: int = 2000
     http: HttpSettings = field(default_factory=HttpSettings)
     scoring_threads: int = 1
-    """Torch threads of the daemon's scorer (`scoring.threads`, `auto` resolved for this host)."""
+    """Threads of the daemon's scorer, side by side over a batch's chunks (`scoring.threads`, `auto`
+    resolved for this host)."""
     training_threads: int = 1
     """Threads of training and replays (retraining, `monitor evaluate`): `scoring.threads` when it is a
     number, 1 with `auto`, so results do not depend on the host (torch's sums differ with the threads)."""

@@ -35,9 +35,8 @@ class TorchScorer:
 
     `threads` > 1 scores the chunks of a batch side by side in that many threads, torch's (process-wide)
     intra-op thread count set to one; on a GPU, or for ONNX Runtime, it is their intra-op thread count
-    instead. Series the model never saw
-    learn their own normalisation over their first `online_warmup` windows (`monitor.models.online`);
-    with 0 they use the statistics pooled over the training series.
+    instead. Series the model never saw learn their own normalisation over their first `online_warmup`
+    windows (`monitor.models.online`); with 0 they use the statistics pooled over the training series.
 
     `backend="onnx"` runs the forward pass in ONNX Runtime (`monitor.models.onnx_backend`) with `threads`
     intra-op threads; a model it cannot serve is scored with torch after one warning line, and `backend`
