@@ -237,6 +237,12 @@ def naive(scorer: TorchScorer, window: int, count: int = 2000) -> float:
 CLIENTS = ("kafka-python", "confluent-kafka")
 
 
+def steady_after(window: int, stride: int) -> int:
+    """Points per series before the steady state: the window full, then the online normalisation's warm-up
+    (`online_warmup` windows, one every `stride` points) of series the model never saw."""
+    return window + stride * ModelSettings().online_warmup
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=1000)
@@ -255,10 +261,10 @@ def main() -> None:
     model = train_small(args.window, args.hidden, latent=16)
     if args.series_sweep:
         counts = [int(n) for n in args.series_sweep.split(",")]
-        skip = args.sweep_skip or args.window + ModelSettings().online_warmup
+        skip = args.sweep_skip or steady_after(args.window, 1)
         series_sweep(server, model, counts, skip, args.sweep_records, args.sweep_compare_up_to, args.window)
         return
-    settled = args.window + args.stride * ModelSettings().online_warmup
+    settled = steady_after(args.window, args.stride)
     if args.points <= settled:
         parser.error(f"--points {args.points}: at stride {args.stride} the steady state starts after {settled} points")
     heavy = train_small(64, 64, latent=16)
@@ -277,9 +283,9 @@ def main() -> None:
     backend_rates = backends(model, args.window)
     one = scorer_rates["shipped", 1]
     per_client = {}
+    skip1, skip = args.series * steady_after(args.window, 1), args.series * settled
     for client in CLIENTS:
         raw_points, raw_s = raw_consume(server, topic, total, client)
-        skip1, skip = args.series * (args.window + ModelSettings().online_warmup), args.series * settled
         stride1 = daemon_loop(
             server, topic, model, args.window, 1, min(skip1 + args.stride1_records, total), client=client, skip=skip1
         )
