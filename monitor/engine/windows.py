@@ -422,7 +422,8 @@ class WindowStore:
 
     def _fill_new(self, slot: int, ts: np.ndarray, data: np.ndarray) -> None:
         """A new slot's first 1 to `window` rows at once, as `_append` one by one would leave them but for
-        where the ring starts (it starts at 0: nothing is in it yet). A restore fills 100,000 series so."""
+        where the ring starts (it starts at 0: nothing is in it yet) and `_since`, which the caller sets.
+        A restore fills 100,000 series so."""
         n, window = len(ts), self.window
         ring = self._data[slot]
         ring[:n] = ring[window : window + n] = data

@@ -31,7 +31,7 @@ MAD_TO_SD = 1.4826
 FLEET_MEANS = 1.0
 FLEET_SCALE = 2.0
 """A new series "looks like the fleet" on a feature when its mean is within FLEET_MEANS pooled sds of the
-pooled mean and its sd within a factor FLEET_SCALE of the pooled sd (`OnlineNormalisation._settle`)."""
+pooled mean and its sd within a factor FLEET_SCALE of the pooled sd (`OnlineNormalisation._settled_stats`)."""
 
 
 @dataclass(slots=True)
@@ -143,13 +143,8 @@ class OnlineNormalisation:
         """A series' state rebuilt from its sums (a checkpoint, a hot reload), settled if its warm-up is over."""
         state = _Running.of(windows, sums, self.floor)
         if windows >= self.warmup:
-            self._settle(state)
+            state.mean, state.std = self._settled_stats(state.mean, state.std)
         return state
-
-    def _settle(self, state: _Running) -> None:
-        """At the end of the warm-up: keep the fleet's statistics for each feature on which the series
-        looks like the fleet (see `_settled_stats`)."""
-        state.mean, state.std = self._settled_stats(state.mean, state.std)
 
     def _settled_stats(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The fleet's statistics for each feature (of each row) on which a series' own estimate looks like
