@@ -34,13 +34,14 @@ SERIES_LABELS = ["detector", "series"]
 
 
 class _SeriesState(NamedTuple):
-    """Immutable, so a scrape can copy the references under the lock and build families outside it; a
-    tuple, because one is built per scored series per poll (a frozen dataclass takes four times as long)."""
+    """The latest verdict of a series, immutable, so a scrape can copy the references under the lock and
+    build families outside it. `observe` stores plain tuples of these fields (zipped from a batch's columns
+    in C, no Python call per series: it runs for every scored window); the scrape reads them as this."""
 
     score: float
     threshold: float
-    values: Mapping[str, float]
-    active: bool = False
+    features: tuple[str, ...]
+    values: list[float]
 
 
 class _SeriesCollector:
@@ -48,7 +49,10 @@ class _SeriesCollector:
 
     def __init__(self, max_series: int) -> None:
         self.max_series = max_series
-        self.latest: dict[tuple[str, str], _SeriesState] = {}
+        self.latest: dict[tuple[str, str], tuple[float, float, tuple[str, ...], list[float]]] = {}
+        """The latest verdict of each (detector, series): the fields of `_SeriesState`."""
+        self.open: set[tuple[str, str]] = set()
+        """The (detector, series) pairs with an alert open."""
         self.detectors: set[str] = set()
         self.lock = threading.Lock()
 
@@ -56,27 +60,31 @@ class _SeriesCollector:
         with self.lock:
             for key in outcome.evicted:
                 self.latest.pop(key, None)
-            for batch in outcome.batches:
-                newest = {series: i for i, series in enumerate(batch.series)}  # the last window of each series
-                score, threshold, values = batch.score.tolist(), batch.threshold.tolist(), batch.values.tolist()
-                for series, i in newest.items():
-                    previous = self.latest.get((batch.detector, series))
-                    active = previous.active if previous else False
-                    row = dict(zip(batch.features, values[i], strict=True))
-                    self.latest[(batch.detector, series)] = _SeriesState(score[i], threshold[i], row, active)
+                self.open.discard(key)
+            for batch in outcome.batches:  # a series' last window in the batch is the one that stays
+                n = len(batch)
+                keys = zip([batch.detector] * n, batch.series, strict=True)
+                states = zip(batch.score.tolist(), batch.threshold.tolist(), [batch.features] * n,
+                             batch.values.tolist(), strict=True)  # fmt: skip
+                self.latest.update(zip(keys, states, strict=True))
             for a in outcome.alerts:
                 key = (a.detector, a.series)
-                if key in self.latest:  # not yet when a verdict dismisses an alert restored at start
-                    self.latest[key] = self.latest[key]._replace(active=a.status == "firing")
+                if key not in self.latest:  # not yet when a verdict dismisses an alert restored at start
+                    continue
+                if a.status == "firing":
+                    self.open.add(key)
+                else:
+                    self.open.discard(key)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self.lock:
             items = list(self.latest.items())
+            open_keys = set(self.open)
             detectors = set(self.detectors)
-        open_alerts = [kv for kv in items if kv[1].active]
+        open_alerts = [(key, _SeriesState(*s)) for key, s in items if key in open_keys]
         room = max(self.max_series - len(open_alerts), 0)
-        quiet = (kv for kv in items if not kv[1].active)
-        kept = open_alerts + heapq.nlargest(room, quiet, key=lambda kv: kv[1].score)
+        quiet = heapq.nlargest(room, (kv for kv in items if kv[0] not in open_keys), key=lambda kv: kv[1][0])
+        kept = open_alerts + [(key, _SeriesState(*s)) for key, s in quiet]
 
         score = GaugeMetricFamily(
             "anomaly_score", "Latest anomaly score of the series (reconstruction error)", labels=SERIES_LABELS
@@ -90,11 +98,12 @@ class _SeriesCollector:
             "Newest value of each feature of the series, at the end of its last scored window",
             labels=[*SERIES_LABELS, "feature"],
         )
-        for (detector, series), s in kept:
+        for key, s in kept:
+            detector, series = key
             score.add_metric([detector, series], s.score)
             threshold.add_metric([detector, series], s.threshold)
-            active.add_metric([detector, series], 1.0 if s.active else 0.0)
-            for feature, v in s.values.items():
+            active.add_metric([detector, series], 1.0 if key in open_keys else 0.0)
+            for feature, v in zip(s.features, s.values, strict=True):
                 value.add_metric([detector, series, feature], v)
 
         firing = GaugeMetricFamily(
