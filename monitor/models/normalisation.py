@@ -38,6 +38,10 @@ class Normalisation:
         """The smallest std per feature (also for statistics learned online)."""
         self.default = _floored(default, self.floor)
         self.series = {name: _floored(stats, self.floor) for name, stats in series.items()}
+        self._row = {name: i for i, name in enumerate(self.series)}
+        """Each training series' row in `_means` and `_stds`; their last row is the default's."""
+        self._means = np.stack([*(stats.mean for stats in self.series.values()), self.default.mean])
+        self._stds = np.stack([*(stats.std for stats in self.series.values()), self.default.std])
 
     @classmethod
     def fit(cls, values: Mapping[str, np.ndarray]) -> Normalisation:
@@ -46,12 +50,10 @@ class Normalisation:
         return cls(_stats(pooled), {name: _stats(rows) for name, rows in values.items()})
 
     def rows(self, series: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(B, F) means and stds for a batch whose row i belongs to `series[i]`."""
-        names, row_index = np.unique(np.asarray(series, dtype=str), return_inverse=True)
-        known = [self.series.get(name, self.default) for name in names]
-        means = np.stack([stats.mean for stats in known])[row_index]
-        stds = np.stack([stats.std for stats in known])[row_index]
-        return means, stds
+        """(B, F) means and stds (new arrays) for a batch whose row i belongs to `series[i]`: one dict lookup
+        per row and one gather, as this runs for every scored batch."""
+        rows = [self._row.get(name, -1) for name in series]
+        return self._means[rows], self._stds[rows]
 
     def apply(self, series: Sequence[str], batch: np.ndarray) -> np.ndarray:
         """The (B, W, F) raw `batch` in normalised units, as float32 for the model."""
