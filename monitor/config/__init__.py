@@ -241,6 +241,7 @@ def _alerting(s: Section) -> AlertSettings:
         resolve_after=s.integer("resolve_after", d.resolve_after, 1),
         critical_ratio=s.number("critical_ratio", d.critical_ratio, 1.0),
         precision_verdicts=s.integer("precision_verdicts", d.precision_verdicts, 1),
+        cooldown=s.integer("cooldown", d.cooldown, 0),
     )
     s.done()
     return a

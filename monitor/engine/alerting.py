@@ -1,9 +1,11 @@
 """Alert lifecycle per series: pending → firing → resolved.
 
 An alert fires after `for_windows` consecutive anomalous windows and resolves after `resolve_after`
-consecutive normal ones. Every time in an alert is data time (window end timestamps), never the wall
-clock, and the id is derived from (detector, series, started_at): replaying the same records after a
-crash produces the same messages, which consumers can de-duplicate.
+consecutive normal ones; within `cooldown` windows after it resolved, the series fires again only at
+critical severity, so an incident whose score hovers about the threshold pages once. Every time in an
+alert is data time (window end timestamps), never the wall clock, and the id is derived from (detector,
+series, started_at): replaying the same records after a crash produces the same messages, which
+consumers can de-duplicate.
 """
 
 from __future__ import annotations
@@ -19,18 +21,23 @@ from monitor.engine.verdicts import VerdictBatch
 from monitor.records import Alert, Verdict, alert_id
 
 TOP_FEATURES = 3
+NEVER_RESOLVED = 1 << 40
+"""`since_resolved` of a series that has had no alert: past any `cooldown`."""
 
 
 @dataclass(frozen=True, slots=True)
 class AlertSettings:
     for_windows: int = 1
     """Consecutive anomalous windows before an alert fires (the Prometheus `for`)."""
-    resolve_after: int = 32
+    resolve_after: int = 16
     """Consecutive normal windows before a firing alert resolves."""
     critical_ratio: float = 2.0
     """Score / threshold at or above which the severity is critical instead of warning."""
     precision_verdicts: int = 100
     """How many of the latest verdicts on the feedback topic the exported precision covers."""
+    cooldown: int = 512
+    """Windows after an alert of a series resolves during which it fires again only at critical severity
+    (score at least `critical_ratio` x threshold), so one flapping incident pages once (0: off)."""
 
 
 class AlertTracker:
@@ -50,8 +57,10 @@ class AlertTracker:
         self._last = np.zeros(0)
         """Window end of the series' newest judged window: the data time of a dismissal."""
         self._open = np.zeros(0, dtype=bool)
+        self._since = np.zeros(0, dtype=np.int64)
+        """Judged windows since the series' last alert resolved (or was dismissed), for `cooldown`."""
         self._firing: dict[int, Alert] = {}
-        self._slots = Slots(self, ("_above", "_below", "_first", "_last", "_open"))
+        self._slots = Slots(self, ("_above", "_below", "_first", "_last", "_open", "_since"))
 
     def observe(self, verdict: Verdict, model_version: str) -> Alert | None:
         """Follow one verdict (`observe_many` for a batch of one)."""
@@ -71,8 +80,13 @@ class AlertTracker:
         started = anomalous & (above == 1)
         self._first[slots[started]] = batch.ts[rows[started]]
         is_open = self._open[slots]
-        fire = anomalous & ~is_open & (above >= self.settings.for_windows)
+        since = self._since[slots] + 1
+        critical = batch.score[rows] >= self.settings.critical_ratio * batch.threshold[rows]
+        fire = (
+            anomalous & ~is_open & (above >= self.settings.for_windows) & (critical | (since > self.settings.cooldown))
+        )
         resolve = ~anomalous & is_open & (below >= self.settings.resolve_after)
+        self._since[slots] = np.where(resolve, 0, since)
         events = []
         for j in np.flatnonzero(fire | resolve):
             slot, verdict = int(slots[j]), batch.verdict(int(rows[j]))
@@ -93,7 +107,7 @@ class AlertTracker:
         if firing is None or firing.alert_id != alert_id:
             return None
         del self._firing[slot]
-        self._open[slot], self._above[slot] = False, 0
+        self._open[slot], self._above[slot], self._since[slot] = False, 0, 0
         at = float(self._last[slot])
         return replace(
             firing, status="resolved", at=at, ended_at=at, resolution="dismissed", resolved_by=by or "unknown"
@@ -119,6 +133,7 @@ class AlertTracker:
             "below": int(self._below[slot]),
             "first_above_ts": float(self._first[slot]),
             "last_ts": float(self._last[slot]),
+            "since_resolved": int(self._since[slot]),
             "firing": self._firing.get(slot),
         }
 
@@ -131,6 +146,7 @@ class AlertTracker:
         else:
             self._first[slot] = float(state["first_above_ts"])
         self._last[slot] = float(state.get("last_ts", self._first[slot]))
+        self._since[slot] = int(state.get("since_resolved", NEVER_RESOLVED))  # written before `cooldown`: none
         if state["firing"] is not None:
             self._firing[slot] = state["firing"]
         self._open[slot] = state["firing"] is not None
@@ -141,6 +157,7 @@ class AlertTracker:
             return slot
         slot = self._slots.add(series)
         self._above[slot] = self._below[slot] = 0
+        self._since[slot] = NEVER_RESOLVED
         self._last[slot] = 0.0
         self._open[slot] = False
         return slot

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from monitor.config import DetectorConfig
+from monitor.engine.alerting import NEVER_RESOLVED, AlertSettings
 from monitor.engine.detector import Detector, Engine
 from monitor.engine.scoring import Scorer
 from monitor.evaluation.datafile import DataFile
@@ -75,6 +76,8 @@ def replay(detector: DetectorConfig, file: DataFile, scorer: Scorer) -> Replay:
     A row's `anomaly_score` is its verdict's score/threshold squashed onto [0, 1), and 0 while an alert
     of the series is already open (after the row where it fired, up to the row where it resolves): the
     daemon pages once per incident, and NAB counts every detection outside a window as a false positive.
+    Within `alerting.cooldown` judged windows after a resolve the series pages only at `critical_ratio` ×
+    its threshold, so there the ratio is taken to that bar: 0.5 stays the point where the daemon pages.
     """
     started = time.perf_counter()
     engine = Engine([Detector(for_file(detector, file).settings, scorer)])
@@ -85,25 +88,50 @@ def replay(detector: DetectorConfig, file: DataFile, scorer: Scorer) -> Replay:
     score, threshold = np.full(n, np.nan), np.full(n, np.nan)
     anomaly, alert, active = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     opened: dict[str, int] = {}
+    judged: list[int] = []
+    resolved: set[int] = set()
     for points in _polls(file):
         outcome = engine.process(points)
         for verdict in outcome.verdicts:
             i = row_of.get(verdict.ts)
             if i is not None:  # None: a point the rules made up (gap filling), not a row of the file
                 score[i], threshold[i] = verdict.score, verdict.threshold
-                anomaly[i] = 0.0 if verdict.warming_up else _squash(verdict.score, verdict.threshold)
+                if not verdict.warming_up:
+                    anomaly[i] = _squash(verdict.score, verdict.threshold)
+                    judged.append(i)
         for event in outcome.alerts:
             if event.status == "firing":
                 alert[row_of[event.at]] = True
                 opened[event.alert_id] = row_of[event.at]
             else:
                 first = opened.pop(event.alert_id)
+                resolved.add(row_of[event.at])
                 anomaly[first + 1 : row_of[event.at] + 1] = 0.0
                 active[first : row_of[event.at]] = True  # resolved on that row: no longer open there
     for first in opened.values():  # still open at the end of the file
         anomaly[first + 1 :] = 0.0
         active[first:] = True
+    _cool_down(anomaly, score, threshold, judged, resolved, detector.settings.alerting)
     return Replay(file, score, threshold, anomaly, alert, active, time.perf_counter() - started)
+
+
+def _cool_down(
+    anomaly: np.ndarray,
+    score: np.ndarray,
+    threshold: np.ndarray,
+    judged: list[int],
+    resolved: set[int],
+    alerting: AlertSettings,
+) -> None:
+    """The judged rows within `alerting.cooldown` judged windows after a resolved row, squashed against
+    the critical bar the daemon pages at there (`monitor.engine.alerting.AlertTracker`)."""
+    since = NEVER_RESOLVED
+    for i in judged:
+        since += 1
+        if since <= alerting.cooldown and anomaly[i] > 0:  # 0: an alert is open (or the score is 0)
+            anomaly[i] = _squash(score[i], threshold[i] * alerting.critical_ratio)
+        if i in resolved:
+            since = 0
 
 
 def _squash(score: float, threshold: float) -> float:

@@ -34,8 +34,10 @@ def verdict(
     )
 
 
-def tracker(for_windows: int = 3, resolve_after: int = 2, critical_ratio: float = 2.0) -> AlertTracker:
-    return AlertTracker("default", AlertSettings(for_windows, resolve_after, critical_ratio))
+def tracker(
+    for_windows: int = 3, resolve_after: int = 2, critical_ratio: float = 2.0, cooldown: int = 0
+) -> AlertTracker:
+    return AlertTracker("default", AlertSettings(for_windows, resolve_after, critical_ratio, cooldown=cooldown))
 
 
 def run(t: AlertTracker, pattern: str, series: str = "web-01/cpu", start: int = 0):
@@ -177,3 +179,32 @@ def test_forget_drops_series_state():
     t.forget("web-01/cpu")
     assert t.firing() == []
     assert run(t, "A", start=5) == [None]  # the count starts again
+
+
+def test_within_the_cooldown_only_a_critical_score_fires_again():
+    t = tracker(for_windows=1, resolve_after=1, cooldown=5)
+    assert [a.status for a in run(t, "An")] == ["firing", "resolved"]  # resolved at window 1
+    warnings = [t.observe(verdict(i, True, score=1.5), "fake-1") for i in range(2, 6)]
+    assert warnings == [None] * 4  # 1 to 4 windows after the resolve: the same incident, no second page
+    critical = t.observe(verdict(6, True, score=2.5), "fake-1")
+    assert critical is not None and critical.status == "firing" and critical.severity == "critical"
+    assert critical.started_at == T0 + 2 * STEP  # the anomalous run's first window
+
+
+def test_after_the_cooldown_a_warning_fires_again():
+    t = tracker(for_windows=1, resolve_after=1, cooldown=3)
+    run(t, "An")
+    out = run(t, "nnA", start=2)  # windows 2 and 3 normal, window 4 is the 3rd after the resolve
+    assert out == [None, None, None]
+    fired = t.observe(verdict(5, True, score=1.5), "fake-1")
+    assert fired is not None and fired.status == "firing" and fired.severity == "warning"
+
+
+def test_the_cooldown_survives_a_restore():
+    t = tracker(for_windows=1, resolve_after=1, cooldown=5)
+    run(t, "An")
+    restored = tracker(for_windows=1, resolve_after=1, cooldown=5)
+    restored.restore("web-01/cpu", t.snapshot("web-01/cpu"))
+    assert restored.observe(verdict(2, True, score=1.5), "fake-1") is None
+    fresh = tracker(for_windows=1, resolve_after=1, cooldown=5)
+    assert fresh.observe(verdict(2, True, score=1.5), "fake-1") is not None  # no alert before: no cooldown
