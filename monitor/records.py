@@ -137,6 +137,8 @@ class Verdict:
     feature_shares: Mapping[str, float]
     values: Mapping[str, float] = field(default_factory=dict)
     """The newest point of the window per feature: what a dashboard plots next to the score."""
+    cooling: bool = False
+    """The series is within `alerting.cooldown` of its last alert: it pages only at critical severity."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,10 +81,9 @@ class AlertTracker:
         self._first[slots[started]] = batch.ts[rows[started]]
         is_open = self._open[slots]
         since = self._since[slots] + 1
+        cooling = batch.cooling[rows] = since <= self.settings.cooldown
         critical = batch.score[rows] >= self.settings.critical_ratio * batch.threshold[rows]
-        fire = (
-            anomalous & ~is_open & (above >= self.settings.for_windows) & (critical | (since > self.settings.cooldown))
-        )
+        fire = anomalous & ~is_open & (above >= self.settings.for_windows) & (critical | ~cooling)
         resolve = ~anomalous & is_open & (below >= self.settings.resolve_after)
         self._since[slots] = np.where(resolve, 0, since)
         events = []

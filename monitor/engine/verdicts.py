@@ -35,6 +35,8 @@ class VerdictBatch:
     threshold: np.ndarray
     anomalous: np.ndarray
     warming_up: np.ndarray
+    cooling: np.ndarray
+    """Filled in by the alert tracker: the series pages only at critical severity (`Verdict.cooling`)."""
 
     @classmethod
     def empty(
@@ -53,7 +55,7 @@ class VerdictBatch:
         return cls(
             detector, tuple(features), series, labels, np.asarray(end, dtype=float),
             np.asarray(start, dtype=float), values, errors, np.zeros(n), np.zeros(n),
-            np.zeros(n, dtype=bool), np.ones(n, dtype=bool),
+            np.zeros(n, dtype=bool), np.ones(n, dtype=bool), np.zeros(n, dtype=bool),
         )  # fmt: skip
 
     @classmethod
@@ -73,6 +75,7 @@ class VerdictBatch:
             np.array([v.threshold for v in verdicts], dtype=float),
             np.array([v.anomalous for v in verdicts], dtype=bool),
             np.array([v.warming_up for v in verdicts], dtype=bool),
+            np.array([v.cooling for v in verdicts], dtype=bool),
         )
 
     def __len__(self) -> int:
@@ -95,6 +98,7 @@ class VerdictBatch:
                 f: float(e) / total if total > 0 else 0.0 for f, e in zip(self.features, errors, strict=True)
             },
             values={f: float(v) for f, v in zip(self.features, self.values[i], strict=True)},
+            cooling=bool(self.cooling[i]),
         )
 
     def verdicts(self) -> list[Verdict]:

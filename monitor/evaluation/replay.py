@@ -24,11 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from monitor.config import DetectorConfig
-from monitor.engine.alerting import NEVER_RESOLVED, AlertSettings
 from monitor.engine.detector import Detector, Engine
 from monitor.engine.scoring import Scorer
 from monitor.evaluation.datafile import DataFile
-from monitor.records import Point
+from monitor.records import Point, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -88,50 +87,32 @@ def replay(detector: DetectorConfig, file: DataFile, scorer: Scorer) -> Replay:
     score, threshold = np.full(n, np.nan), np.full(n, np.nan)
     anomaly, alert, active = np.zeros(n), np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     opened: dict[str, int] = {}
-    judged: list[int] = []
-    resolved: set[int] = set()
+    critical_ratio = detector.settings.alerting.critical_ratio
     for points in _polls(file):
         outcome = engine.process(points)
         for verdict in outcome.verdicts:
             i = row_of.get(verdict.ts)
             if i is not None:  # None: a point the rules made up (gap filling), not a row of the file
                 score[i], threshold[i] = verdict.score, verdict.threshold
-                if not verdict.warming_up:
-                    anomaly[i] = _squash(verdict.score, verdict.threshold)
-                    judged.append(i)
+                anomaly[i] = 0.0 if verdict.warming_up else _anomaly(verdict, critical_ratio)
         for event in outcome.alerts:
             if event.status == "firing":
                 alert[row_of[event.at]] = True
                 opened[event.alert_id] = row_of[event.at]
             else:
                 first = opened.pop(event.alert_id)
-                resolved.add(row_of[event.at])
                 anomaly[first + 1 : row_of[event.at] + 1] = 0.0
                 active[first : row_of[event.at]] = True  # resolved on that row: no longer open there
     for first in opened.values():  # still open at the end of the file
         anomaly[first + 1 :] = 0.0
         active[first:] = True
-    _cool_down(anomaly, score, threshold, judged, resolved, detector.settings.alerting)
     return Replay(file, score, threshold, anomaly, alert, active, time.perf_counter() - started)
 
 
-def _cool_down(
-    anomaly: np.ndarray,
-    score: np.ndarray,
-    threshold: np.ndarray,
-    judged: list[int],
-    resolved: set[int],
-    alerting: AlertSettings,
-) -> None:
-    """The judged rows within `alerting.cooldown` judged windows after a resolved row, squashed against
-    the critical bar the daemon pages at there (`monitor.engine.alerting.AlertTracker`)."""
-    since = NEVER_RESOLVED
-    for i in judged:
-        since += 1
-        if since <= alerting.cooldown and anomaly[i] > 0:  # 0: an alert is open (or the score is 0)
-            anomaly[i] = _squash(score[i], threshold[i] * alerting.critical_ratio)
-        if i in resolved:
-            since = 0
+def _anomaly(verdict: Verdict, critical_ratio: float) -> float:
+    """The verdict's score squashed against the bar the daemon pages at: its threshold, or `critical_ratio`
+    x the threshold while the series is in its cooldown (`Verdict.cooling`)."""
+    return _squash(verdict.score, verdict.threshold * (critical_ratio if verdict.cooling else 1.0))
 
 
 def _squash(score: float, threshold: float) -> float:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from monitor.engine.alerting import AlertSettings, AlertTracker
+from monitor.engine.verdicts import VerdictBatch
 from monitor.records import Verdict, alert_id
 
 T0 = 1795723200.0
@@ -208,3 +210,13 @@ def test_the_cooldown_survives_a_restore():
     assert restored.observe(verdict(2, True, score=1.5), "fake-1") is None
     fresh = tracker(for_windows=1, resolve_after=1, cooldown=5)
     assert fresh.observe(verdict(2, True, score=1.5), "fake-1") is not None  # no alert before: no cooldown
+
+
+def test_the_verdicts_say_which_windows_are_in_the_cooldown():
+    """`Verdict.cooling`, which `monitor evaluate` squashes against the critical bar: the windows after a
+    resolve, up to `cooldown` of them; none before the series' first alert."""
+    t = tracker(for_windows=1, resolve_after=1, cooldown=3)
+    batches = [VerdictBatch.of([verdict(i, i == 0)], ("value",)) for i in range(6)]
+    for batch in batches:
+        t.observe_many(batch, np.array([0]), "fake-1")
+    assert [bool(b.cooling[0]) for b in batches] == [False, False, True, True, True, False]

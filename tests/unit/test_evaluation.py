@@ -15,12 +15,12 @@ import yaml
 
 from monitor.cli import main
 from monitor.config import DetectorConfig, parse_config
-from monitor.engine.alerting import AlertSettings
 from monitor.errors import InputError
 from monitor.evaluation.corpus import load_corpus
 from monitor.evaluation.evaluate import evaluate
 from monitor.evaluation.labelled import CsvLayout
-from monitor.evaluation.replay import _cool_down, replay, train_scorer
+from monitor.evaluation.replay import _anomaly, replay, train_scorer
+from monitor.records import Verdict
 
 ROWS = 400
 SPIKE = 300
@@ -236,11 +236,11 @@ def test_the_fleet_protocol_scores_each_file_with_a_model_trained_without_it(tmp
 def test_anomaly_score_within_the_cooldown_is_taken_against_the_critical_bar():
     """After a resolve the daemon pages only at `critical_ratio` x threshold for `cooldown` windows; the
     score the scoreboard sweeps must cross 0.5 exactly where the daemon would page there too."""
-    score, threshold = np.array([3.0, 0.5, 1.5, 3.0, 1.5, 1.5]), np.ones(6)
-    anomaly = score / (1 + score)
-    anomaly[1] = 0.0  # the resolve row (an alert was open up to it)
-    _cool_down(anomaly, score, threshold, list(range(6)), {1}, AlertSettings(critical_ratio=2.0, cooldown=3))
-    assert anomaly[2] < 0.5 < anomaly[3]  # 1.5 x threshold: not a page in the cooldown; 3 x: a page
-    assert anomaly[4] < 0.5  # the 3rd window after the resolve: still in it
-    assert anomaly[5] == pytest.approx(1.5 / 2.5)  # after it: against the threshold again
-    assert anomaly[0] == pytest.approx(0.75) and anomaly[1] == 0.0
+
+    def anomaly(score: float, cooling: bool) -> float:
+        verdict = Verdict("d", "s", 0.0, 0.0, score, 1.0, score >= 1.0, False, {}, {}, cooling=cooling)
+        return _anomaly(verdict, critical_ratio=2.0)
+
+    assert anomaly(1.5, cooling=True) < 0.5 < anomaly(3.0, cooling=True)  # 1.5 x: no page in it; 3 x: a page
+    assert anomaly(1.5, cooling=False) == pytest.approx(1.5 / 2.5)  # after it: against the threshold again
+    assert anomaly(3.0, cooling=False) == pytest.approx(0.75)
