@@ -12,7 +12,8 @@ per point (thread time: what the loop itself costs, apart from the scoring threa
 wall time per point, and the loop thread's CPU time per step of a poll: decode (and dead-letter, refuse,
 admit), window (route and window: `Engine.start`), finish (publish, flush, metrics), settle (checkpoint,
 commit). Medians of `--repeats` runs; the machine's other load moves them, so compare runs made together.
-The input and the start-up heap are kept out of the collector's full passes, as `build_service` does.
+The input and the start-up heap are kept out of the collector's full passes, and the collector runs at the
+thresholds `build_service` sets.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.records import Message, Point, encode_point
 from monitor.service.checkpoint import Checkpoints
+from monitor.service.daemon import GC_THRESHOLDS
 from monitor.service.loop import Service
 
 SKIP = 64
@@ -139,6 +141,7 @@ def main() -> None:
     model = train_small(32, 32, latent=16)
     polls = stream(args.series, args.points)
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     runs = [run(model, polls, SKIP * args.series // POLL, args.stride) for _ in range(args.repeats)]
     for r in runs:
         print(" ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)

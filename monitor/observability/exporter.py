@@ -36,12 +36,14 @@ SERIES_LABELS = ["detector", "series"]
 class _SeriesState(NamedTuple):
     """The latest verdict of a series, immutable, so a scrape can copy the references under the lock and
     build families outside it. `observe` stores plain tuples of these fields (zipped from a batch's columns
-    in C, no Python call per series: it runs for every scored window); the scrape reads them as this."""
+    in C, no Python call per series: it runs for every scored window); the scrape reads them as this. The
+    values are a tuple, not a list: a tuple of floats leaves the garbage collector's care at its first pass,
+    a list would be walked by every full pass as long as it is the series' latest."""
 
     score: float
     threshold: float
     features: tuple[str, ...]
-    values: list[float]
+    values: tuple[float, ...]
 
 
 class _SeriesCollector:
@@ -65,7 +67,7 @@ class _SeriesCollector:
                 n = len(batch)
                 keys = zip([batch.detector] * n, batch.series, strict=True)
                 states = zip(batch.score.tolist(), batch.threshold.tolist(), [batch.features] * n,
-                             batch.values.tolist(), strict=True)  # fmt: skip
+                             map(tuple, batch.values.tolist()), strict=True)  # fmt: skip
                 self.latest.update(zip(keys, states, strict=True))
             for a in outcome.alerts:
                 key = (a.detector, a.series)
