@@ -93,7 +93,10 @@ class Checkpoints:
         self._origins: dict[str, _Origin] = {}
         self._dirty: dict[str, tuple[float, int]] = {}
         """Series (or entities) whose written state lacks points, oldest first: when the first of those came,
-        and the offset of its record (a restart must re-read from there)."""
+        and its partition (a restart must re-read from that record)."""
+        self._dirty_in: dict[int, dict[str, int]] = {}
+        """The same series by partition, in record order, with the offset of that record: the first one of
+        a partition is where its replay starts (found without walking the others' series)."""
         self._urgent: set[str] = set()
         """Series changed by something that is not a record of their own (a verdict on their alert): written
         at the next checkpoint, before the offsets of what changed them are committed."""
@@ -180,7 +183,8 @@ class Checkpoints:
             else:
                 self._track(key, detector, message)
             if key not in self._dirty:
-                self._dirty[key] = (self.clock(), message.offset)
+                self._dirty[key] = (self.clock(), message.partition)
+                self._dirty_in.setdefault(message.partition, {})[key] = message.offset
             kept.append(point)
         return kept
 
@@ -190,7 +194,7 @@ class Checkpoints:
         origin = self._origins.get(key)
         if origin is not None:
             self._tombstone(key, origin.partition)  # the producer re-keyed the series
-            self._dirty.pop(key, None)  # its unsaved points are replayed from the new partition
+            self._clean(key)  # its unsaved points are replayed from the new partition
         self._origins[key] = _Origin(message.partition, message.offset + 1, detector)
 
     def touched(self, series: str) -> None:
@@ -205,14 +209,14 @@ class Checkpoints:
         queued = 0
         for _, series in self._evicted:
             origin = self._origins.pop(series, None)
-            self._dirty.pop(series, None)
+            self._clean(series)
             self._urgent.discard(series)
             if origin is not None:
                 self._tombstone(series, origin.partition)
                 queued += 1
         self._evicted.clear()
         for series in dict.fromkeys([*self._urgent, *self._due(everything)]):
-            self._dirty.pop(series, None)
+            self._clean(series)
             origin = self._origins[series]
             state = origin.detector.snapshot(series)
             if state is None:
@@ -246,12 +250,13 @@ class Checkpoints:
         """Per partition with unwritten points, the offset of the first record that holds some: what a
         restart must re-read, so offsets are committed no further. Series become dirty in record order,
         so the first dirty series of a partition has its lowest offset."""
-        first: dict[int, int] = {}
-        for series, (_, offset) in self._dirty.items():
-            first.setdefault(self._origins[series].partition, offset)
-            if len(first) == len(self._held):
-                break
-        return first
+        return {partition: next(iter(dirty.values())) for partition, dirty in self._dirty_in.items() if dirty}
+
+    def _clean(self, series: str) -> None:
+        """The series' state is written (or gone): nothing of it waits for a checkpoint any more."""
+        dirty = self._dirty.pop(series, None)
+        if dirty is not None:
+            del self._dirty_in[dirty[1]][series]
 
     def _tombstone(self, series: str, partition: int) -> None:
         self.changelog.write(partition, series.encode(), None)
@@ -261,7 +266,7 @@ class Checkpoints:
         released = []
         for series in [s for s, o in self._origins.items() if o.partition in partitions]:
             detector = self._origins.pop(series).detector
-            self._dirty.pop(series, None)
+            self._clean(series)
             self._urgent.discard(series)
             detector.forget(series)
             released.append((detector.settings.name, series))

@@ -347,6 +347,22 @@ def test_each_series_is_written_once_per_max_replay_and_commits_stop_where_a_wri
         )
 
 
+def test_each_partition_is_committed_up_to_its_first_record_that_no_written_state_holds():
+    messages = stream(40)
+    changelog, committed = MemoryChangelog(), {}
+    a = Replica(changelog, committed, {0, 1, 2}, max_replay=5)
+    for i in range(0, len(messages), 4):  # polls that cut across the rounds of the series
+        a.step(messages[i : i + 4])
+    written = {key.decode(): decode_state(value).offset for log in changelog.log.values() for key, value in log if value}
+    assert written, "some states were written"
+    expected: dict[int, int] = {}
+    for m in messages:  # in offset order within each partition
+        if m.offset >= written.get(m.key.decode(), 0):
+            expected.setdefault(m.partition, m.offset)
+    assert set(expected) == {0, 1, 2}
+    assert a.checkpoints.replay_from() == expected
+
+
 def test_a_clean_stop_writes_every_changed_series():
     changelog, committed = MemoryChangelog(), {}
     a = Replica(changelog, committed, {0, 1, 2}, max_replay=1000)
