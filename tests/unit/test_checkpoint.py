@@ -353,7 +353,8 @@ def test_each_partition_is_committed_up_to_its_first_record_that_no_written_stat
     a = Replica(changelog, committed, {0, 1, 2}, max_replay=5)
     for i in range(0, len(messages), 4):  # polls that cut across the rounds of the series
         a.step(messages[i : i + 4])
-    written = {key.decode(): decode_state(value).offset for log in changelog.log.values() for key, value in log if value}
+    records = [(key, value) for log in changelog.log.values() for key, value in log if value]
+    written = {key.decode(): decode_state(value).offset for key, value in records}
     assert written, "some states were written"
     expected: dict[int, int] = {}
     for m in messages:  # in offset order within each partition
