@@ -195,7 +195,7 @@ format_if_needed() {
         done < <(sasl_users)
     fi
     log "formatting storage in $DATA (cluster.id=$cid)"
-    java_tool kafka.tools.StorageTool format -t "$cid" -c "$CONF" ${scram[@]+"${scram[@]}"} 9>&- >&2 \
+    java_tool kafka.tools.StorageTool format --cluster-id="$cid" -c "$CONF" ${scram[@]+"${scram[@]}"} 9>&- >&2 \
         || die "storage format failed"
 }
 
