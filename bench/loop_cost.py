@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import gc
 import statistics
 import time
 from collections import Counter
@@ -39,8 +38,8 @@ from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.records import Message, Point, encode_point
 from monitor.service.checkpoint import Checkpoints
-from monitor.service.daemon import GC_THRESHOLDS
 from monitor.service.loop import Service
+from monitor.service.runtime import settle_for_a_long_run
 
 SKIP = 64
 """Points per series before the measurement: the window, then some."""
@@ -140,8 +139,7 @@ def main() -> None:
     args = parser.parse_args()
     model = train_small(32, 32, latent=16)
     polls = stream(args.series, args.points)
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    settle_for_a_long_run()
     runs = [run(model, polls, SKIP * args.series // POLL, args.stride) for _ in range(args.repeats)]
     for r in runs:
         print(" ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
 import threading
@@ -21,12 +20,7 @@ from monitor.service.edges import Sink, Source, Task
 from monitor.service.loop import Service
 from monitor.service.reload import ModelReloader, load_scorer
 from monitor.service.retraining import Retrainer
-
-GC_THRESHOLDS = (50_000, 10, 10)
-"""The collector's thresholds while the loop runs. At Python's default (700) a young pass ran every ~70
-points and found the objects of the poll in flight still alive, so they reached the oldest generation and
-triggered a full pass, over every series' state, every few polls: 6 of 165 s at 100,000 series in
-`bench/loop_cost.py`. A poll's objects die in the poll; 50,000 net new objects between passes are rare."""
+from monitor.service.runtime import settle_for_a_long_run
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +76,11 @@ def build_service(config: Config, input_path: str | None = None) -> tuple[Servic
         feedback_topic=None if input_path is not None else config.kafka.feedback_topic,
         max_message_bytes=config.max_message_bytes,
     )  # fmt: skip
-    # What is built so far (modules, models, clients: some 400k objects with torch) lives as long as the run:
-    # kept out of the collector's full passes, which would walk all of it every few seconds at full load.
-    gc.freeze()
-    thresholds = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
+    restore = settle_for_a_long_run()
 
     def release() -> None:
         server.shutdown()
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        restore()
 
     return service, release
 
