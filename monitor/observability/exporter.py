@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.utils import floatToGoString
@@ -157,6 +157,7 @@ class Exporter:
         r = self.registry
         self.series = _SeriesCollector(max_series)
         r.register(self.series)  # type: ignore[arg-type]
+        ProcessCollector(registry=r)  # process_*: resident memory, CPU, open files of the daemon itself
         self.messages = Counter(
             "monitor_messages",
             "Input messages by topic and outcome (ok or a rejection reason)",

@@ -47,6 +47,12 @@ METRICS = {
     "monitor_model_info": "gauge",
     "monitor_last_commit_timestamp_seconds": "gauge",
     "monitor_last_poll_timestamp_seconds": "gauge",
+    "process_cpu_seconds": "counter",
+    "process_max_fds": "gauge",
+    "process_open_fds": "gauge",
+    "process_resident_memory_bytes": "gauge",
+    "process_start_time_seconds": "gauge",
+    "process_virtual_memory_bytes": "gauge",
 }
 
 
