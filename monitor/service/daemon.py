@@ -20,7 +20,7 @@ from monitor.service.edges import Sink, Source, Task
 from monitor.service.loop import Service
 from monitor.service.reload import ModelReloader, load_scorer
 from monitor.service.retraining import Retrainer
-from monitor.service.runtime import settle_for_a_long_run
+from monitor.service.runtime import HeapTrim, settle_for_a_long_run
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ def build_service(config: Config, input_path: str | None = None) -> tuple[Servic
 
 
 def _tasks(config: Config, engine: Engine, exporter: Exporter) -> list[Task]:
-    """Hot reload of every detector's model (polled, and at once on SIGHUP); scheduled retraining if set."""
+    """Hot reload of every detector's model (polled, and at once on SIGHUP); scheduled retraining if set;
+    the C heap's trim."""
     from monitor.models.store import signature
 
     by_name = {d.settings.name: d for d in config.detectors}
@@ -114,7 +115,7 @@ def _tasks(config: Config, engine: Engine, exporter: Exporter) -> list[Task]:
         for d in engine.detectors
         if by_name[d.settings.name].retraining.every > 0
     ]
-    return [reloader, *retrainers]
+    return [reloader, *retrainers, HeapTrim()]
 
 
 def _edges(

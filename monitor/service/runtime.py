@@ -1,13 +1,16 @@
-"""The interpreter's and the C heap's settings for a run that lasts months: set once the daemon is built,
-undone (where they can be) when it is released."""
+"""Housekeeping for a run that lasts months: the collector's settings, set once the daemon is built and
+undone when it is released, and the C heap's free pages given back to the system now and then."""
 
 from __future__ import annotations
 
 import ctypes
 import gc
 import logging
-import os
+import time
 from collections.abc import Callable
+
+from monitor.engine.verdicts import Outcome
+from monitor.records import Point
 
 GC_THRESHOLDS = (50_000, 10, 10)
 """The collector's thresholds while the loop runs. At Python's default (700) a young pass ran every ~70
@@ -15,29 +18,20 @@ points and found the objects of the poll in flight still alive, so they reached 
 triggered a full pass, over every series' state, every few polls: 6 of 165 s at 100,000 series in
 `bench/loop_cost.py`. A poll's objects die in the poll; 50,000 net new objects between passes are rare."""
 
-MMAP_THRESHOLD = 128 * 1024
-"""Blocks of the C heap from this size up are mapped on their own and go back to the system when freed.
-glibc starts at this size but raises it to the size of every mapped block freed (up to 32 MiB), after which
-a poll's arrays, of a different size each time, are carved out of the heap and leave holes it never
-returns: resident memory grew 2 to 3 MiB a minute for as long as points came (`bench/fleet.py`, 5,000
-series at 5,000 points/s), and stayed flat with the threshold fixed at this, glibc's own starting value."""
-
-M_MMAP_THRESHOLD = -3
-"""mallopt's parameter number (malloc.h)."""
+TRIM_INTERVAL_S = 60.0
+"""How often the C heap's free pages go back to the system."""
 
 log = logging.getLogger(__name__)
 
 
 def settle_for_a_long_run() -> Callable[[], None]:
-    """Freeze what is built so far out of the collector's passes, raise its thresholds, and fix the C heap's
-    mmap threshold; returns what restores the collector (the heap's threshold stays: harmless, and glibc
-    has no way back to its moving one)."""
+    """Freeze what is built so far out of the collector's passes and raise its thresholds; returns what
+    restores them."""
     # What is built so far (modules, models, clients: some 400k objects with torch) lives as long as the run:
     # kept out of the collector's full passes, which would walk all of it every few seconds at full load.
     gc.freeze()
     thresholds = gc.get_threshold()
     gc.set_threshold(*GC_THRESHOLDS)
-    fix_mmap_threshold()
 
     def restore() -> None:
         gc.set_threshold(*thresholds)
@@ -46,17 +40,36 @@ def settle_for_a_long_run() -> Callable[[], None]:
     return restore
 
 
-def fix_mmap_threshold() -> bool:
-    """Set glibc's mmap threshold to MMAP_THRESHOLD, unless the operator set MALLOC_MMAP_THRESHOLD_ (theirs
-    wins) or the C library is not glibc (musl has no such threshold); True when it was set."""
-    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
+class HeapTrim:
+    """A task of the loop: every `interval_s`, between polls, glibc's `malloc_trim` hands the free pages inside
+    the C heap back to the system.
+
+    glibc keeps a freed block of the heap for reuse, and gives its pages back only from the heap's top; the
+    arrays of each poll, of a different size each time, leave free blocks inside it. Without the trim,
+    resident memory grew 2 to 3 MiB a minute at 5,000 series and 5,000 points/s (`bench/fleet.py`). A fixed
+    mmap threshold (`MALLOC_MMAP_THRESHOLD_`) grows less but cost a fifth of the throughput: every scoring
+    batch mapped and faulted in anew. Nothing happens where the C library is not glibc."""
+
+    def __init__(self, interval_s: float = TRIM_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s, self.clock = interval_s, clock
+        self._trim = _malloc_trim()
+        self._next = clock() + interval_s
+
+    def after_step(self, points: list[Point], outcome: Outcome) -> None:
+        now = self.clock()
+        if self._trim is None or now < self._next:
+            return
+        self._next = now + self.interval_s
+        started = time.perf_counter()
+        released = self._trim(0)
+        log.debug("heap trimmed in %.1f ms, pages released: %s", 1e3 * (time.perf_counter() - started), bool(released))
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, or None (musl and others have none)."""
     try:
-        mallopt = ctypes.CDLL(None).mallopt
+        trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    done = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
-    if not done:
-        log.debug("mallopt(M_MMAP_THRESHOLD) refused: the C library keeps its own threshold")
-    return done
+        return None
+    trim.argtypes, trim.restype = (ctypes.c_size_t,), ctypes.c_int
+    return trim

@@ -1,5 +1,5 @@
-"""The process settings of a long run: the collector's thresholds come back on release, and glibc's mmap
-threshold stays where it was put instead of following the largest block freed."""
+"""The housekeeping of a long run: the collector's thresholds come back on release, and the heap trim hands
+the free pages inside glibc's heap back to the system, once an interval."""
 
 from __future__ import annotations
 
@@ -9,47 +9,55 @@ import subprocess
 import sys
 from pathlib import Path
 
+from monitor.engine.verdicts import Outcome
 from monitor.service import runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
 PROBE = """
-import ctypes, sys
-from monitor.service import runtime
-
-FIELDS = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [(n, ctypes.c_size_t) for n in FIELDS.split()]
+import ctypes
+from monitor.service.runtime import HeapTrim
 
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, (ctypes.c_size_t,)
 libc.free.argtypes = (ctypes.c_void_p,)
-libc.mallinfo2.restype = MallInfo2
-if sys.argv[1] == "settled":
-    runtime.settle_for_a_long_run()
-libc.free(libc.malloc(4 << 20))
-before = libc.mallinfo2().hblks
-block = libc.malloc(2 * runtime.MMAP_THRESHOLD)
-print(libc.mallinfo2().hblks - before)
+
+def rss() -> int:
+    return int(open("/proc/self/statm").read().split()[1]) * 4096
+
+libc.free(libc.malloc(8 << 20))  # glibc now keeps blocks up to 8 MiB in the heap
+blocks = []
+for _ in range(100):  # 100 blocks of 200 KiB, each held apart by one of 70 KiB that stays (a smaller one
+    # could come from a free chunk elsewhere, and let the large ones merge into one that glibc trims at once)
+    block = libc.malloc(200 << 10)
+    ctypes.memset(block, 1, 200 << 10)
+    blocks.append(block)
+    libc.malloc(70 << 10)
+for block in blocks:
+    libc.free(block)
+now = [0.0]
+trim = HeapTrim(interval_s=60, clock=lambda: now[0])
+before = rss()
+trim.after_step([], None)
+early = rss()
+now[0] = 60.0
+trim.after_step([], None)
+print(before - early, before - rss())
 """
 
 
-def _blocks_mapped_after_a_larger_one_was_freed(mode: str) -> int:
-    """In a fresh interpreter, whose heap has no free chunk that large: a test run's heap may have one, and
-    glibc serves a large block from free heap space before it maps anything."""
+def test_the_trim_gives_back_the_free_holes_in_the_heap_once_the_interval_is_over():
+    """In a fresh interpreter, so that what the test run allocated does not fill the holes."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MALLOC_MMAP_THRESHOLD_", None)
-    result = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env=env, check=True)
-    return int(result.stdout)
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, check=True)
+    early, due = map(int, result.stdout.split())
+    assert early < 2 << 20, "nothing before the interval is over"
+    assert due > 15 << 20, "most of the 20 MiB of holes are given back"
 
 
-def test_a_block_above_the_threshold_is_still_mapped_after_a_larger_one_was_freed():
-    """glibc alone raises its threshold to 4 MiB when the first block is freed, and carves the second out of
-    the heap, where it leaves a hole when freed."""
-    assert _blocks_mapped_after_a_larger_one_was_freed("default") == 0
-    assert _blocks_mapped_after_a_larger_one_was_freed("settled") == 1
+def test_the_trim_is_a_task_of_the_loop():
+    trim = runtime.HeapTrim(interval_s=0.0)
+    trim.after_step([], Outcome())
 
 
 def test_the_collector_gets_its_thresholds_back_on_release():
@@ -59,8 +67,3 @@ def test_the_collector_gets_its_thresholds_back_on_release():
     restore()
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
-
-
-def test_the_operators_own_threshold_wins(monkeypatch):
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
-    assert runtime.fix_mmap_threshold() is False
