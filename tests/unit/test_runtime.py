@@ -4,6 +4,7 @@ the free pages inside glibc's heap back to the system, once an interval."""
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import subprocess
 import sys
@@ -55,9 +56,14 @@ def test_the_trim_gives_back_the_free_holes_in_the_heap_once_the_interval_is_ove
     assert due > 15 << 20, "most of the 20 MiB of holes are given back"
 
 
-def test_the_trim_is_a_task_of_the_loop():
-    trim = runtime.HeapTrim(interval_s=0.0)
-    trim.after_step([], Outcome())
+def test_the_trim_runs_once_an_interval_between_polls(caplog):
+    now = [0.0]
+    trim = runtime.HeapTrim(interval_s=60, clock=lambda: now[0])
+    with caplog.at_level(logging.DEBUG, logger=runtime.__name__):
+        for t in (30.0, 60.0, 90.0, 119.0, 120.0):
+            now[0] = t
+            trim.after_step([], Outcome())
+    assert [r.getMessage().startswith("heap trimmed") for r in caplog.records] == [True, True]
 
 
 def test_the_collector_gets_its_thresholds_back_on_release():
