@@ -5,6 +5,9 @@ it can be judged after a short warm-up instead of after `history` windows. Score
 kept out of the statistics: otherwise a long incident would raise its own threshold and hide itself. Only
 after `adapt_after` anomalous windows in a row are they learned again: a change that lasts that long is
 the series' new normal, and an alert that could never resolve would be worse than none.
+With `learn_within`, a normal score is learned as at most mean + that many sd (winsorised statistics):
+a score that creeps up under the threshold, as a slow leak's does, then cannot drag the threshold up
+after it. Off by default: it also lowers the threshold of series with heavy-tailed normal scores.
 
 An anomalous run is also over once its judged score falls below `settle` times the run's peak: after a
 large incident a series often settles a little above its old threshold (a machine that does not quite
@@ -58,6 +61,9 @@ class ThresholdSettings:
     what follows is not anomalous even while it stays above the old threshold, so an incident after which
     the series settles at a slightly different level resolves instead of staying open. It is not learned
     either (it counts towards `adapt_after`), so it cannot raise the threshold over the next incident."""
+    learn_within: float = 0.0
+    """A normal score is learned as at most mean + this many standard deviations (0: as it is), so scores
+    that creep up under the threshold cannot drag it up after them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +145,7 @@ class ThresholdBank:
         if provisional is not None and provisional.any():
             return self._judge_final(series, scores, provisional)
         slots = np.array([self._slot(s) for s in series], dtype=np.int64)
-        threshold = self._thresholds(slots)
+        threshold, mean, sd = self._thresholds(slots)
         warming_up = self._judged[slots] < self.settings.warmup
         seen = self._seen[slots]
         self._recent[slots, seen % self.settings.smoothing] = scores
@@ -158,7 +164,9 @@ class ThresholdBank:
         self._streak[slots] = streak
         adapt = self.settings.adapt_after
         learn = ~kept_out | (streak > adapt) if adapt > 0 else ~kept_out
-        self._push(slots[learn], level[learn])
+        within = self.settings.learn_within
+        learned = np.where(kept_out | (within == 0), level, np.minimum(level, mean + within * sd))
+        self._push(slots[learn], learned[learn])
         self._hold(slots, level, anomalous & ~learn, anomalous)
         return Judgements(threshold, anomalous, warming_up, level)
 
@@ -166,21 +174,20 @@ class ThresholdBank:
         """`judge_many` of the final scores only; provisional ones come back as warming up, unjudged."""
         final = np.flatnonzero(~provisional)
         slots = np.array([self._slot(s) for s in series], dtype=np.int64)
-        judged = Judgements(
-            self._thresholds(slots), np.zeros(len(scores), dtype=bool), np.ones(len(scores), dtype=bool), scores.copy()
-        )
+        none = np.zeros(len(scores), dtype=bool)
+        judged = Judgements(self._thresholds(slots)[0], none, ~none, scores.copy())
         if len(final):
             part = self.judge_many([series[i] for i in final], scores[final])
             for name in ("threshold", "anomalous", "warming_up", "score"):
                 getattr(judged, name)[final] = getattr(part, name)
         return judged
 
-    def _thresholds(self, slots: np.ndarray) -> np.ndarray:
-        """mean + k·sd of each slot's statistics, at least `minimum`."""
+    def _thresholds(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """mean + k·sd of each slot's statistics, at least `minimum`; with the mean and sd."""
         n = self._counts[slots].sum(axis=1)
         mean = self._sums[slots].sum(axis=1) / np.maximum(n, 1)
-        variance = self._squares[slots].sum(axis=1) / np.maximum(n, 1) - mean * mean
-        return np.maximum(mean + self.settings.k * np.sqrt(np.maximum(variance, 0.0)), self.settings.minimum)
+        sd = np.sqrt(np.maximum(self._squares[slots].sum(axis=1) / np.maximum(n, 1) - mean * mean, 0.0))
+        return np.maximum(mean + self.settings.k * sd, self.settings.minimum), mean, sd
 
     def accept(self, series: str) -> None:
         """A person judged the series' current anomalous run normal (a dismissed alert): learn the scores

@@ -113,6 +113,7 @@ def test_window_error_is_exactly_one_line():
         (with_detector(threshold={"k": "high"}), "detectors[0].threshold.k", '"high"'),
         (with_detector(threshold={"history": 2}), "detectors[0].threshold.history", "2"),
         (with_detector(threshold={"settle": 1.5}), "detectors[0].threshold.settle", "1.5"),
+        (with_detector(threshold={"learn_within": -1}), "detectors[0].threshold.learn_within", "-1"),
         (with_detector(alerting={"for": 0}), "detectors[0].alerting.for", "0"),
         (with_detector(alerting={"critical_ratio": 0.5}), "detectors[0].alerting.critical_ratio", "0.5"),
         (with_detector(features=[]), "detectors[0].features", "[]"),
