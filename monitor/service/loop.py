@@ -289,16 +289,23 @@ class Service:
         self._outage_since, self._outage_attempts = None, 0
 
     def _decode(self, messages: list[Message]) -> list[Point]:
+        """The usable points of a poll; a message that does not decode, or one of whose points its detector
+        cannot use, is rejected whole. Once per record, so its steps are bound to locals."""
         points: list[Point] = []
         ok: Counter[str] = Counter()
+        decode, refuse = self.decode, self.engine.refuse
+        admit = None if self.checkpoints is None else self.checkpoints.admit
         for message in messages:
-            decoded = self.decode(message.value, message.timestamp)
+            decoded = decode(message.value, message.timestamp)
             if not isinstance(decoded, Rejected):
-                decoded = next(filter(None, map(self.engine.refuse, decoded)), decoded)
+                for point in decoded:
+                    if (refused := refuse(point)) is not None:
+                        decoded = refused
+                        break
             if isinstance(decoded, Rejected):
                 self._reject(message, decoded)
             else:
-                points.extend(decoded if self.checkpoints is None else self.checkpoints.admit(message, decoded))
+                points.extend(decoded if admit is None else admit(message, decoded))
                 ok[message.topic] += 1
         for topic, count in ok.items():
             self.exporter.messages.labels(topic, "ok").inc(count)
