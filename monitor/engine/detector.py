@@ -259,9 +259,7 @@ class Engine:
     def refuse(self, point: Point) -> Rejected | None:
         """Why a decoded point cannot be used at all (it lacks features of the detector that owns its
         series), so the service can dead-letter its message; None when it can."""
-        detector = self._routes.get(point.series, _UNROUTED)
-        if detector is _UNROUTED:
-            detector = self._route(point.series, point.labels)
+        detector = self._route(point.series, point.labels)
         if detector is None or detector.entities is not None:
             return None
         values = point.values

@@ -165,7 +165,7 @@ class ThresholdBank:
         adapt = self.settings.adapt_after
         learn = ~kept_out | (streak > adapt) if adapt > 0 else ~kept_out
         within = self.settings.learn_within
-        learned = np.where(kept_out | (within == 0), level, np.minimum(level, mean + within * sd))
+        learned = np.where(kept_out, level, np.minimum(level, mean + within * sd)) if within else level
         self._push(slots[learn], learned[learn])
         self._hold(slots, level, anomalous & ~learn, anomalous)
         return Judgements(threshold, anomalous, warming_up, level)
