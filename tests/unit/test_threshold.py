@@ -15,8 +15,18 @@ def expected(values, k: float) -> float:
     return float(values.mean() + k * values.std())
 
 
-def bank(warmup: int = 0, history: int = 64, k: float = 3.0, minimum: float = 0.0, baseline=BASELINE, smoothing=1):
-    settings = ThresholdSettings(warmup=warmup, history=history, k=k, minimum=minimum, smoothing=smoothing)
+def bank(
+    warmup: int = 0,
+    history: int = 64,
+    k: float = 3.0,
+    minimum: float = 0.0,
+    baseline=BASELINE,
+    smoothing=1,
+    learn_within: float = 0.0,
+):
+    settings = ThresholdSettings(
+        warmup=warmup, history=history, k=k, minimum=minimum, smoothing=smoothing, learn_within=learn_within
+    )
     return ThresholdBank(settings, baseline)
 
 
@@ -284,8 +294,7 @@ def test_a_restored_series_keeps_the_peak_of_its_run() -> None:
 
 def creeping(learn_within: float) -> list[float]:
     """Thresholds of a series whose scores creep up under its threshold, one step a window."""
-    settings = ThresholdSettings(warmup=0, history=64, k=3.0, smoothing=1, adapt_after=0, learn_within=learn_within)
-    b = ThresholdBank(settings, BASELINE)
+    b = bank(learn_within=learn_within)
     thresholds = []
     for _ in range(40):
         t = b.judge("a", 1.0).threshold
@@ -300,8 +309,7 @@ def test_scores_creeping_up_under_the_threshold_drag_it_up_without_learn_within(
 def test_learn_within_learns_a_high_normal_score_as_at_most_mean_plus_that_many_sd() -> None:
     free, capped = creeping(0.0), creeping(1.5)
     assert capped[-1] < free[-1] / 1.5, "the drift drags the threshold up far less"
-    settings = ThresholdSettings(warmup=0, history=64, k=3.0, smoothing=1, adapt_after=0, learn_within=1.5)
-    b = ThresholdBank(settings, BASELINE)
+    b = bank(learn_within=1.5)
     mean, sd = BASELINE.mean(), BASELINE.std()
     b.judge("a", mean + 2.5 * sd)  # normal (under k = 3), learned as mean + 1.5 sd
     learned = np.append(BASELINE, mean + 1.5 * sd)
@@ -309,9 +317,6 @@ def test_learn_within_learns_a_high_normal_score_as_at_most_mean_plus_that_many_
 
 
 def test_learn_within_leaves_scores_under_the_cap_as_they_are() -> None:
-    plain, capped = (
-        bank(),
-        ThresholdBank(ThresholdSettings(warmup=0, history=64, k=3.0, smoothing=1, learn_within=2.0), BASELINE),
-    )
+    plain, capped = bank(), bank(learn_within=2.0)
     for score in (1.0, 1.1, 0.9, 1.2):
         assert capped.judge("a", score).threshold == plain.judge("a", score).threshold
