@@ -27,16 +27,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 from common import ROOT, table, train_small
-from state_cost import PARTITIONS, POLL, CountingChangelog
+from state_cost import PARTITIONS, POLL, CountingChangelog, native_polls
 
 from monitor.config import load_config
 from monitor.engine.detector import Detector, Engine
 from monitor.models import TorchScorer
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
-from monitor.records import Message, Point, encode_point
+from monitor.records import Message
 from monitor.service.checkpoint import Checkpoints
 from monitor.service.loop import Service
 from monitor.service.runtime import settle_for_a_long_run
@@ -71,21 +70,6 @@ class Polls:
         """Commits, alerts, dead letters, flushes: nothing to do without a broker."""
 
     commit = publish = dead_letter = flush = close = ignore
-
-
-def stream(series: int, points: int) -> list[list[Message]]:
-    """Native JSON messages, every series in turn, one point each, cut into polls."""
-    rng = np.random.default_rng(0)
-    messages, offsets = [], [0] * PARTITIONS
-    for i in range(points):
-        values = rng.normal(0.5, 0.1, series)
-        for n in range(series):
-            point = Point(f"host-{n:06d}/cpu", 1_767_225_600.0 + 10.0 * i, {"value": float(values[n])})
-            p = n % PARTITIONS
-            value = bytes(memoryview(encode_point(point)))  # orjson's own bytes object holds ~4 KiB of heap
-            messages.append(Message(value, point.ts, "metrics", p, offsets[p], point.series.encode()))
-            offsets[p] += 1
-    return [messages[i : i + POLL] for i in range(0, len(messages), POLL)]
 
 
 def timing(spent: Counter[str], name: str, method: Callable) -> Callable:
@@ -138,7 +122,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     model = train_small(32, 32, latent=16)
-    polls = stream(args.series, args.points)
+    polls = native_polls(args.series, args.points)
     settle_for_a_long_run()
     runs = [run(model, polls, SKIP * args.series // POLL, args.stride) for _ in range(args.repeats)]
     for r in runs:

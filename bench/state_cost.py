@@ -24,7 +24,7 @@ from common import ROOT, table
 from monitor.config import load_config
 from monitor.engine.detector import Detector, Engine
 from monitor.engine.scoring import Scores
-from monitor.records import Message, Point
+from monitor.records import Message, Point, encode_point
 from monitor.service.checkpoint import Checkpoints
 
 PARTITIONS = 4
@@ -63,6 +63,21 @@ class CountingChangelog:
 
     def close(self) -> None:
         pass
+
+
+def native_polls(series: int, points: int) -> list[list[Message]]:
+    """Native JSON messages, every series in turn, one point each, cut into polls."""
+    rng = np.random.default_rng(0)
+    messages, offsets = [], [0] * PARTITIONS
+    for i in range(points):
+        values = rng.normal(0.5, 0.1, series)
+        for n in range(series):
+            point = Point(f"host-{n:06d}/cpu", 1_767_225_600.0 + 10.0 * i, {"value": float(values[n])})
+            p = n % PARTITIONS
+            value = bytes(memoryview(encode_point(point)))  # orjson's own bytes object holds ~4 KiB of heap
+            messages.append(Message(value, point.ts, "metrics", p, offsets[p], point.series.encode()))
+            offsets[p] += 1
+    return [messages[i : i + POLL] for i in range(0, len(messages), POLL)]
 
 
 def run(
@@ -104,8 +119,8 @@ def run(
 
 def _step(engine, checkpoints, batch, clock, rate, offsets, committed) -> None:
     clock[0] += len(batch) / rate
-    points = [p for m, point in batch for p in checkpoints.admit(m, [point])]
-    outcome = engine.process(points)
+    routed = [r for m, point in batch for r in checkpoints.admit(m, engine.routed([point]))]
+    outcome = engine.finish(engine.start(routed))
     checkpoints.processed(outcome.evicted)
     if checkpoints.due():
         checkpoints.write()

@@ -28,6 +28,9 @@ from monitor.records import Alert, Feedback, Point, Rejected, WindowBatch
 
 _UNROUTED = object()
 
+Routed = tuple[Point, "Detector | None"]
+"""A point and the detector that owns its series (None: no detector wants it)."""
+
 
 @dataclass(frozen=True, slots=True)
 class DetectorSettings:
@@ -70,6 +73,27 @@ class Detector:
 
     def matches(self, series: str, labels: Mapping[str, str] | None = None) -> bool:
         return self.selector.matches(series, labels or {})
+
+    def refuse(self, point: Point) -> Rejected | None:
+        """Why a point of a series this detector owns cannot be used at all (it lacks features), so the
+        service can dead-letter its message; None when it can. An entity's series carry one feature each."""
+        if self.entities is not None:
+            return None
+        values = point.values
+        for feature in self.settings.features:
+            if feature not in values:
+                break
+        else:
+            return None
+        missing = [f for f in self.settings.features if f not in values]
+        return Rejected(
+            "missing_feature", f"series {point.series!r} lacks {missing} of detector {self.settings.name!r}"
+        )
+
+    def state_key(self, point: Point) -> str:
+        """The key of the state a point of this detector changes: its series, or for an entity detector
+        the entity it joins (the value of `entity_label`)."""
+        return point.series if self.entities is None else point.labels[self.entities.entity_label]
 
     def swap_scorer(self, scorer: Scorer) -> None:
         """Serve another model from the next window on (hot reload), keeping windows, thresholds and alerts;
@@ -202,14 +226,21 @@ class Engine:
 
     def process(self, points: Iterable[Point]) -> Outcome:
         """Route and window the points, score what became due, judge it: one poll, start to end."""
-        return self.finish(self.start(points))
+        return self.finish(self.start(self.routed(points)))
 
-    def start(self, points: Iterable[Point], executor: Executor | None = None) -> list[Future[Outcome]]:
-        """Route and window the points, then score and judge the due windows, in `executor`'s thread when
-        given: the caller reads the next poll meanwhile (torch releases the GIL while it computes)."""
+    def routed(self, points: Iterable[Point]) -> list[Routed]:
+        """Each point with the detector that owns its series (None: no detector wants it)."""
+        route = self.owner
+        return [(point, route(point.series, point.labels)) for point in points]
+
+    def start(self, points: Iterable[Routed], executor: Executor | None = None) -> list[Future[Outcome]]:
+        """Window the routed points, then score and judge the due windows, in `executor`'s thread when
+        given: the caller reads the next poll meanwhile (torch releases the GIL while it computes).
+
+        The points come routed (`routed`, or the service's decoding, which looks each series up once for
+        its checks, the checkpoint and the windows: at 100,000 series a lookup is not free)."""
         routed: dict[int, list[Point]] = {id(d): [] for d in self.detectors}
-        for point in points:
-            detector = self._route(point.series, point.labels)
+        for point, detector in points:
             if detector is None:
                 self.unmatched += 1
             elif detector.entities is None:
@@ -256,45 +287,15 @@ class Engine:
     def series_tracked(self) -> int:
         return sum(len(d.windows) for d in self.detectors)
 
-    def refuse(self, point: Point) -> Rejected | None:
-        """Why a decoded point cannot be used at all (it lacks features of the detector that owns its
-        series), so the service can dead-letter its message; None when it can."""
-        detector = self._route(point.series, point.labels)
-        if detector is None or detector.entities is not None:
-            return None
-        values = point.values
-        for feature in detector.settings.features:
-            if feature not in values:
-                break
-        else:
-            return None
-        missing = [f for f in detector.settings.features if f not in values]
-        return Rejected(
-            "missing_feature", f"series {point.series!r} lacks {missing} of detector {detector.settings.name!r}"
-        )
-
-    def owner(self, series: str, labels: Mapping[str, str] | None = None) -> Detector | None:
-        """The detector a series belongs to, if any (`labels` decide it for a series not seen yet)."""
-        return self._route(series, labels)
-
-    def state_key(self, point: Point) -> tuple[Detector, str] | None:
-        """Who keeps the state a point changes, and under which key: its series, or for an entity
-        detector the entity it joins (the value of `entity_label`); None when no detector wants it."""
-        detector = self._route(point.series, point.labels)
-        if detector is None:
-            return None
-        if detector.entities is not None:
-            return detector, point.labels[detector.entities.entity_label]
-        return detector, point.series
-
     def keeps(self, detector: Detector, key: str, labels: Mapping[str, str]) -> bool:
         """Whether `detector` still owns the state kept under `key` (a series, or an entity of these labels)."""
         if detector.entities is not None:
             return detector in self.detectors and labels.get(detector.entities.entity_label) == key
-        return self._route(key, labels) is detector
+        return self.owner(key, labels) is detector
 
-    def _route(self, series: str, labels: Mapping[str, str] | None = None) -> Detector | None:
-        """The owner of a series, decided on its first point (labels included) and cached by series id."""
+    def owner(self, series: str, labels: Mapping[str, str] | None = None) -> Detector | None:
+        """The detector a series belongs to, if any: decided on its first point (`labels` included) and
+        cached by series id."""
         route = self._routes.get(series, _UNROUTED)
         if route is _UNROUTED:
             if len(self._routes) >= self._max_routes:

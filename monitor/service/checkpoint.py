@@ -36,9 +36,9 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from monitor.engine.detector import Detector, Engine
+from monitor.engine.detector import Detector, Engine, Routed
 from monitor.logs import event
-from monitor.records import Message, Point
+from monitor.records import Message
 from monitor.service.checkpoint_codec import decode_state, encode_state
 
 log = logging.getLogger(__name__)
@@ -164,16 +164,16 @@ class Checkpoints:
     def close(self) -> None:
         self.changelog.close()
 
-    def admit(self, message: Message, points: list[Point]) -> list[Point]:
-        """The points of `message` that are not already in their series' (or entity's) restored state;
-        marks the rest changed, to be written by the next `write`."""
+    def admit(self, message: Message, points: list[Routed]) -> list[Routed]:
+        """The routed points of `message` that are not already in their series' (or entity's) restored
+        state; marks the rest changed, to be written by the next `write`."""
         kept = []
-        for point in points:
-            owned = self.engine.state_key(point)
-            if owned is None:
-                kept.append(point)
+        for routed in points:
+            point, detector = routed
+            if detector is None:
+                kept.append(routed)
                 continue
-            detector, key = owned
+            key = detector.state_key(point)
             origin = self._origins.get(key)
             if origin is not None and origin.partition == message.partition:
                 if message.offset < origin.next_offset:
@@ -185,7 +185,7 @@ class Checkpoints:
             if key not in self._dirty:
                 self._dirty[key] = (self.clock(), message.partition)
                 self._dirty_in.setdefault(message.partition, {})[key] = message.offset
-            kept.append(point)
+            kept.append(routed)
         return kept
 
     def _track(self, key: str, detector: Detector, message: Message) -> None:

@@ -111,7 +111,7 @@ def _tasks(config: Config, engine: Engine, exporter: Exporter) -> list[Task]:
     if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
         signal.signal(signal.SIGHUP, lambda *_: reloader.request())
     retrainers = [
-        Retrainer(engine, d, by_name[d.settings.name], config.training_threads)
+        Retrainer(d, by_name[d.settings.name], config.training_threads)
         for d in engine.detectors
         if by_name[d.settings.name].retraining.every > 0
     ]

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from monitor.engine.detector import Routed
 from monitor.engine.verdicts import Outcome
-from monitor.records import Alert, Message, Point, Rejected
+from monitor.records import Alert, Message, Rejected
 
 
 class Source(Protocol):
@@ -32,7 +33,7 @@ class Source(Protocol):
 
 
 class Task(Protocol):
-    def after_step(self, points: list[Point], outcome: Outcome) -> None:
+    def after_step(self, points: list[Routed], outcome: Outcome) -> None:
         """Called after each polled batch (an empty one too), between polls, in the loop thread."""
         ...
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.engine.detector import Engine
+from monitor.engine.detector import Engine, Routed
 from monitor.engine.verdicts import Outcome
 from monitor.formats import Decoder
 from monitor.formats.feedback import decode_feedback
@@ -31,7 +31,7 @@ from monitor.logs import CLIENT_LOGS, event
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.observability.state_metrics import StateMetrics
-from monitor.records import Alert, Feedback, Message, Point, Rejected, format_ts
+from monitor.records import Alert, Feedback, Message, Rejected, format_ts
 from monitor.service.checkpoint import Checkpoints
 from monitor.service.edges import Sink, Source, Summary, Task
 
@@ -46,7 +46,7 @@ class _Started:
     """A poll taken in: its points are windowed, their scoring may still run in the scoring thread."""
 
     messages: list[Message]
-    points: list[Point]
+    points: list[Routed]
     scoring: list[Future[Outcome]]
     feedback: list[tuple[Feedback, float]]
     """Verdicts from the feedback topic and when they were given, applied once the scoring is done."""
@@ -288,24 +288,28 @@ class Service:
         event(log, "broker_back", seconds=seconds, attempts=self._outage_attempts, client_errors=held, first=first)
         self._outage_since, self._outage_attempts = None, 0
 
-    def _decode(self, messages: list[Message]) -> list[Point]:
-        """The usable points of a poll; a message that does not decode, or one of whose points its detector
-        cannot use, is rejected whole. Once per record, so its steps are bound to locals."""
-        points: list[Point] = []
+    def _decode(self, messages: list[Message]) -> list[Routed]:
+        """The usable points of a poll, each with its detector (looked up once, here); a message that does
+        not decode, or one of whose points its detector cannot use, is rejected whole. Once per record, so
+        its steps are bound to locals."""
+        points: list[Routed] = []
         ok: Counter[str] = Counter()
-        decode, refuse = self.decode, self.engine.refuse
+        decode, route = self.decode, self.engine.owner
         admit = None if self.checkpoints is None else self.checkpoints.admit
         for message in messages:
             decoded = decode(message.value, message.timestamp)
+            routed: list[Routed] = []
             if not isinstance(decoded, Rejected):
                 for point in decoded:
-                    if (refused := refuse(point)) is not None:
+                    detector = route(point.series, point.labels)
+                    if detector is not None and (refused := detector.refuse(point)) is not None:
                         decoded = refused
                         break
+                    routed.append((point, detector))
             if isinstance(decoded, Rejected):
                 self._reject(message, decoded)
             else:
-                points.extend(decoded if admit is None else admit(message, decoded))
+                points.extend(routed if admit is None else admit(message, routed))
                 ok[message.topic] += 1
         for topic, count in ok.items():
             self.exporter.messages.labels(topic, "ok").inc(count)
@@ -367,7 +371,7 @@ class Service:
         )
         self.sink.dead_letter(message, rejected)
 
-    def _observe(self, messages: list[Message], points: list[Point], outcome: Outcome) -> None:
+    def _observe(self, messages: list[Message], points: list[Routed], outcome: Outcome) -> None:
         self.summary.add(len(messages), len(points), outcome)
         e = self.exporter
         e.observe_outcome(outcome)

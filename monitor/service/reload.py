@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config import DetectorConfig
-from monitor.engine.detector import Detector
+from monitor.engine.detector import Detector, Routed
 from monitor.engine.scoring import Scorer
 from monitor.engine.verdicts import Outcome
 from monitor.errors import ModelError
 from monitor.logs import event
-from monitor.records import Point
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ class ModelReloader:
         """Check every path at the next step, changed or not. Safe in a signal handler (one assignment)."""
         self._requested = True
 
-    def after_step(self, points: list[Point], outcome: Outcome) -> None:
+    def after_step(self, points: list[Routed], outcome: Outcome) -> None:
         requested, self._requested = self._requested, False
         now = self._clock()
         for watch in self._watches:

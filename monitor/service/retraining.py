@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 
 from monitor.config import DetectorConfig
-from monitor.engine.detector import Detector, Engine
+from monitor.engine.detector import Detector, Routed
 from monitor.engine.entities import EntityAssembler
 from monitor.engine.verdicts import Outcome
 from monitor.logs import event
@@ -36,13 +36,12 @@ log = logging.getLogger(__name__)
 class Retrainer:
     def __init__(
         self,
-        engine: Engine,
         detector: Detector,
         config: DetectorConfig,
         threads: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.engine, self.detector, self.config, self.threads, self.clock = engine, detector, config, threads, clock
+        self.detector, self.config, self.threads, self.clock = detector, config, threads, clock
         self.settings = config.retraining
         self.due = clock() + self.settings.every
         self._rows: dict[str, deque[tuple[float, list[float]]]] = {}
@@ -51,9 +50,10 @@ class Retrainer:
         self._entities = EntityAssembler(s.entity_label, s.features, s.max_series) if s.entity_label else None
         self._thread: threading.Thread | None = None
 
-    def after_step(self, points: list[Point], outcome: Outcome) -> None:
-        for point in points:
-            self._keep(point)
+    def after_step(self, points: list[Routed], outcome: Outcome) -> None:
+        for point, detector in points:
+            if detector is self.detector:
+                self._keep(point)
         for verdict in outcome.verdicts:
             if verdict.anomalous and verdict.detector == self.detector.settings.name and verdict.series in self._rows:
                 self._anomalous.setdefault(verdict.series, []).append((verdict.window_start, verdict.ts))
@@ -80,8 +80,6 @@ class Retrainer:
             self._thread.join(timeout)
 
     def _keep(self, point: Point) -> None:
-        if self.engine.owner(point.series) is not self.detector:
-            return
         if self._entities is not None:
             joined = self._entities.add(point)
             if joined is None:

@@ -9,8 +9,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from monitor.engine.detector import Routed
 from monitor.engine.verdicts import Outcome
-from monitor.records import Point
 
 GC_THRESHOLDS = (50_000, 10, 10)
 """The collector's thresholds while the loop runs. At Python's default (700) a young pass ran every ~70
@@ -55,7 +55,7 @@ class HeapTrim:
         self._trim = _malloc_trim()
         self._next = clock() + interval_s
 
-    def after_step(self, points: list[Point], outcome: Outcome) -> None:
+    def after_step(self, points: list[Routed], outcome: Outcome) -> None:
         now = self.clock()
         if self._trim is None or now < self._next:
             return

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from monitor.engine.detector import Detector, Engine
+from monitor.engine.verdicts import Outcome
 from monitor.formats.native import decode_json
 from monitor.records import Message, Point, encode_point
 from monitor.service.checkpoint import Checkpoints
@@ -71,6 +72,13 @@ def points_of(message: Message) -> list[Point]:
     return points
 
 
+def admitted(checkpoints: Checkpoints, messages: list[Message]) -> Outcome:
+    """What the engine makes of the points of `messages` that `checkpoints` lets through, routed once as
+    the service's decoding routes them."""
+    engine = checkpoints.engine
+    return engine.finish(engine.start([r for m in messages for r in checkpoints.admit(m, engine.routed(points_of(m)))]))
+
+
 def alert_keys(alerts) -> set[tuple]:
     return {(a.alert_id, a.status, a.at, a.score) for a in alerts}
 
@@ -122,8 +130,7 @@ class Replica:
         self.steps += 1
         for m in batch:
             self.position[m.partition] = m.offset + 1
-        points = [p for m in batch for p in self.checkpoints.admit(m, points_of(m))]
-        outcome = self.engine.process(points)
+        outcome = admitted(self.checkpoints, batch)
         self.scored |= {(v.series, v.ts) for v in outcome.verdicts}
         if crash == "before_publish":
             return
@@ -265,8 +272,8 @@ def test_evicted_series_leave_a_tombstone_and_are_not_restored():
     checkpoints = Checkpoints(Engine([d]), changelog)
     for offset, series in enumerate(["a", "b", "c"]):
         message = Message(b"", None, "metrics", 0, offset)
-        points = checkpoints.admit(message, [pt(series, offset, 0.1)])
-        checkpoints.processed(checkpoints.engine.process(points).evicted)
+        routed = checkpoints.admit(message, checkpoints.engine.routed([pt(series, offset, 0.1)]))
+        checkpoints.processed(checkpoints.engine.finish(checkpoints.engine.start(routed)).evicted)
         checkpoints.write()
         changelog.flush()
     assert checkpoints.counts["tombstones"] == 1
@@ -305,7 +312,7 @@ def test_entity_detectors_are_checkpointed_and_restored_with_their_waiting_rows(
     first = Checkpoints(before, changelog, interval_s=0.0)
     first.on_assigned({0, 1})
     first.sync()
-    outcome_a = before.process([p for m in messages[:cut] for p in first.admit(m, points_of(m))])
+    outcome_a = admitted(first, messages[:cut])
     first.processed(outcome_a.evicted)
     assert first.write() > 0
     changelog.flush()
@@ -315,7 +322,7 @@ def test_entity_detectors_are_checkpointed_and_restored_with_their_waiting_rows(
     second.on_assigned({0, 1})
     second.sync()
     assert second.counts["restored"] == 2, "both entities come back"
-    outcome_b = after.process([p for m in messages for p in second.admit(m, points_of(m))])  # replays from 0
+    outcome_b = admitted(second, messages)  # replays from 0
     assert second.counts["replayed"] == cut
     windows_a = {(v.series, v.ts) for v in outcome_a.verdicts}
     windows_b = [(v.series, v.ts) for v in outcome_b.verdicts]

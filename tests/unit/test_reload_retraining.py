@@ -49,7 +49,7 @@ def test_retraining_publishes_a_version_without_the_anomalies_that_the_reloader_
     )
     detector = Detector(settings, load_scorer(config, threads=1))
     engine, clock = Engine([detector]), Clock()
-    retrainer = Retrainer(engine, detector, config, clock=clock)
+    retrainer = Retrainer(detector, config, clock=clock)
     reloader = ModelReloader(
         [(detector, store, 1.0)], lambda d: load_scorer(config, 1, d.scorer), signature, lambda d: None, clock
     )
@@ -63,7 +63,7 @@ def test_retraining_publishes_a_version_without_the_anomalies_that_the_reloader_
                 values[3] += 20 * SERIES[name][1]
             points += [Point(name, 1.7e9 + 60.0 * (step + i), {"value": float(v)}) for i, v in enumerate(values)]
         outcome = engine.process(points)
-        retrainer.after_step(points, outcome)
+        retrainer.after_step(engine.routed(points), outcome)
 
     clock.now = 3599.0
     retrainer.after_step([], Outcome())
