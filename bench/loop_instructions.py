@@ -1,18 +1,20 @@
-"""Instructions the loop thread executes per point to decode and window it: a figure a noisy host does not move.
+"""Instructions the daemon executes per point, step by step, without the model: figures a noisy host does not move.
 
 The times of `bench/loop_cost.py` move by 20 to 30% between runs on a shared machine, more than most
-changes to the per-point Python gain. Instructions counted by valgrind (callgrind) do not move: this
-script runs `Service._decode` (decode, route, refuse, the checkpoint's `admit`) and `Engine.start` (entity
-join, windowing) over native JSON messages of `--series` series in turn (polls of `kafka.max_poll_records`,
-the shipped detector settings at `--stride`, checkpoints on) under callgrind, with the scoring left out
-(an executor that drops it: the model and the scoring thread are `loop_cost`'s business). Each figure is
-a slope between runs of two lengths (`--points` per series), so start-up costs cancel, less the slope of
-building the stream alone:
+changes to the per-point Python gain. Instructions counted by valgrind (callgrind) do not move. Over
+native JSON messages of `--series` series in turn (polls of `kafka.max_poll_records`, the shipped
+detector settings at `--stride`, checkpoints on), this script runs, each under callgrind: the message
+decoder alone (what a raw consume does too); `Service._decode` (also route, refuse, the checkpoint's
+`admit`); that and `Engine.start` (entity join, windowing) with the scoring dropped; and the whole
+`Service.step` with a stand-in model (the scoring thread's thresholds, alerts and verdicts, then
+publishing, metrics and checkpoints; the forward pass is `loop_cost`'s business). Each figure is
+instructions per point: a slope between runs of two lengths (`--points` per series), so start-up costs
+cancel, less the slope of building the stream alone (or of the part before):
 
     python bench/loop_instructions.py [--series 1000] [--points 40,80] [--stride 4] [--code DIR ...]
 
 `--code DIR` measures the `monitor` package of other checkouts too (a before and an after in one run).
-Needs valgrind (`apt-get install valgrind`); about three minutes per checkout at the defaults.
+Needs valgrind (`apt-get install valgrind`); about six minutes per checkout at the defaults.
 """
 
 from __future__ import annotations
@@ -32,8 +34,13 @@ from common import ROOT, table
 from state_cost import PARTITIONS, CheapScorer, CountingChangelog, native_polls
 # isort: on
 
-PARTS = ("build", "decode", "window")
-"""What a child run does after building the stream: nothing, decode each poll, or decode and window it."""
+PARTS = ("build", "parse", "decode", "window", "step")
+"""What a child run does after building the stream: nothing; parse each message (`input.format`'s decoder:
+what a raw consume does too); the service's decoding (also route, refuse, admit); that and windowing; or
+the service's whole step (also scoring with a stand-in model, judging, publishing, checkpoints)."""
+FIGURES = ("parse", "route, refuse, admit", "window", "score, judge, publish, checkpoint", "total")
+POLL_S = 0.1
+"""The checkpoints' clock advances this much a poll (2,000 points at 20,000 points/s), not with the host."""
 
 
 class Dropping:
@@ -43,6 +50,21 @@ class Dropping:
         future: Future[None] = Future()
         future.set_result(None)
         return future
+
+
+class Edges:
+    """Source and sink of `Service.step` without a broker: every partition assigned, nothing to send."""
+
+    def assigned(self) -> bool:
+        return True
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def ignore(self, *args: object) -> None:
+        """Commits, alerts, dead letters, flushes."""
+
+    commit = publish = dead_letter = flush = close = ignore
 
 
 def child(series: int, points: int, stride: int, part: str) -> None:
@@ -59,12 +81,22 @@ def child(series: int, points: int, stride: int, part: str) -> None:
     settle_for_a_long_run()
     settings = load_config(ROOT / "config.yaml").detectors[0].settings
     engine = Engine([Detector(replace(settings, stride=stride), CheapScorer(settings.window))])
-    checkpoints = Checkpoints(engine, CountingChangelog(), 1.0, max_replay_s=60.0)
+    clock = [0.0]
+    checkpoints = Checkpoints(engine, CountingChangelog(), 1.0, lambda: clock[0], max_replay_s=60.0)
     checkpoints.on_assigned(range(PARTITIONS))
     checkpoints.sync()
-    service = Service(engine, None, None, Exporter(), Health(), checkpoints=checkpoints)  # type: ignore[arg-type]
+    edges = Edges()
+    service = Service(engine, edges, edges, Exporter(), Health(), checkpoints=checkpoints)  # type: ignore[arg-type]
     dropping = Dropping()
     for poll in polls if part != "build" else []:
+        clock[0] += POLL_S
+        if part == "step":
+            service.step(poll)
+            continue
+        if part == "parse":
+            for message in poll:
+                service.decode(message.value, message.timestamp)
+            continue
         routed = service._decode(poll)
         if part == "window":
             engine.start(routed, dropping)  # type: ignore[arg-type]
@@ -74,9 +106,8 @@ def instructions(code: Path, series: int, points: int, stride: int, part: str) -
     """Instructions of one child run under callgrind, with `code`'s `monitor` package."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__,
                "--child", part, "--series", str(series), "--points", str(points), "--stride", str(stride)]  # fmt: skip
-    done = subprocess.run(
-        command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(code)}, check=True
-    )
+    env = {**os.environ, "PYTHONPATH": str(code), "PYTHONHASHSEED": "0"}  # the same dict probes every run
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     return int(re.search(r"Collected : (\d+)", done.stderr).group(1))  # type: ignore[union-attr]
 
 
@@ -87,8 +118,13 @@ def per_point(code: Path, series: int, lengths: tuple[int, int], stride: int) ->
         counts = dict(zip(runs, pool.map(lambda r: instructions(code, series, r[1], stride, r[0]), runs), strict=True))
     slope = {part: (counts[part, lengths[1]] - counts[part, lengths[0]]) / ((lengths[1] - lengths[0]) * series)
              for part in PARTS}  # fmt: skip
-    decode, window = slope["decode"] - slope["build"], slope["window"] - slope["decode"]
-    return {"decode": decode, "window": window, "total": decode + window}
+    return {
+        "parse": slope["parse"] - slope["build"],
+        "route, refuse, admit": slope["decode"] - slope["parse"],
+        "window": slope["window"] - slope["decode"],
+        "score, judge, publish, checkpoint": slope["step"] - slope["window"],
+        "total": slope["step"] - slope["build"],
+    }
 
 
 def main() -> None:
@@ -103,10 +139,10 @@ def main() -> None:
         child(args.series, int(args.points), args.stride, args.child)
         return
     short, long = (int(n) for n in args.points.split(","))
-    rows = [("code", "series", "stride", "decode instr/point", "window instr/point", "total")]
+    rows = [("code", "series", "stride", *FIGURES)]
     for code in [ROOT, *(args.code or [])]:
         figures = per_point(code.resolve(), args.series, (short, long), args.stride)
-        rows.append((str(code), f"{args.series:,}", str(args.stride), *(f"{figures[k]:,.0f}" for k in figures)))
+        rows.append((str(code), f"{args.series:,}", str(args.stride), *(f"{figures[k]:,.0f}" for k in FIGURES)))
         print(f"measured {code}", file=sys.stderr, flush=True)
     print(table(rows))
 
