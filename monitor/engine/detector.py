@@ -90,11 +90,6 @@ class Detector:
             "missing_feature", f"series {point.series!r} lacks {missing} of detector {self.settings.name!r}"
         )
 
-    def state_key(self, point: Point) -> str:
-        """The key of the state a point of this detector changes: its series, or for an entity detector
-        the entity it joins (the value of `entity_label`)."""
-        return point.series if self.entities is None else point.labels[self.entities.entity_label]
-
     def swap_scorer(self, scorer: Scorer) -> None:
         """Serve another model from the next window on (hot reload), keeping windows, thresholds and alerts;
         series first seen after the swap are seeded with the new model's validation scores.
@@ -239,24 +234,24 @@ class Engine:
 
         The points come routed (`routed`, or the service's decoding, which looks each series up once for
         its checks, the checkpoint and the windows: at 100,000 series a lookup is not free)."""
-        routed: dict[int, list[Point]] = {id(d): [] for d in self.detectors}
+        routed: dict[Detector, list[Point]] = {d: [] for d in self.detectors}
         for point, detector in points:
             if detector is None:
                 self.unmatched += 1
             elif detector.entities is None:
-                routed[id(detector)].append(point)
+                routed[detector].append(point)
             elif (joined := detector.entities.add(point)) is not None:  # None: no entity point complete yet
-                routed[id(detector)].append(joined)
-        ready = {id(d): WindowBatch(d.settings.window, len(d.settings.features)) for d in self.detectors}
+                routed[detector].append(joined)
+        ready = {d: WindowBatch(d.settings.window, len(d.settings.features)) for d in self.detectors}
         for detector in self.detectors:
-            detector.windows.collect_many(routed[id(detector)], ready[id(detector)])
+            detector.windows.collect_many(routed[detector], ready[detector])
         futures = []
         for detector in self.detectors:
             if executor is not None:
-                futures.append(executor.submit(detector.score, ready[id(detector)]))
+                futures.append(executor.submit(detector.score, ready[detector]))
             else:
                 futures.append(Future())
-                futures[-1].set_result(detector.score(ready[id(detector)]))
+                futures[-1].set_result(detector.score(ready[detector]))
         return futures
 
     def finish(self, started: list[Future[Outcome]]) -> Outcome:

@@ -163,11 +163,12 @@ class WindowStore:
                 self.collect(point, batch)
             return
         taken, slotted, stamps, rows = [], [], [], []
+        row_of, slot_of = self._row, self._slot  # once per point: bound here, not looked up each time
         for i, point in enumerate(points):
-            row = self._row(point)
+            row = row_of(point)
             if row is not None:
                 taken.append(i)
-                slotted.append(self._slot(point))  # every point moves its series up the LRU order
+                slotted.append(slot_of(point))  # every point moves its series up the LRU order
                 stamps.append(point.ts)
                 rows.append(row)
         if not taken:
@@ -186,7 +187,7 @@ class WindowStore:
     def _row(self, point: Point) -> tuple[float, ...] | None:
         """The point's values in the order of `features`; None (counted) when it lacks one."""
         try:
-            return tuple([point.values[name] for name in self.features])
+            return tuple(map(point.values.__getitem__, self.features))
         except KeyError:
             self.dropped["missing_feature"] += 1
             return None
@@ -212,6 +213,8 @@ class WindowStore:
     def _could_evict(self, points: Sequence[Point]) -> bool:
         """Whether taking the poll's points may evict a series, whose slot a later point could reuse."""
         slots = self._slots
+        if len(slots) + len(points) <= self.max_series:
+            return False  # not even if every point were of a new series
         return len(slots) + len({p.series for p in points if p.series not in slots}) > self.max_series
 
     def _in_order(self, slots: np.ndarray, ts: np.ndarray) -> np.ndarray:
