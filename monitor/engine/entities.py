@@ -62,13 +62,18 @@ class EntityAssembler:
         self.dropped: Counter[str] = Counter()
         self._pending: OrderedDict[str, OrderedDict[float, dict[str, float]]] = OrderedDict()
 
+    def entity_of(self, point: Point) -> str:
+        """The entity a point of a selected series joins: the value of its `entity_label` (also the key of
+        the entity's state in a checkpoint)."""
+        return point.labels[self.entity_label]
+
     def add(self, point: Point) -> Point | None:
         """Take one univariate point (already selected); returns the entity point it completes, if any."""
         value = point.values.get(UNIVARIATE)
         if value is None:
             self.dropped["not_univariate"] += 1
             return None
-        entity = point.labels[self.entity_label]
+        entity = self.entity_of(point)
         rows = self._rows(entity)
         row = rows.setdefault(point.ts, {})
         row[feature_of(point.series)] = value

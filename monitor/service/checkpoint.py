@@ -165,16 +165,15 @@ class Checkpoints:
         self.changelog.close()
 
     def admit(self, message: Message, points: list[Routed]) -> list[Routed]:
-        """The routed points of `message` that are not already in their series' restored state (an entity
-        detector's state is kept per entity, the value of its `entity_label`); marks the rest changed, to
-        be written by the next `write`."""
+        """The routed points of `message` that are not already in their series' (or entity's) restored
+        state; marks the rest changed, to be written by the next `write`."""
         kept = []
         for routed in points:
             point, detector = routed
             if detector is None:
                 kept.append(routed)
                 continue
-            key = point.series if detector.entities is None else point.labels[detector.entities.entity_label]
+            key = point.series if detector.entities is None else detector.entities.entity_of(point)
             origin = self._origins.get(key)
             if origin is not None and origin.partition == message.partition:
                 if message.offset < origin.next_offset:
