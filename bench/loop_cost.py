@@ -28,7 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from common import ROOT, table, train_small
-from state_cost import PARTITIONS, POLL, CountingChangelog, native_polls
+from state_cost import PARTITIONS, POLL, CountingChangelog, Quiet, native_polls
 
 from monitor.config import load_config
 from monitor.engine.detector import Detector, Engine
@@ -46,7 +46,7 @@ STEPS = {"decode": (Service, "_decode"), "window": (Engine, "start"), "finish": 
          "settle": (Service, "_settle")}  # fmt: skip
 
 
-class Polls:
+class Polls(Quiet):
     """Source and sink of the loop: hands out pre-built polls, drops what is sent, and notes the loop's
     clocks, and the CPU time spent in each step so far, when the measurement starts and when it ends."""
 
@@ -59,17 +59,6 @@ class Polls:
             self.marks.append((time.thread_time(), time.perf_counter(), self.spent.copy()))
         self.served += 1
         return self.polls[self.served - 1] if self.served <= len(self.polls) else None
-
-    def assigned(self) -> bool:
-        return True
-
-    def lag(self) -> dict[tuple[str, int], int]:
-        return {}
-
-    def ignore(self, *args: object) -> None:
-        """Commits, alerts, dead letters, flushes: nothing to do without a broker."""
-
-    commit = publish = dead_letter = flush = close = ignore
 
 
 def timing(spent: Counter[str], name: str, method: Callable) -> Callable:

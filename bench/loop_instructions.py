@@ -31,7 +31,7 @@ from pathlib import Path
 # isort: off
 import monitor  # noqa: F401 (imported before `common` puts this checkout first: PYTHONPATH names the one measured)
 from common import ROOT, table
-from state_cost import PARTITIONS, CheapScorer, CountingChangelog, native_polls
+from state_cost import PARTITIONS, CheapScorer, CountingChangelog, Quiet, native_polls
 # isort: on
 
 PARTS = ("build", "parse", "decode", "window", "step")
@@ -52,21 +52,6 @@ class Dropping:
         return future
 
 
-class Edges:
-    """Source and sink of `Service.step` without a broker: every partition assigned, nothing to send."""
-
-    def assigned(self) -> bool:
-        return True
-
-    def lag(self) -> dict[tuple[str, int], int]:
-        return {}
-
-    def ignore(self, *args: object) -> None:
-        """Commits, alerts, dead letters, flushes."""
-
-    commit = publish = dead_letter = flush = close = ignore
-
-
 def child(series: int, points: int, stride: int, part: str) -> None:
     """One measured run (inside callgrind): build the stream, then take it in up to `part`."""
     from monitor.config import load_config
@@ -85,7 +70,7 @@ def child(series: int, points: int, stride: int, part: str) -> None:
     checkpoints = Checkpoints(engine, CountingChangelog(), 1.0, lambda: clock[0], max_replay_s=60.0)
     checkpoints.on_assigned(range(PARTITIONS))
     checkpoints.sync()
-    edges = Edges()
+    edges = Quiet()
     service = Service(engine, edges, edges, Exporter(), Health(), checkpoints=checkpoints)  # type: ignore[arg-type]
     dropping = Dropping()
     for poll in polls if part != "build" else []:

@@ -65,6 +65,22 @@ class CountingChangelog:
         pass
 
 
+class Quiet:
+    """Source and sink of the service without a broker: every partition assigned, no lag, and commits,
+    alerts, dead letters and flushes go nowhere."""
+
+    def assigned(self) -> bool:
+        return True
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        return {}
+
+    def ignore(self, *args: object) -> None:
+        """Nothing to do without a broker."""
+
+    commit = publish = dead_letter = flush = close = ignore
+
+
 def native_polls(series: int, points: int) -> list[list[Message]]:
     """Native JSON messages, every series in turn, one point each, cut into polls."""
     rng = np.random.default_rng(0)
