@@ -199,6 +199,17 @@ class TopicReader:
         wait_for(check, timeout, f"records on {self.consumer.subscription()}", daemon)
         return self.records
 
+    def read_to_end(self, timeout: float) -> list:
+        """Every record the topic holds now (its end offsets reached): after a daemon stopped, all it
+        published. A condition that already holds would stop after one poll, which may bring nothing."""
+
+        def at_end(_: list) -> bool:
+            assigned = self.consumer.assignment()
+            ends = self.consumer.end_offsets(list(assigned)) if assigned else {}
+            return bool(ends) and all(self.consumer.position(tp) >= end for tp, end in ends.items())
+
+        return self.read_until(at_end, timeout)
+
     def values(self) -> list[dict]:
         return [orjson.loads(r.value) for r in self.records]
 
