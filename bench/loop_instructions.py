@@ -14,6 +14,9 @@ cancel, less the slope of building the stream alone (or of the part before):
     python bench/loop_instructions.py [--series 1000] [--points 40,80] [--stride 4] [--code DIR ...]
 
 `--code DIR` measures the `monitor` package of other checkouts too (a before and an after in one run).
+`--floor` adds a reference: the per-point lookups and checks of route, refuse, admit and the windows'
+slot and row written as one loop over the parsed points, with nothing else (no LRU order, no counters, no
+ring writes or due windows): about the least any per-point Python doing that work can take.
 Needs valgrind (`apt-get install valgrind`); about six minutes per checkout at the defaults.
 """
 
@@ -30,17 +33,62 @@ from pathlib import Path
 
 # isort: off
 import monitor  # noqa: F401 (imported before `common` puts this checkout first: PYTHONPATH names the one measured)
+import numpy as np
 from common import ROOT, table
+from monitor.records import Message, Point
 from state_cost import PARTITIONS, CheapScorer, CountingChangelog, Quiet, native_polls
 # isort: on
 
-PARTS = ("build", "parse", "decode", "window", "step")
+PARTS = ("build", "parse", "decode", "window", "step", "floor")
 """What a child run does after building the stream: nothing; parse each message (`input.format`'s decoder:
 what a raw consume does too); the service's decoding (also route, refuse, admit); that and windowing; or
-the service's whole step (also scoring with a stand-in model, judging, publishing, checkpoints)."""
+the service's whole step (also scoring with a stand-in model, judging, publishing, checkpoints); or parse
+and then `fused` (`--floor`)."""
 FIGURES = ("parse", "route, refuse, admit", "window", "score, judge, publish, checkpoint", "total")
+FLOOR = "floor: one loop"
 POLL_S = 0.1
 """The checkpoints' clock advances this much a poll (2,000 points at 20,000 points/s), not with the host."""
+
+
+class _Origin:
+    __slots__ = ("next_offset", "partition")
+
+    def __init__(self, partition: int, next_offset: int) -> None:
+        self.partition, self.next_offset = partition, next_offset
+
+
+def fused(points: list[list[Point]], poll: list[Message], state: tuple[dict, dict, dict, dict]) -> None:
+    """`--floor`: route, feature row, replay check, changed mark and slot of each point in one loop, then
+    the poll's columns as arrays; the least per-point Python can do of what the service and windows do."""
+    routes, origins, dirty, slots = state
+    features, owner = ("value",), object()
+    series, stamps, rows, slotted = [], [], [], []
+    for message, decoded in zip(poll, points, strict=True):
+        for point in decoded:
+            name = point.series
+            if routes.get(name) is None:
+                routes[name] = owner
+            try:
+                row = tuple(map(point.values.__getitem__, features))
+            except KeyError:
+                continue
+            origin = origins.get(name)
+            if origin is not None and origin.partition == message.partition:
+                if message.offset < origin.next_offset:
+                    continue
+                origin.next_offset = message.offset + 1
+            else:
+                origins[name] = _Origin(message.partition, message.offset + 1)
+            if name not in dirty:
+                dirty[name] = message.partition
+            slot = slots.get(name)
+            if slot is None:
+                slot = slots[name] = len(slots)
+            series.append(name)
+            stamps.append(point.ts)
+            rows.append(row)
+            slotted.append(slot)
+    np.array(slotted), np.array(stamps, dtype=float), np.array(rows, dtype=float)
 
 
 class Dropping:
@@ -73,6 +121,7 @@ def child(series: int, points: int, stride: int, part: str) -> None:
     edges = Quiet()
     service = Service(engine, edges, edges, Exporter(), Health(), checkpoints=checkpoints)  # type: ignore[arg-type]
     dropping = Dropping()
+    floor_state: tuple[dict, dict, dict, dict] = ({}, {}, {}, {})
     for poll in polls if part != "build" else []:
         clock[0] += POLL_S
         if part == "step":
@@ -81,6 +130,9 @@ def child(series: int, points: int, stride: int, part: str) -> None:
         if part == "parse":
             for message in poll:
                 service.decode(message.value, message.timestamp)
+            continue
+        if part == "floor":
+            fused([service.decode(m.value, m.timestamp) for m in poll], poll, floor_state)  # type: ignore[misc]
             continue
         routed = service._decode(poll)
         if part == "window":
@@ -96,14 +148,15 @@ def instructions(code: Path, series: int, points: int, stride: int, part: str) -
     return int(re.search(r"Collected : (\d+)", done.stderr).group(1))  # type: ignore[union-attr]
 
 
-def per_point(code: Path, series: int, lengths: tuple[int, int], stride: int) -> dict[str, float]:
+def per_point(code: Path, series: int, lengths: tuple[int, int], stride: int, floor: bool) -> dict[str, float]:
     """Instructions per point of each step, from the slopes of the parts between the two lengths."""
-    runs = [(part, n) for part in PARTS for n in lengths]
+    runs = [(part, n) for part in PARTS if floor or part != "floor" for n in lengths]
     with ThreadPoolExecutor(2) as pool:  # two valgrind processes at a time, one per core
         counts = dict(zip(runs, pool.map(lambda r: instructions(code, series, r[1], stride, r[0]), runs), strict=True))
     slope = {part: (counts[part, lengths[1]] - counts[part, lengths[0]]) / ((lengths[1] - lengths[0]) * series)
-             for part in PARTS}  # fmt: skip
-    return {
+             for part, _ in runs}  # fmt: skip
+    reference = {FLOOR: slope["floor"] - slope["parse"]} if floor else {}
+    return reference | {
         "parse": slope["parse"] - slope["build"],
         "route, refuse, admit": slope["decode"] - slope["parse"],
         "window": slope["window"] - slope["decode"],
@@ -118,16 +171,18 @@ def main() -> None:
     parser.add_argument("--points", default="40,80", help="two lengths, points per series")
     parser.add_argument("--stride", type=int, default=4)
     parser.add_argument("--code", type=Path, action="append", help="another checkout's root (repeatable)")
+    parser.add_argument("--floor", action="store_true", help="also the one-loop reference (`fused`)")
     parser.add_argument("--child", choices=PARTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.series, int(args.points), args.stride, args.child)
         return
     short, long = (int(n) for n in args.points.split(","))
-    rows = [("code", "series", "stride", *FIGURES)]
+    columns = (*FIGURES, FLOOR) if args.floor else FIGURES
+    rows = [("code", "series", "stride", *columns)]
     for code in [ROOT, *(args.code or [])]:
-        figures = per_point(code.resolve(), args.series, (short, long), args.stride)
-        rows.append((str(code), f"{args.series:,}", str(args.stride), *(f"{figures[k]:,.0f}" for k in FIGURES)))
+        figures = per_point(code.resolve(), args.series, (short, long), args.stride, args.floor)
+        rows.append((str(code), f"{args.series:,}", str(args.stride), *(f"{figures[k]:,.0f}" for k in columns)))
         print(f"measured {code}", file=sys.stderr, flush=True)
     print(table(rows))
 
