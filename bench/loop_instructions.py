@@ -132,7 +132,7 @@ def child(series: int, points: int, stride: int, part: str) -> None:
                 service.decode(message.value, message.timestamp)
             continue
         if part == "floor":
-            fused([service.decode(m.value, m.timestamp) for m in poll], poll, floor_state)  # type: ignore[misc]
+            fused([service.decode(m.value, m.timestamp) for m in poll], poll, floor_state)  # type: ignore[arg-type] (no Rejected here)
             continue
         routed = service._decode(poll)
         if part == "window":
