@@ -35,7 +35,9 @@ from pathlib import Path
 import monitor  # noqa: F401 (imported before `common` puts this checkout first: PYTHONPATH names the one measured)
 import numpy as np
 from common import ROOT, table
+from monitor.engine.detector import Detector
 from monitor.records import Message, Point
+from monitor.service.checkpoint import _Origin
 from state_cost import PARTITIONS, CheapScorer, CountingChangelog, Quiet, native_polls
 # isort: on
 
@@ -50,24 +52,19 @@ POLL_S = 0.1
 """The checkpoints' clock advances this much a poll (2,000 points at 20,000 points/s), not with the host."""
 
 
-class _Origin:
-    __slots__ = ("next_offset", "partition")
-
-    def __init__(self, partition: int, next_offset: int) -> None:
-        self.partition, self.next_offset = partition, next_offset
-
-
-def fused(points: list[list[Point]], poll: list[Message], state: tuple[dict, dict, dict, dict]) -> None:
+def fused(
+    points: list[list[Point]], poll: list[Message], detector: Detector, state: tuple[dict, dict, dict, dict]
+) -> None:
     """`--floor`: route, feature row, replay check, changed mark and slot of each point in one loop, then
     the poll's columns as arrays; the least per-point Python can do of what the service and windows do."""
     routes, origins, dirty, slots = state
-    features, owner = ("value",), object()
+    features = detector.settings.features
     series, stamps, rows, slotted = [], [], [], []
     for message, decoded in zip(poll, points, strict=True):
         for point in decoded:
             name = point.series
             if routes.get(name) is None:
-                routes[name] = owner
+                routes[name] = detector
             try:
                 row = tuple(map(point.values.__getitem__, features))
             except KeyError:
@@ -78,7 +75,7 @@ def fused(points: list[list[Point]], poll: list[Message], state: tuple[dict, dic
                     continue
                 origin.next_offset = message.offset + 1
             else:
-                origins[name] = _Origin(message.partition, message.offset + 1)
+                origins[name] = _Origin(message.partition, message.offset + 1, detector)
             if name not in dirty:
                 dirty[name] = message.partition
             slot = slots.get(name)
@@ -103,7 +100,7 @@ class Dropping:
 def child(series: int, points: int, stride: int, part: str) -> None:
     """One measured run (inside callgrind): build the stream, then take it in up to `part`."""
     from monitor.config import load_config
-    from monitor.engine.detector import Detector, Engine
+    from monitor.engine.detector import Engine
     from monitor.observability.exporter import Exporter
     from monitor.observability.health import Health
     from monitor.service.checkpoint import Checkpoints
@@ -132,7 +129,7 @@ def child(series: int, points: int, stride: int, part: str) -> None:
                 service.decode(message.value, message.timestamp)
             continue
         if part == "floor":
-            fused([service.decode(m.value, m.timestamp) for m in poll], poll, floor_state)  # type: ignore[arg-type] (no Rejected here)
+            fused([service.decode(m.value, m.timestamp) for m in poll], poll, engine.detectors[0], floor_state)  # type: ignore[arg-type] (no Rejected here)
             continue
         routed = service._decode(poll)
         if part == "window":
