@@ -4,10 +4,11 @@ The times of `bench/loop_cost.py` move by 20 to 30% between runs on a shared mac
 changes to the per-point Python gain. Instructions counted by valgrind (callgrind) do not move. Over
 native JSON messages of `--series` series in turn (polls of `kafka.max_poll_records`, the shipped
 detector settings at `--stride`, checkpoints on), this script runs, each under callgrind: the message
-decoder alone (what a raw consume does too); `Service._decode` (also route, refuse, the checkpoint's
-`admit`); that and `Engine.start` (entity join, windowing) with the scoring dropped; and the whole
-`Service.step` with a stand-in model (the scoring thread's thresholds, alerts and verdicts, then
-publishing, metrics and checkpoints; the forward pass is `loop_cost`'s business). Each figure is
+decoder alone (what a raw consume does too); `Service._take_in` (also route, refuse, the checkpoint's
+`admit`, as columns where the poll allows); that and `Engine.start` or `start_columns` (entity join,
+windowing) with the scoring dropped; and the whole `Service.step` with a stand-in model (the scoring
+thread's thresholds, alerts and verdicts, then publishing, metrics and checkpoints; the forward pass is
+`loop_cost`'s business). Each figure is
 instructions per point: a slope between runs of two lengths (`--points` per series), so start-up costs
 cancel, less the slope of building the stream alone (or of the part before):
 
@@ -30,6 +31,7 @@ import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 # isort: off
 import monitor  # noqa: F401 (imported before `common` puts this checkout first: PYTHONPATH names the one measured)
@@ -131,9 +133,19 @@ def child(series: int, points: int, stride: int, part: str) -> None:
         if part == "floor":
             fused([service.decode(m.value, m.timestamp) for m in poll], poll, engine.detectors[0], floor_state)  # type: ignore[arg-type] (no Rejected here)
             continue
-        routed = service._decode(poll)
-        if part == "window":
+        routed, columns = take_in(service, poll)
+        if part == "window" and columns is not None:
+            engine.start_columns(columns, dropping)  # type: ignore[arg-type]
+        elif part == "window":
             engine.start(routed, dropping)  # type: ignore[arg-type]
+
+
+def take_in(service: Any, poll: list[Message]) -> tuple[list, Any]:
+    """The service's routed points of a poll and its columns (None when it took the poll point by point);
+    a checkout from before the columns (`--code`) decodes and routes in `_decode` alone."""
+    if hasattr(service, "_take_in"):
+        return service._take_in(poll)
+    return service._decode(poll), None  # type: ignore[call-arg]
 
 
 def instructions(code: Path, series: int, points: int, stride: int, part: str) -> int:

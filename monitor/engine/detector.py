@@ -12,10 +12,14 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from itertools import repeat
 from queue import SimpleQueue
 from typing import Any
 
+import numpy as np
+
 from monitor.engine.alerting import AlertSettings, AlertTracker
+from monitor.engine.columns import SERIES, TS, Columns, feature_rows
 from monitor.engine.entities import EntityAssembler, Selector
 from monitor.engine.feedback import FeedbackBook
 from monitor.engine.scoring import Scorer
@@ -242,9 +246,38 @@ class Engine:
                 routed[detector].append(point)
             elif (joined := detector.entities.add(point)) is not None:  # None: no entity point complete yet
                 routed[detector].append(joined)
-        ready = {d: WindowBatch(d.settings.window, len(d.settings.features)) for d in self.detectors}
+        ready = self._batches()
         for detector in self.detectors:
             detector.windows.collect_many(routed[detector], ready[detector])
+        return self._score(ready, executor)
+
+    def columns(self, points: list[Point]) -> Columns | None:
+        """The poll as columns (`monitor.engine.columns`) when all its points are of series one detector
+        without entities already tracks, each with that detector's features; None otherwise, when `start`
+        routes, checks and counts them one by one. Looks things up only: nothing changes."""
+        series = list(map(SERIES, points))
+        owners = set(map(self._routes.get, series, repeat(_UNROUTED)))
+        detector = owners.pop() if len(owners) == 1 else None
+        if not isinstance(detector, Detector) or detector.entities is not None:
+            return None
+        slots = detector.windows.slots_of(series)
+        values = None if slots is None else feature_rows(points, detector.settings.features)
+        if slots is None or values is None:
+            return None
+        return Columns(detector, points, series, slots, np.fromiter(map(TS, points), float, len(points)), values)
+
+    def start_columns(self, columns: Columns, executor: Executor | None = None) -> list[Future[Outcome]]:
+        """`start` for a poll in columns: the same windows and scoring, without Python per point."""
+        ready = self._batches()
+        c = columns
+        c.detector.windows.collect_columns(c.series, c.slots, c.ts, c.values, ready[c.detector])
+        return self._score(ready, executor)
+
+    def _batches(self) -> dict[Detector, WindowBatch]:
+        return {d: WindowBatch(d.settings.window, len(d.settings.features)) for d in self.detectors}
+
+    def _score(self, ready: dict[Detector, WindowBatch], executor: Executor | None) -> list[Future[Outcome]]:
+        """Score every detector's due windows (an empty batch too: it forgets the series evicted)."""
         futures = []
         for detector in self.detectors:
             if executor is not None:

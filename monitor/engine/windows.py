@@ -30,13 +30,14 @@ from __future__ import annotations
 import bisect
 import math
 from array import array
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from monitor.engine.columns import by_series
 from monitor.records import Point, Window, WindowBatch
 
 DUPLICATE_POLICIES = ("first", "last")
@@ -158,31 +159,65 @@ class WindowStore:
         bulk; the others (late, duplicate, held back) go through the rules one by one after them, which
         is the same since series do not share state. Gap rules, held-back lateness and a poll that could
         evict a series (its slot would be reused within the poll) take the point-by-point path."""
-        if self.rules.step > 0 or self.rules.allowed_lateness > 0 or self._could_evict(points):
+        if not self._bulk() or self._could_evict(points):
             for point in points:
                 self.collect(point, batch)
             return
-        taken, slotted, stamps, rows = [], [], [], []
+        taken, names, slotted, stamps, rows = [], [], [], [], []
         row_of, slot_of = self._row, self._slot  # once per point: bound here, not looked up each time
         for i, point in enumerate(points):
             row = row_of(point)
             if row is not None:
                 taken.append(i)
+                names.append(point.series)
                 slotted.append(slot_of(point))  # every point moves its series up the LRU order
                 stamps.append(point.ts)
                 rows.append(row)
-        if not taken:
-            return
-        arrival, slots, ts = np.array(taken), np.array(slotted), np.array(stamps, dtype=float)
-        values = np.array(rows, dtype=float).reshape(len(rows), len(self.features))
+        if taken:
+            values = np.array(rows, dtype=float).reshape(len(rows), len(self.features))
+            self._collect(names, np.array(taken), np.array(slotted), np.array(stamps, dtype=float), values, batch)
+
+    def slots_of(self, series: list[str]) -> np.ndarray | None:
+        """The slots of a poll's series, for `collect_columns`; None when one of them is not tracked (its
+        point makes a slot, and may evict) or the rules take points one by one."""
+        if not self._bulk():
+            return None
+        slotted = list(map(self._slots.get, series))
+        return None if None in slotted else np.array(slotted, dtype=np.int64)
+
+    def collect_columns(
+        self, series: list[str], slots: np.ndarray, ts: np.ndarray, values: np.ndarray, batch: WindowBatch
+    ) -> None:
+        """`collect_many` for a poll already in columns (one row of `values` a point, in feature order) of
+        tracked series (`slots_of`): no Python per point beyond the least-recently-updated order, which
+        ends as if each point had moved its series up, the series last seen latest."""
+        deque(map(self._slots.move_to_end, reversed(tuple(dict.fromkeys(reversed(series))))), maxlen=0)
+        self._collect(series, np.arange(len(series)), slots, ts, values, batch)
+
+    def _bulk(self) -> bool:
+        """Whether the rules let a poll's in-order points be appended in bulk (no gap rules, no holding back)."""
+        return self.rules.step <= 0 and self.rules.allowed_lateness <= 0
+
+    def _collect(
+        self,
+        series: list[str],
+        arrival: np.ndarray,
+        slots: np.ndarray,
+        ts: np.ndarray,
+        values: np.ndarray,
+        batch: WindowBatch,
+    ) -> None:
+        """Points of tracked series (`series[j]` in slot `slots[j]`, arrived `arrival[j]`-th) into the rings:
+        those that follow their series' newest one in bulk, the rest one by one after them."""
         bulk = self._in_order(slots, ts)
-        due = _Due(*self._append_many(arrival[bulk], slots[bulk], ts[bulk], values[bulk]))
+        made_by, *windows = self._append_many(np.flatnonzero(bulk), slots[bulk], ts[bulk], values[bulk])
         rest, made = WindowBatch(self.window, len(self.features)), []
-        for i in np.flatnonzero(~bulk).tolist():
+        for j in np.flatnonzero(~bulk).tolist():
             before = len(rest)
-            self._take(points[arrival[i]].series, int(slots[i]), float(ts[i]), rows[i], rest)
-            made.extend([int(arrival[i])] * (len(rest) - before))
-        due.add_to(batch, [points[i].series for i in due.arrival], self._labels, rest, made)
+            self._take(series[j], int(slots[j]), float(ts[j]), values[j], rest)
+            made.extend([int(arrival[j])] * (len(rest) - before))
+        due = _Due(arrival[made_by].tolist(), *windows)
+        due.add_to(batch, [series[j] for j in made_by.tolist()], self._labels, rest, made)
 
     def _row(self, point: Point) -> tuple[float, ...] | None:
         """The point's values in the order of `features`; None (counted) when it lacks one."""
@@ -221,7 +256,7 @@ class WindowStore:
         """Which points simply follow the newest one of their series: each newer than the one before
         it (in this poll, or the newest seen), of a series with nothing held back, and all earlier points
         of the series in this poll too (the rest go one by one, in order, after them)."""
-        order, starts, group = _by_series(slots)
+        order, starts, group = by_series(slots)
         s, t = slots[order], ts[order]
         previous = np.roll(t, 1)
         previous[starts] = _view(self._newest)[s[starts]]
@@ -235,10 +270,11 @@ class WindowStore:
 
     def _append_many(
         self, arrival: np.ndarray, slots: np.ndarray, ts: np.ndarray, values: np.ndarray
-    ) -> tuple[list[int], np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Append points that follow their series' newest one, as `_append_real` does one by one; returns
-        the windows that became due (arrival index, slot, start, end, data), in no particular order."""
-        order, starts, group = _by_series(slots)
+        the windows that became due (`arrival` of the point that made each, slot, start, end, data), in no
+        particular order."""
+        order, starts, group = by_series(slots)
         arrival, s, t, v = arrival[order], slots[order], ts[order], values[order]
         count = np.diff(np.append(starts, len(s)))
         k = np.arange(len(s)) - starts[group]  # rank of each point among its series' points in the poll
@@ -259,7 +295,7 @@ class WindowStore:
         counters[2][slot] = np.where(first_due < count, (count - 1 - first_due) % self.stride, since + count)
         counters[3][slot] = counters[4][slot] = t[starts + count - 1]
         self.accepted += len(s)
-        return arrival[due].tolist(), s[due], start, t[due], data
+        return arrival[due], s[due], start, t[due], data
 
     def _gather(
         self,
@@ -448,16 +484,6 @@ def _windows(rows: np.ndarray, window: int) -> np.ndarray:
     """Every run of `window` consecutive rows along the second-to-last axis, as a view (no copy):
     indexing it copies whole windows at once, not element by element."""
     return np.lib.stride_tricks.sliding_window_view(rows, window, axis=-2).swapaxes(-1, -2)
-
-
-def _by_series(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A poll's points grouped by series, each series' points in arrival order: the permutation that
-    groups them, where each series' run starts in it, and the run of each grouped point."""
-    order = np.argsort(slots, kind="stable")
-    grouped = slots[order]
-    first = np.ones(len(grouped), dtype=bool)
-    first[1:] = grouped[1:] != grouped[:-1]
-    return order, np.flatnonzero(first), np.cumsum(first) - 1
 
 
 def _view(counters: array) -> np.ndarray:

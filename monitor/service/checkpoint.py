@@ -34,14 +34,20 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Protocol
 
+import numpy as np
+
+from monitor.engine.columns import Columns, first_and_last
 from monitor.engine.detector import Detector, Engine, Routed
 from monitor.logs import event
 from monitor.records import Message
 from monitor.service.checkpoint_codec import decode_state, encode_state
 
 log = logging.getLogger(__name__)
+
+_PARTITION, _OFFSET, _NEXT_OFFSET = attrgetter("partition"), attrgetter("offset"), attrgetter("next_offset")
 
 
 class Changelog(Protocol):
@@ -188,6 +194,35 @@ class Checkpoints:
             kept.append(routed)
         return kept
 
+    def admit_columns(self, messages: list[Message], columns: Columns) -> np.ndarray | None:
+        """`admit` for a poll in columns (`columns.points[i]` is the one point of `messages[i]`): which
+        points to keep. None, with nothing changed, when a series is new here or came from another
+        partition, or a partition's records are out of offset order: `admit` then takes them one by one."""
+        origins = list(map(self._origins.get, columns.series))
+        if not all(origins):
+            return None
+        n = len(origins)
+        partition = np.fromiter(map(_PARTITION, messages), np.int64, n)
+        offset = np.fromiter(map(_OFFSET, messages), np.int64, n)
+        came_from = np.fromiter(map(_PARTITION, origins), np.int64, n)
+        if not (np.array_equal(partition, came_from) and _ascending(partition, offset)):
+            return None
+        kept = offset >= np.fromiter(map(_NEXT_OFFSET, origins), np.int64, n)  # below: in the restored state
+        if not kept.all():
+            self.counts["replayed"] += n - int(kept.sum())
+        at = np.flatnonzero(kept)
+        first, last = (at[i] for i in first_and_last(columns.slots[at]))
+        for i, after in zip(last.tolist(), (offset[last] + 1).tolist(), strict=True):
+            origins[i].next_offset = after  # type: ignore[union-attr] (all are origins)
+        now = None
+        for i in first.tolist():
+            key = columns.series[i]
+            if key not in self._dirty:
+                now = self.clock() if now is None else now
+                self._dirty[key] = (now, messages[i].partition)
+                self._dirty_in.setdefault(messages[i].partition, {})[key] = messages[i].offset
+        return kept
+
     def _track(self, key: str, detector: Detector, message: Message) -> None:
         """Start following a series or entity (first point, or re-keyed to another partition). An entity's
         series must share one partition (key them by the entity), as a series' points must."""
@@ -312,3 +347,10 @@ class Checkpoints:
 def _row_labels(detector: Detector | None, entity: str) -> dict[str, str]:
     """The labels that make an entity whose rows are all still waiting: its `entity_label` only."""
     return {detector.entities.entity_label: entity} if detector is not None and detector.entities else {}
+
+
+def _ascending(partition: np.ndarray, offset: np.ndarray) -> bool:
+    """Whether each partition's records come in rising offset order (as a consumer reads them)."""
+    order = np.argsort(partition, kind="stable")
+    same = partition[order][1:] == partition[order][:-1]
+    return bool((np.diff(offset[order])[same] > 0).all())

@@ -19,9 +19,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import compress
+from operator import attrgetter, itemgetter
 
 import numpy as np
 
+from monitor.engine.columns import Columns
 from monitor.engine.detector import Engine, Routed
 from monitor.engine.verdicts import Outcome
 from monitor.formats import Decoder
@@ -31,11 +34,13 @@ from monitor.logs import CLIENT_LOGS, event
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.observability.state_metrics import StateMetrics
-from monitor.records import Alert, Feedback, Message, Rejected, format_ts
+from monitor.records import Alert, Feedback, Message, Point, Rejected, format_ts
 from monitor.service.checkpoint import Checkpoints
 from monitor.service.edges import Sink, Source, Summary, Task
 
 log = logging.getLogger(__name__)
+
+_FIRST, _TOPIC = itemgetter(0), attrgetter("topic")
 
 BACKOFF_S = (0.5, 30.0)
 """First and longest wait after the broker did not answer; it doubles in between."""
@@ -154,8 +159,12 @@ class Service:
     def _start(self, messages: list[Message]) -> _Started:
         feedback = [m for m in messages if m.topic == self.feedback_topic]
         metrics = [m for m in messages if m.topic != self.feedback_topic] if feedback else messages
-        points = self._decode(metrics)
-        return _Started(messages, points, self.engine.start(points, self._scoring), self._verdicts(feedback))
+        points, columns = self._take_in(metrics)
+        if columns is not None:
+            scoring = self.engine.start_columns(columns, self._scoring)
+        else:
+            scoring = self.engine.start(points, self._scoring)
+        return _Started(messages, points, scoring, self._verdicts(feedback))
 
     def _finish(self, started: _Started) -> None:
         """Publish what the scoring of a poll found and flush it; offsets wait for `_settle`."""
@@ -288,16 +297,48 @@ class Service:
         event(log, "broker_back", seconds=seconds, attempts=self._outage_attempts, client_errors=held, first=first)
         self._outage_since, self._outage_attempts = None, 0
 
-    def _decode(self, messages: list[Message]) -> list[Routed]:
+    def _take_in(self, messages: list[Message]) -> tuple[list[Routed], Columns | None]:
+        """A poll's usable points, routed, and the same as columns when the poll allows (`_columns`)."""
+        decoded = [self.decode(m.value, m.timestamp) for m in messages]
+        columns = self._columns(messages, decoded)
+        if columns is not None:
+            return columns.routed(), columns
+        return self._decode(messages, decoded), None
+
+    def _columns(self, messages: list[Message], decoded: list[list[Point] | Rejected]) -> Columns | None:
+        """The poll as columns (`Engine.columns`), less the points the checkpoint already holds, when every
+        message that decoded gave one point and nothing else calls for the checks of `_decode`; the
+        messages that did not decode are rejected here then."""
+        kinds = list(map(type, decoded))
+        rejected = kinds.count(Rejected)
+        good, points = messages, decoded
+        if rejected:
+            usable = [kind is not Rejected for kind in kinds]
+            good, points = list(compress(messages, usable)), list(compress(decoded, usable))
+        if list(map(len, points)).count(1) != len(points):
+            return None
+        columns = self.engine.columns(list(map(_FIRST, points)))  # type: ignore[arg-type] (no Rejected left)
+        if columns is not None and self.checkpoints is not None:
+            kept = self.checkpoints.admit_columns(good, columns)
+            columns = None if kept is None else columns.keep(kept)
+        if columns is None:
+            return None
+        for message, refused in zip(messages, decoded, strict=True) if rejected else ():
+            if isinstance(refused, Rejected):
+                self._reject(message, refused)
+        for topic, count in Counter(map(_TOPIC, good)).items():
+            self.exporter.messages.labels(topic, "ok").inc(count)
+        return columns
+
+    def _decode(self, messages: list[Message], decoded_messages: list[list[Point] | Rejected]) -> list[Routed]:
         """The usable points of a poll, each with its detector (looked up once, here); a message that does
         not decode, or one of whose points its detector cannot use, is rejected whole. Once per record, so
         its steps are bound to locals."""
         points: list[Routed] = []
         ok: Counter[str] = Counter()
-        decode, route = self.decode, self.engine.owner
+        route = self.engine.owner
         admit = None if self.checkpoints is None else self.checkpoints.admit
-        for message in messages:
-            decoded = decode(message.value, message.timestamp)
+        for message, decoded in zip(messages, decoded_messages, strict=True):
             routed: list[Routed] = []
             if not isinstance(decoded, Rejected):
                 for point in decoded:

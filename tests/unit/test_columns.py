@@ -1,0 +1,154 @@
+"""monitor.engine.columns: a poll taken in as columns gives exactly what the point-by-point path gives.
+
+The same random streams (duplicates, late points, new series, evictions, bad and multi-point messages,
+a second detector, a restart that replays what the changelog already holds) go through the service
+twice: as shipped, and with `Engine.columns` refusing every poll, which leaves the point-by-point path.
+Alerts, dead letters, changelog records, commits and every count must be equal, and the columnar path
+must have taken most polls."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+
+from monitor.engine.detector import Detector, Engine
+from monitor.observability.exporter import Exporter
+from monitor.observability.health import Health
+from monitor.records import Message, Point, encode_point
+from monitor.service.checkpoint import Checkpoints
+from monitor.service.loop import Service
+
+from .test_checkpoint import MemoryChangelog
+from .test_detector import FakeScorer, normal, pt, settings
+from .test_properties import ListSink, ListSource
+
+PARTITIONS = 3
+
+
+def stream(seed: int, steps: int = 90) -> list[Message]:
+    """Single-point messages of web and db series over three partitions, with spikes and the faults the
+    point-by-point path exists for: duplicates, late points, series that start late, bad messages,
+    multi-point messages and points without the detector's feature."""
+    rng = random.Random(seed)
+    names = [f"web-{i}/cpu" for i in range(6)] + [f"db-{i}/cpu" for i in range(2)]
+    offsets = [0] * PARTITIONS
+    out: list[Message] = []
+
+    def send(n: int, raw: bytes) -> None:
+        partition = n % PARTITIONS
+        out.append(Message(raw, None, "metrics", partition, offsets[partition], names[n].encode()))
+        offsets[partition] += 1
+
+    for i in range(steps):
+        for n, name in enumerate(names):
+            if n >= 6 and i < 30:
+                continue  # the db series start later
+            value = 3.0 + rng.random() if rng.random() < 0.02 else normal(i + n)
+            send(n, encode_point(pt(name, i, value)))
+            roll = rng.random()
+            if roll < 0.01:
+                send(n, encode_point(pt(name, i, value + 1)))  # duplicate timestamp
+            elif roll < 0.02 and i > 2:
+                send(n, encode_point(pt(name, i - 2, value)))  # late
+            elif roll < 0.04:
+                send(n, b"{not json")  # dead-lettered; the rest of its poll can still be columns
+            elif roll < 0.045:
+                send(n, orjson.dumps([{"series": name, "ts": pt(name, i, 0).ts + 1, "value": value}] * 2))
+            elif roll < 0.05:
+                send(n, encode_point(Point(name, pt(name, i, 0).ts + 5, {"other": 1.0})))
+    return out
+
+
+def engine(two_detectors: bool, max_series: int) -> Engine:
+    detectors = [Detector(settings("web", "web-*", window=8, stride=2, max_series=max_series), FakeScorer(8))]
+    if two_detectors:
+        detectors.append(Detector(settings("db", "db-*", window=8, stride=1), FakeScorer(8)))
+    return Engine(detectors)
+
+
+class Committing(ListSource):
+    def __init__(self, batches: list[list[Message]]) -> None:
+        super().__init__(batches)
+        self.commits: list[dict[int, int] | None] = []
+
+    def commit(self, limits=None) -> None:
+        self.commits.append(dict(limits) if limits is not None else None)
+
+
+def run(messages: list[Message], seed: int, two_detectors: bool, max_series: int, changelog: MemoryChangelog):
+    """One replica over the messages in random polls, checkpoints on; what it published, wrote and counted."""
+    rng = random.Random(seed)
+    batches, i = [], 0
+    while i < len(messages):
+        size = rng.randint(1, 40)
+        batches.append(messages[i : i + size])
+        i += size
+    e = engine(two_detectors, max_series)
+    clock = [0.0]
+    checkpoints = Checkpoints(e, changelog, 1.0, lambda: clock[0], max_replay_s=3.0)
+    source, sink, exporter = Committing(batches), ListSink(), Exporter()
+
+    class Ticking(Committing):
+        def poll(self):
+            clock[0] += 0.5
+            return source.poll()
+
+    ticking = Ticking([])
+    ticking.commits = source.commits
+    checkpoints.on_assigned(range(PARTITIONS))
+    service = Service(e, ticking, sink, exporter, Health(), checkpoints=checkpoints)
+    summary = service.run()
+    changelog.flush()
+    ok = {s.labels["topic"]: s.value for m in exporter.registry.collect() if m.name == "monitor_messages"
+          for s in m.samples if s.name.endswith("_total") and s.labels.get("outcome") == "ok"}  # fmt: skip
+    return {
+        "alerts": sink.alerts,
+        "dead": [(m.partition, m.offset, r) for m, r in sink.dead],
+        "changelog": dict(changelog.log),
+        "commits": source.commits,
+        "summary": (summary.messages, summary.points, summary.windows_scored, summary.alerts, summary.rejected),
+        "dropped": e.dropped(),
+        "counts": checkpoints.counts,
+        "ok": ok,
+    }  # fmt: skip
+
+
+def both_paths(monkeypatch, seed: int, two_detectors: bool, max_series: int) -> tuple[list[dict], int]:
+    """Each run of the stream (then a restart over all of it from offset 0) as shipped and point by point;
+    how many polls took the columnar path as shipped."""
+    messages = stream(seed)
+    columnar = [0]
+    start_columns = Engine.start_columns
+
+    def counted(self, columns, executor=None):
+        columnar[0] += 1
+        return start_columns(self, columns, executor)
+
+    results = []
+    for point_by_point in (False, True):
+        with monkeypatch.context() as patch:
+            patch.setattr(Engine, "start_columns", counted)
+            if point_by_point:
+                patch.setattr(Engine, "columns", lambda self, points: None)
+            changelog = MemoryChangelog()
+            first = run(messages[: len(messages) // 2], seed, two_detectors, max_series, changelog)
+            again = run(messages, seed + 1, two_detectors, max_series, changelog)  # replays the first half
+            results.append({"first": first, "restart": again})
+    return results, columnar[0]
+
+
+@pytest.mark.parametrize("max_series", [1000, 5])
+@pytest.mark.parametrize("two_detectors", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_poll_in_columns_gives_what_point_by_point_gives(monkeypatch, seed, two_detectors, max_series):
+    (shipped, reference), columnar_polls = both_paths(monkeypatch, seed, two_detectors, max_series)
+    assert reference["restart"]["counts"]["replayed"] > 0, "the restart replays records the state holds"
+    assert reference["first"]["dead"], "the stream has bad messages"
+    for run_ in ("first", "restart"):
+        for what, expected in reference[run_].items():
+            assert shipped[run_][what] == expected, (run_, what)
+    if max_series == 1000:  # (5 evicts all the time, so alerts are rare and every poll goes point by point)
+        assert [a for a in reference["first"]["alerts"] if a.status == "firing"], "the stream has anomalies"
+        assert columnar_polls >= 8, "polls without new series or faults take the columnar path"
