@@ -9,9 +9,10 @@ checkpoints on (a changelog that only counts), scoring overlap on, and a `TorchS
 
 Measured over the points after the first 64 of every series (windows full): CPU time of the loop thread
 per point (thread time: what the loop itself costs, apart from the scoring thread and from waiting for it),
-wall time per point, and the loop thread's CPU time per step of a poll: decode (and dead-letter, refuse,
-admit), window (route and window: `Engine.start`), finish (publish, flush, metrics), settle (checkpoint,
-commit). Medians of `--repeats` runs; the machine's other load moves them, so compare runs made together.
+wall time per point, and the loop thread's CPU time per step of a poll: decode (and dead-letter, route,
+refuse, admit: `Service._take_in`), window (`Engine.start`, or `start_columns` for a poll in columns),
+finish (publish, flush, metrics), settle (checkpoint, commit). Medians of `--repeats` runs; the machine's
+other load moves them, so compare runs made together.
 The input and the start-up heap are kept out of the collector's full passes, and the collector runs at the
 thresholds `build_service` sets.
 """
@@ -42,8 +43,10 @@ from monitor.service.runtime import settle_for_a_long_run
 
 SKIP = 64
 """Points per series before the measurement: the window, then some."""
-STEPS = {"decode": (Service, "_decode"), "window": (Engine, "start"), "finish": (Service, "_finish"),
-         "settle": (Service, "_settle")}  # fmt: skip
+STEPS = (("decode", Service, "_take_in"), ("window", Engine, "start"), ("window", Engine, "start_columns"),
+         ("finish", Service, "_finish"), ("settle", Service, "_settle"))  # fmt: skip
+"""The methods timed and the step their time counts to (a poll is windowed point by point or in columns)."""
+NAMES = tuple(dict.fromkeys(name for name, _, _ in STEPS))
 
 
 class Polls(Quiet):
@@ -89,17 +92,17 @@ def run(model: Path, polls: list[list[Message]], skip: int, stride: int) -> dict
     spent: Counter[str] = Counter()
     source = Polls(polls, skip, spent)
     service = Service(engine, source, source, Exporter(), Health(), checkpoints=checkpoints, overlap=True)
-    originals = {name: getattr(owner, method) for name, (owner, method) in STEPS.items()}
+    originals = {method: getattr(owner, method) for _, owner, method in STEPS}
     try:
-        for name, (owner, method) in STEPS.items():
-            setattr(owner, method, timing(spent, name, originals[name]))
+        for name, owner, method in STEPS:
+            setattr(owner, method, timing(spent, name, originals[method]))
         service.run()
     finally:
-        for name, (owner, method) in STEPS.items():
-            setattr(owner, method, originals[name])
+        for _, owner, method in STEPS:
+            setattr(owner, method, originals[method])
     (cpu0, wall0, steps0), (cpu1, wall1, steps1) = source.marks
     points = sum(len(p) for p in polls[skip:])
-    steps = {name: (steps1[name] - steps0[name]) / points * 1e6 for name in STEPS}
+    steps = {name: (steps1[name] - steps0[name]) / points * 1e6 for name in NAMES}
     return {"cpu": (cpu1 - cpu0) / points * 1e6, "wall": (wall1 - wall0) / points * 1e6, **steps}
 
 
@@ -117,7 +120,7 @@ def main() -> None:
     for r in runs:
         print(" ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    rows = [("series", "stride", "loop CPU us/point", "wall us/point", *(f"{s} us" for s in STEPS))]
+    rows = [("series", "stride", "loop CPU us/point", "wall us/point", *(f"{s} us" for s in NAMES))]
     rows.append((f"{args.series:,}", str(args.stride), *(f"{median[k]:.2f}" for k in median)))
     print(table(rows))
 

@@ -4,13 +4,13 @@ The times of `bench/loop_cost.py` move by 20 to 30% between runs on a shared mac
 changes to the per-point Python gain. Instructions counted by valgrind (callgrind) do not move. Over
 native JSON messages of `--series` series in turn (polls of `kafka.max_poll_records`, the shipped
 detector settings at `--stride`, checkpoints on), this script runs, each under callgrind: the message
-decoder alone (what a raw consume does too); `Service._take_in` (also route, refuse, the checkpoint's
-`admit`, as columns where the poll allows); that and `Engine.start` or `start_columns` (entity join,
-windowing) with the scoring dropped; and the whole `Service.step` with a stand-in model (the scoring
-thread's thresholds, alerts and verdicts, then publishing, metrics and checkpoints; the forward pass is
-`loop_cost`'s business). Each figure is
-instructions per point: a slope between runs of two lengths (`--points` per series), so start-up costs
-cancel, less the slope of building the stream alone (or of the part before):
+decoder alone (what a raw consume does too); `Service._take_in` and `Engine.start` (or `start_columns`
+for a poll in columns) with the scoring dropped: route, refuse, the checkpoint's `admit`, entity join and
+windowing, one figure since a poll in columns needs its series in the windows to be taken as columns at
+all; and the whole `Service.step` with a stand-in model (the scoring thread's thresholds, alerts and
+verdicts, then publishing, metrics and checkpoints; the forward pass is `loop_cost`'s business). Each
+figure is instructions per point: a slope between runs of two lengths (`--points` per series), so
+start-up costs cancel, less the slope of building the stream alone (or of the part before):
 
     python bench/loop_instructions.py [--series 1000] [--points 40,80] [--stride 4] [--code DIR ...]
 
@@ -43,12 +43,12 @@ from monitor.service.checkpoint import _Origin
 from state_cost import PARTITIONS, CheapScorer, CountingChangelog, Quiet, native_polls
 # isort: on
 
-PARTS = ("build", "parse", "decode", "window", "step", "floor")
+PARTS = ("build", "parse", "window", "step", "floor")
 """What a child run does after building the stream: nothing; parse each message (`input.format`'s decoder:
-what a raw consume does too); the service's decoding (also route, refuse, admit); that and windowing; or
-the service's whole step (also scoring with a stand-in model, judging, publishing, checkpoints); or parse
+what a raw consume does too); the service's taking in (also route, refuse, admit) and windowing; or the
+service's whole step (also scoring with a stand-in model, judging, publishing, checkpoints); or parse
 and then `fused` (`--floor`)."""
-FIGURES = ("parse", "route, refuse, admit", "window", "score, judge, publish, checkpoint", "total")
+FIGURES = ("parse", "route, refuse, admit, window", "score, judge, publish, checkpoint", "total")
 FLOOR = "floor: one loop"
 POLL_S = 0.1
 """The checkpoints' clock advances this much a poll (2,000 points at 20,000 points/s), not with the host."""
@@ -134,9 +134,9 @@ def child(series: int, points: int, stride: int, part: str) -> None:
             fused([service.decode(m.value, m.timestamp) for m in poll], poll, engine.detectors[0], floor_state)  # type: ignore[arg-type] (no Rejected here)
             continue
         routed, columns = take_in(service, poll)
-        if part == "window" and columns is not None:
+        if columns is not None:
             engine.start_columns(columns, dropping)  # type: ignore[arg-type]
-        elif part == "window":
+        else:
             engine.start(routed, dropping)  # type: ignore[arg-type]
 
 
@@ -167,8 +167,7 @@ def per_point(code: Path, series: int, lengths: tuple[int, int], stride: int, fl
     reference = {FLOOR: slope["floor"] - slope["parse"]} if floor else {}
     return reference | {
         "parse": slope["parse"] - slope["build"],
-        "route, refuse, admit": slope["decode"] - slope["parse"],
-        "window": slope["window"] - slope["decode"],
+        "route, refuse, admit, window": slope["window"] - slope["parse"],
         "score, judge, publish, checkpoint": slope["step"] - slope["window"],
         "total": slope["step"] - slope["build"],
     }

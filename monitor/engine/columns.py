@@ -1,17 +1,18 @@
 """A poll as columns: the usual poll of a long run, taken in without Python per point.
 
-Almost every poll of a daemon that has run for a while holds one point a message, of series one detector
-already tracks. `Engine.columns` turns such a poll into arrays once (series, window slots, timestamps,
-feature rows); the checkpoint's `admit_columns` and `Engine.start_columns` then work on those arrays,
-with per-point work left to C (`map`, numpy). Anything else (a new series, a point without a feature,
-an entity detector, several detectors, gap rules) goes the point-by-point way, which is the reference:
-both give the same windows, verdicts, alerts and checkpoints (tests/unit/test_columns.py).
+Almost every poll of a daemon that has run for a while holds one point a message, of series the detectors
+already track (or that no detector wants). `Engine.columns` turns such a poll into arrays once (series,
+timestamps, and per detector window slots and feature rows); the checkpoint's `admit_columns` and
+`Engine.start_columns` then work on those arrays, with per-point work left to C (`map`, numpy). Anything
+else (a new series, a point without a feature, an entity detector, gap rules) goes the point-by-point
+way, which is the reference: both give the same windows, verdicts, alerts and checkpoints
+(tests/unit/test_columns.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import compress, repeat
+from itertools import compress
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING
 
@@ -26,30 +27,96 @@ SERIES, TS, VALUES = attrgetter("series"), attrgetter("ts"), attrgetter("values"
 
 
 @dataclass(slots=True)
-class Columns:
-    """The points of a poll (one a message, in message order), all of series `detector` tracks."""
+class Part:
+    """One detector's points of a poll in columns."""
 
     detector: Detector
-    points: list[Point]
-    series: list[str]
+    at: np.ndarray
+    """Where the points are in the poll."""
     slots: np.ndarray
     """Each point's slot in the detector's window store: the series' number while it is tracked."""
-    ts: np.ndarray
     values: np.ndarray
     """One row a point, in the detector's feature order."""
+
+
+@dataclass(slots=True)
+class Columns:
+    """The points of a poll (one a message, in message order), each of a series its detector tracks (or
+    of one no detector wants)."""
+
+    points: list[Point]
+    series: list[str]
+    owners: list[Detector | None]
+    """Each point's detector (None: no detector wants its series)."""
+    owned: np.ndarray | None
+    """Where the points that have a detector are (None: all of them)."""
+    ts: np.ndarray
+    keys: np.ndarray
+    """Each owned point's series as a number no other series of the poll has (its slot and its detector's
+    part; -1 for the others)."""
+    parts: list[Part]
 
     def keep(self, kept: np.ndarray) -> Columns:
         """The points where `kept` is True (the checkpoint's `admit_columns` drops replayed ones)."""
         if kept.all():
             return self
+        moved = np.cumsum(kept) - 1  # where each kept point lands
+        parts = [Part(p.detector, moved[p.at[k]], p.slots[k], p.values[k]) for p in self.parts for k in [kept[p.at]]]
+        owned = None if self.owned is None else moved[self.owned[kept[self.owned]]]
         return Columns(
-            self.detector, list(compress(self.points, kept)), list(compress(self.series, kept)),
-            self.slots[kept], self.ts[kept], self.values[kept],
+            list(compress(self.points, kept)), list(compress(self.series, kept)), list(compress(self.owners, kept)),
+            owned, self.ts[kept], self.keys[kept], parts,
         )  # fmt: skip
+
+    @property
+    def unmatched(self) -> int:
+        """Points no detector wants."""
+        return 0 if self.owned is None else len(self.points) - len(self.owned)
+
+    def series_of(self, part: Part) -> list[str]:
+        """The names of a part's series, point by point."""
+        return self.series if len(part.at) == len(self.series) else list(map(self.series.__getitem__, part.at.tolist()))
 
     def routed(self) -> list[Routed]:
         """The points as the point-by-point path hands them on (to tasks such as retraining)."""
-        return list(zip(self.points, repeat(self.detector)))
+        return list(zip(self.points, self.owners, strict=True))
+
+
+def parts_of(points: list[Point], series: list[str], owners: list[Detector | None]) -> list[Part] | None:
+    """Each detector's points as a `Part` (its series' slots, its feature rows); None when a series is
+    not in its detector's windows (`WindowStore.slots_of`) or a point lacks one of its features."""
+    distinct = list(dict.fromkeys(owners))
+    if len(distinct) == 1 and distinct[0] is not None:
+        found = [(distinct[0], np.arange(len(points)), points, series)]
+    else:
+        number = {d: i for i, d in enumerate(distinct)}
+        which = np.fromiter(map(number.__getitem__, owners), np.int64, len(owners))
+        found = []
+        for i, detector in enumerate(distinct):
+            at = np.flatnonzero(which == i)
+            if detector is not None:
+                chosen = at.tolist()
+                found.append(
+                    (detector, at, list(map(points.__getitem__, chosen)), list(map(series.__getitem__, chosen)))
+                )
+    parts = []
+    for detector, at, its_points, its_series in found:
+        slots = detector.windows.slots_of(its_series)
+        values = None if slots is None else feature_rows(its_points, detector.settings.features)
+        if slots is None or values is None:
+            return None
+        parts.append(Part(detector, at, slots, values))
+    return parts
+
+
+def keys_of(parts: list[Part], size: int) -> np.ndarray:
+    """A number per point that tells its series from every other series of the poll (-1: no detector's)."""
+    if len(parts) == 1 and len(parts[0].at) == size:
+        return parts[0].slots
+    keys = np.full(size, -1, dtype=np.int64)
+    for i, part in enumerate(parts):
+        keys[part.at] = part.slots * len(parts) + i
+    return keys
 
 
 def feature_rows(points: list[Point], features: tuple[str, ...]) -> np.ndarray | None:
@@ -73,11 +140,11 @@ def by_series(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return order, np.flatnonzero(first), np.cumsum(first) - 1
 
 
-def first_and_last(slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Of each series (by slot): the index of its first point and of its last, series by first point."""
-    if not len(slots):
-        return slots, slots
-    order, starts, _ = by_series(slots)
+def first_and_last(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of each series (by slot or key): the index of its first point and of its last, series by first point."""
+    if not len(keys):
+        return keys, keys
+    order, starts, _ = by_series(keys)
     first, last = order[starts], order[np.append(starts[1:], len(order)) - 1]
     by_first = np.argsort(first)
     return first[by_first], last[by_first]

@@ -13,13 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from itertools import repeat
+from operator import is_not
 from queue import SimpleQueue
 from typing import Any
 
 import numpy as np
 
 from monitor.engine.alerting import AlertSettings, AlertTracker
-from monitor.engine.columns import SERIES, TS, Columns, feature_rows
+from monitor.engine.columns import SERIES, TS, Columns, keys_of, parts_of
 from monitor.engine.entities import EntityAssembler, Selector
 from monitor.engine.feedback import FeedbackBook
 from monitor.engine.scoring import Scorer
@@ -252,25 +253,29 @@ class Engine:
         return self._score(ready, executor)
 
     def columns(self, points: list[Point]) -> Columns | None:
-        """The poll as columns (`monitor.engine.columns`) when all its points are of series one detector
-        without entities already tracks, each with that detector's features; None otherwise, when `start`
-        routes, checks and counts them one by one. Looks things up only: nothing changes."""
+        """The poll as columns (`monitor.engine.columns`) when all its points are of series already routed,
+        to no detector or to one without entities that tracks them, each with its detector's features; None
+        otherwise, when `start` routes, checks and counts them one by one. Looks things up only."""
         series = list(map(SERIES, points))
-        owners = set(map(self._routes.get, series, repeat(_UNROUTED)))
-        detector = owners.pop() if len(owners) == 1 else None
-        if not isinstance(detector, Detector) or detector.entities is not None:
+        owners = list(map(self._routes.get, series, repeat(_UNROUTED)))
+        distinct = set(owners)
+        if _UNROUTED in distinct or any(d is not None and d.entities is not None for d in distinct):
             return None
-        slots = detector.windows.slots_of(series)
-        values = None if slots is None else feature_rows(points, detector.settings.features)
-        if slots is None or values is None:
+        parts = parts_of(points, series, owners)
+        if parts is None:
             return None
-        return Columns(detector, points, series, slots, np.fromiter(map(TS, points), float, len(points)), values)
+        owned = None if None not in distinct else np.flatnonzero(np.fromiter(map(is_not, owners, repeat(None)), bool))
+        ts = np.fromiter(map(TS, points), float, len(points))
+        return Columns(points, series, owners, owned, ts, keys_of(parts, len(points)), parts)
 
     def start_columns(self, columns: Columns, executor: Executor | None = None) -> list[Future[Outcome]]:
         """`start` for a poll in columns: the same windows and scoring, without Python per point."""
         ready = self._batches()
-        c = columns
-        c.detector.windows.collect_columns(c.series, c.slots, c.ts, c.values, ready[c.detector])
+        self.unmatched += columns.unmatched
+        for part in columns.parts:
+            ts = columns.ts if len(part.at) == len(columns.ts) else columns.ts[part.at]
+            windows = part.detector.windows
+            windows.collect_columns(columns.series_of(part), part.slots, ts, part.values, ready[part.detector])
         return self._score(ready, executor)
 
     def _batches(self) -> dict[Detector, WindowBatch]:

@@ -182,16 +182,18 @@ class WindowStore:
         point makes a slot, and may evict) or the rules take points one by one."""
         if not self._bulk():
             return None
-        slotted = list(map(self._slots.get, series))
-        return None if None in slotted else np.array(slotted, dtype=np.int64)
+        try:
+            return np.fromiter(map(self._slots.get, series), np.int64, len(series))
+        except TypeError:  # None: a series not tracked
+            return None
 
     def collect_columns(
         self, series: list[str], slots: np.ndarray, ts: np.ndarray, values: np.ndarray, batch: WindowBatch
     ) -> None:
         """`collect_many` for a poll already in columns (one row of `values` a point, in feature order) of
-        tracked series (`slots_of`): no Python per point beyond the least-recently-updated order, which
-        ends as if each point had moved its series up, the series last seen latest."""
-        deque(map(self._slots.move_to_end, reversed(tuple(dict.fromkeys(reversed(series))))), maxlen=0)
+        tracked series (`slots_of`): no Python per point, each point moving its series up the
+        least-recently-updated order in C."""
+        deque(map(self._slots.move_to_end, series), maxlen=0)
         self._collect(series, np.arange(len(series)), slots, ts, values, batch)
 
     def _bulk(self) -> bool:

@@ -198,7 +198,22 @@ class Checkpoints:
         """`admit` for a poll in columns (`columns.points[i]` is the one point of `messages[i]`): which
         points to keep. None, with nothing changed, when a series is new here or came from another
         partition, or a partition's records are out of offset order: `admit` then takes them one by one."""
-        origins = list(map(self._origins.get, columns.series))
+        if columns.owned is None:
+            return self._admit_owned(messages, columns.series, columns.keys)
+        chosen = columns.owned.tolist()  # points no detector wants are kept, as `admit` keeps them
+        owned = self._admit_owned(
+            list(map(messages.__getitem__, chosen)), list(map(columns.series.__getitem__, chosen)),
+            columns.keys[columns.owned],
+        )  # fmt: skip
+        if owned is None:
+            return None
+        kept = np.ones(len(messages), dtype=bool)
+        kept[columns.owned] = owned
+        return kept
+
+    def _admit_owned(self, messages: list[Message], series: list[str], keys: np.ndarray) -> np.ndarray | None:
+        """`admit_columns` for points that all have a detector."""
+        origins = list(map(self._origins.get, series))
         if not all(origins):
             return None
         n = len(origins)
@@ -211,12 +226,12 @@ class Checkpoints:
         if not kept.all():
             self.counts["replayed"] += n - int(kept.sum())
         at = np.flatnonzero(kept)
-        first, last = (at[i] for i in first_and_last(columns.slots[at]))
+        first, last = (at[i] for i in first_and_last(keys[at]))
         for i, after in zip(last.tolist(), (offset[last] + 1).tolist(), strict=True):
             origins[i].next_offset = after  # type: ignore[union-attr] (all are origins)
         now = None
         for i in first.tolist():
-            key = columns.series[i]
+            key = series[i]
             if key not in self._dirty:
                 now = self.clock() if now is None else now
                 self._dirty[key] = (now, messages[i].partition)
@@ -350,7 +365,11 @@ def _row_labels(detector: Detector | None, entity: str) -> dict[str, str]:
 
 
 def _ascending(partition: np.ndarray, offset: np.ndarray) -> bool:
-    """Whether each partition's records come in rising offset order (as a consumer reads them)."""
+    """Whether each partition's records come in rising offset order, as a consumer hands them over (as
+    a run per partition, usually: checked without sorting)."""
+    turns = partition[1:] != partition[:-1]
+    if np.count_nonzero(turns) + 1 == np.count_nonzero(np.bincount(partition)):  # one run per partition
+        return bool((np.diff(offset) > 0)[~turns].all())
     order = np.argsort(partition, kind="stable")
     same = partition[order][1:] == partition[order][:-1]
     return bool((np.diff(offset[order])[same] > 0).all())

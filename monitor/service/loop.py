@@ -40,7 +40,7 @@ from monitor.service.edges import Sink, Source, Summary, Task
 
 log = logging.getLogger(__name__)
 
-_FIRST, _TOPIC = itemgetter(0), attrgetter("topic")
+_FIRST, _VALUE, _TIMESTAMP, _TOPIC = itemgetter(0), attrgetter("value"), attrgetter("timestamp"), attrgetter("topic")
 
 BACKOFF_S = (0.5, 30.0)
 """First and longest wait after the broker did not answer; it doubles in between."""
@@ -299,7 +299,7 @@ class Service:
 
     def _take_in(self, messages: list[Message]) -> tuple[list[Routed], Columns | None]:
         """A poll's usable points, routed, and the same as columns when the poll allows (`_columns`)."""
-        decoded = [self.decode(m.value, m.timestamp) for m in messages]
+        decoded = list(map(self.decode, map(_VALUE, messages), map(_TIMESTAMP, messages)))
         columns = self._columns(messages, decoded)
         if columns is not None:
             return columns.routed(), columns
@@ -309,13 +309,15 @@ class Service:
         """The poll as columns (`Engine.columns`), less the points the checkpoint already holds, when every
         message that decoded gave one point and nothing else calls for the checks of `_decode`; the
         messages that did not decode are rejected here then."""
-        kinds = list(map(type, decoded))
-        rejected = kinds.count(Rejected)
-        good, points = messages, decoded
-        if rejected:
-            usable = [kind is not Rejected for kind in kinds]
+        good, points, rejected = messages, decoded, False
+        try:
+            single = list(map(len, decoded)).count(1) == len(decoded)
+        except TypeError:  # a `Rejected` (it has no length): the poll without the messages that did not decode
+            rejected = True
+            usable = [type(d) is not Rejected for d in decoded]
             good, points = list(compress(messages, usable)), list(compress(decoded, usable))
-        if list(map(len, points)).count(1) != len(points):
+            single = list(map(len, points)).count(1) == len(points)
+        if not single:
             return None
         columns = self.engine.columns(list(map(_FIRST, points)))  # type: ignore[arg-type] (no Rejected left)
         if columns is not None and self.checkpoints is not None:
@@ -418,8 +420,8 @@ class Service:
         e.observe_outcome(outcome)
         for detector, seconds in outcome.scoring_seconds.items():
             e.scoring.labels(detector).observe(seconds)
-        stamps = np.array([m.timestamp for m in messages if m.timestamp is not None], dtype=float)
-        e.latency.observe_many(np.maximum(time.time() - stamps, 0.0))
+        stamps = np.array(list(map(_TIMESTAMP, messages)), dtype=float)  # a record without one: NaN
+        e.latency.observe_many(np.maximum(time.time() - stamps[~np.isnan(stamps)], 0.0))
         e.set_lag(self.source.lag())
         for detector in self.engine.detectors:
             e.tracked.labels(detector.settings.name).set(len(detector.windows))
