@@ -368,7 +368,7 @@ def _ascending(partition: np.ndarray, offset: np.ndarray) -> bool:
     """Whether each partition's records come in rising offset order, as a consumer hands them over (as
     a run per partition, usually: checked without sorting)."""
     turns = partition[1:] != partition[:-1]
-    if np.count_nonzero(turns) + 1 == np.count_nonzero(np.bincount(partition)):  # one run per partition
+    if np.count_nonzero(turns) + 1 == len(np.unique(partition)):  # one run per partition
         return bool((np.diff(offset) > 0)[~turns].all())
     order = np.argsort(partition, kind="stable")
     same = partition[order][1:] == partition[order][:-1]

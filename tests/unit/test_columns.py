@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from monitor.engine.detector import Detector, Engine
+from monitor.formats.native import decode_json
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.records import Message, Point, encode_point
@@ -152,3 +153,39 @@ def test_a_poll_in_columns_gives_what_point_by_point_gives(monkeypatch, seed, tw
     if max_series == 1000:  # (5 evicts all the time, so alerts are rare and every poll goes point by point)
         assert [a for a in reference["first"]["alerts"] if a.status == "firing"], "the stream has anomalies"
         assert columnar_polls >= 30, "most polls (those without new series or faults) take the columns"
+
+
+def test_the_checkpoint_leaves_a_poll_it_cannot_take_as_columns_untouched():
+    """Records of a partition out of offset order, or a series that moved to another partition: `admit`
+    must take those point by point, so `admit_columns` declines before it changes anything."""
+    e = engine(False, 1000)
+    checkpoints = Checkpoints(e, MemoryChangelog(), 1.0, lambda: 0.0)
+    checkpoints.on_assigned(range(PARTITIONS))
+    checkpoints.sync()
+    names = [f"web-{n}/cpu" for n in range(3)]
+
+    def poll(steps: range, partition_of=lambda n: n, offset_of=lambda i, n: i) -> list[Message]:
+        return [Message(encode_point(pt(name, i, normal(i))), None, "metrics", partition_of(n), offset_of(i, n))
+                for i in steps for n, name in enumerate(names)]  # fmt: skip
+
+    def take(messages: list[Message]):
+        points = [p for m in messages for p in decode_json(m.value)]
+        columns = e.columns(points)
+        return columns, (None if columns is None else checkpoints.admit_columns(messages, columns))
+
+    for m in poll(range(10)):  # the series' first points make their slots, point by point
+        e.finish(e.start(checkpoints.admit(m, e.routed(decode_json(m.value)))))
+    before = {name: (o.partition, o.next_offset) for name, o in checkpoints._origins.items()}
+    swapped = poll(range(10, 12), offset_of=lambda i, n: 21 - i)
+    moved = poll(range(10, 12), partition_of=lambda n: (n + 1) % PARTITIONS)
+    for declined in (swapped, moved):
+        columns, kept = take(declined)
+        assert columns is not None and kept is None
+        assert {name: (o.partition, o.next_offset) for name, o in checkpoints._origins.items()} == before
+        assert checkpoints.counts["replayed"] == 0
+    columns, kept = take(poll(range(10, 12)))
+    assert kept is not None and kept.all()
+    assert {name: o.next_offset for name, o in checkpoints._origins.items()} == dict.fromkeys(names, 12)
+    _, replayed = take(poll(range(11, 13)))
+    assert replayed is not None and replayed.tolist() == [False] * 3 + [True] * 3
+    assert checkpoints.counts["replayed"] == 3
