@@ -229,7 +229,7 @@ class WindowStore:
             self.dropped["missing_feature"] += 1
             return None
 
-    def _take(self, series: str, slot: int, ts: float, row: tuple[float, ...], batch: WindowBatch) -> None:
+    def _take(self, series: str, slot: int, ts: float, row: Sequence[float] | np.ndarray, batch: WindowBatch) -> None:
         """One point of a series through the rules: in order, held back, dropped or replacing another."""
         if ts > self._newest[slot] and slot not in self._held and self.rules.allowed_lateness == 0:
             self.accepted += 1  # the usual case: the next point of its series, in order
@@ -362,7 +362,7 @@ class WindowStore:
         if slot is not None:
             self._release(slot)
 
-    def _admit(self, slot: int, ts: float, row: tuple[float, ...]) -> bool:
+    def _admit(self, slot: int, ts: float, row: Sequence[float] | np.ndarray) -> bool:
         """Place a point among the held ones, or count why not; True when it was taken."""
         newest = self._newest[slot]
         if ts < newest - self.rules.allowed_lateness or ts < self._last[slot]:
@@ -380,7 +380,7 @@ class WindowStore:
         self._newest[slot] = max(newest, ts)
         return True
 
-    def _duplicate(self, slot: int, held: int | None, row: tuple[float, ...]) -> bool:
+    def _duplicate(self, slot: int, held: int | None, row: Sequence[float] | np.ndarray) -> bool:
         """A second point with a known timestamp: dropped, or it replaces the first (never a new point)."""
         if self.rules.duplicates == "first":
             self.dropped["duplicate"] += 1
