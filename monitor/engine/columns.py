@@ -51,9 +51,6 @@ class Columns:
     owned: np.ndarray | None
     """Where the points that have a detector are (None: all of them)."""
     ts: np.ndarray
-    keys: np.ndarray
-    """Each owned point's series as a number no other series of the poll has (its slot and its detector's
-    part; -1 for the others)."""
     parts: list[Part]
 
     def keep(self, kept: np.ndarray) -> Columns:
@@ -65,7 +62,7 @@ class Columns:
         owned = None if self.owned is None else moved[self.owned[kept[self.owned]]]
         return Columns(
             list(compress(self.points, kept)), list(compress(self.series, kept)), list(compress(self.owners, kept)),
-            owned, self.ts[kept], self.keys[kept], parts,
+            owned, self.ts[kept], parts,
         )  # fmt: skip
 
     @property
@@ -73,19 +70,33 @@ class Columns:
         """Points no detector wants."""
         return 0 if self.owned is None else len(self.points) - len(self.owned)
 
-    def series_of(self, part: Part) -> list[str]:
-        """The names of a part's series, point by point."""
-        return self.series if len(part.at) == len(self.series) else list(map(self.series.__getitem__, part.at.tolist()))
+    def of(self, part: Part) -> tuple[list[str], np.ndarray]:
+        """A part's series names and timestamps, point by point (the poll's own when the part is all of it)."""
+        if len(part.at) == len(self.series):
+            return self.series, self.ts
+        return list(map(self.series.__getitem__, part.at.tolist())), self.ts[part.at]
+
+    def keys(self) -> np.ndarray:
+        """Each point's series as a number no other series of the poll has: its slot, told apart by its
+        detector's part (-1 for a point no detector wants)."""
+        if len(self.parts) == 1 and len(self.parts[0].at) == len(self.points):
+            return self.parts[0].slots
+        keys = np.full(len(self.points), -1, dtype=np.int64)
+        for i, part in enumerate(self.parts):
+            keys[part.at] = part.slots * len(self.parts) + i
+        return keys
 
     def routed(self) -> list[Routed]:
         """The points as the point-by-point path hands them on (to tasks such as retraining)."""
         return list(zip(self.points, self.owners, strict=True))
 
 
-def parts_of(points: list[Point], series: list[str], owners: list[Detector | None]) -> list[Part] | None:
-    """Each detector's points as a `Part` (its series' slots, its feature rows); None when a series is
-    not in its detector's windows (`WindowStore.slots_of`) or a point lacks one of its features."""
-    distinct = list(dict.fromkeys(owners))
+def parts_of(
+    points: list[Point], series: list[str], owners: list[Detector | None], distinct: list[Detector | None]
+) -> list[Part] | None:
+    """Each detector's points as a `Part` (its series' slots, its feature rows; `distinct`: the owners
+    once each); None when a series is not in its detector's windows (`WindowStore.slots_of`) or a point
+    lacks one of its features."""
     if len(distinct) == 1 and distinct[0] is not None:
         found = [(distinct[0], np.arange(len(points)), points, series)]
     else:
@@ -107,16 +118,6 @@ def parts_of(points: list[Point], series: list[str], owners: list[Detector | Non
             return None
         parts.append(Part(detector, at, slots, values))
     return parts
-
-
-def keys_of(parts: list[Part], size: int) -> np.ndarray:
-    """A number per point that tells its series from every other series of the poll (-1: no detector's)."""
-    if len(parts) == 1 and len(parts[0].at) == size:
-        return parts[0].slots
-    keys = np.full(size, -1, dtype=np.int64)
-    for i, part in enumerate(parts):
-        keys[part.at] = part.slots * len(parts) + i
-    return keys
 
 
 def feature_rows(points: list[Point], features: tuple[str, ...]) -> np.ndarray | None:

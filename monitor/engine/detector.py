@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from monitor.engine.alerting import AlertSettings, AlertTracker
-from monitor.engine.columns import SERIES, TS, Columns, keys_of, parts_of
+from monitor.engine.columns import SERIES, TS, Columns, parts_of
 from monitor.engine.entities import EntityAssembler, Selector
 from monitor.engine.feedback import FeedbackBook
 from monitor.engine.scoring import Scorer
@@ -258,24 +258,22 @@ class Engine:
         otherwise, when `start` routes, checks and counts them one by one. Looks things up only."""
         series = list(map(SERIES, points))
         owners = list(map(self._routes.get, series, repeat(_UNROUTED)))
-        distinct = set(owners)
+        distinct = list(dict.fromkeys(owners))
         if _UNROUTED in distinct or any(d is not None and d.entities is not None for d in distinct):
             return None
-        parts = parts_of(points, series, owners)
+        parts = parts_of(points, series, owners, distinct)
         if parts is None:
             return None
         owned = None if None not in distinct else np.flatnonzero(np.fromiter(map(is_not, owners, repeat(None)), bool))
-        ts = np.fromiter(map(TS, points), float, len(points))
-        return Columns(points, series, owners, owned, ts, keys_of(parts, len(points)), parts)
+        return Columns(points, series, owners, owned, np.fromiter(map(TS, points), float, len(points)), parts)
 
     def start_columns(self, columns: Columns, executor: Executor | None = None) -> list[Future[Outcome]]:
         """`start` for a poll in columns: the same windows and scoring, without Python per point."""
         ready = self._batches()
         self.unmatched += columns.unmatched
         for part in columns.parts:
-            ts = columns.ts if len(part.at) == len(columns.ts) else columns.ts[part.at]
-            windows = part.detector.windows
-            windows.collect_columns(columns.series_of(part), part.slots, ts, part.values, ready[part.detector])
+            series, ts = columns.of(part)
+            part.detector.windows.collect_columns(series, part.slots, ts, part.values, ready[part.detector])
         return self._score(ready, executor)
 
     def _batches(self) -> dict[Detector, WindowBatch]:

@@ -198,13 +198,13 @@ class Checkpoints:
         """`admit` for a poll in columns (`columns.points[i]` is the one point of `messages[i]`): which
         points to keep. None, with nothing changed, when a series is new here or came from another
         partition, or a partition's records are out of offset order: `admit` then takes them one by one."""
+        keys = columns.keys()
         if columns.owned is None:
-            return self._admit_owned(messages, columns.series, columns.keys)
+            return self._admit_owned(messages, columns.series, keys)
         chosen = columns.owned.tolist()  # points no detector wants are kept, as `admit` keeps them
         owned = self._admit_owned(
-            list(map(messages.__getitem__, chosen)), list(map(columns.series.__getitem__, chosen)),
-            columns.keys[columns.owned],
-        )  # fmt: skip
+            list(map(messages.__getitem__, chosen)), list(map(columns.series.__getitem__, chosen)), keys[columns.owned]
+        )
         if owned is None:
             return None
         kept = np.ones(len(messages), dtype=bool)

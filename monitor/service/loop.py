@@ -328,8 +328,7 @@ class Service:
         for message, refused in zip(messages, decoded, strict=True) if rejected else ():
             if isinstance(refused, Rejected):
                 self._reject(message, refused)
-        for topic, count in Counter(map(_TOPIC, good)).items():
-            self.exporter.messages.labels(topic, "ok").inc(count)
+        self._accepted(Counter(map(_TOPIC, good)))
         return columns
 
     def _decode(self, messages: list[Message], decoded_messages: list[list[Point] | Rejected]) -> list[Routed]:
@@ -354,9 +353,13 @@ class Service:
             else:
                 points.extend(routed if admit is None else admit(message, routed))
                 ok[message.topic] += 1
-        for topic, count in ok.items():
-            self.exporter.messages.labels(topic, "ok").inc(count)
+        self._accepted(ok)
         return points
+
+    def _accepted(self, topics: Counter[str]) -> None:
+        """Count the messages of a poll that decoded and were used, by topic."""
+        for topic, count in topics.items():
+            self.exporter.messages.labels(topic, "ok").inc(count)
 
     def _verdicts(self, messages: list[Message]) -> list[tuple[Feedback, float]]:
         """Decode feedback records; bad ones are counted and dead-lettered like bad metrics."""
