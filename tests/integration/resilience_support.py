@@ -234,6 +234,11 @@ def committed_and_ends(bootstrap: str, topics: Topics, **client: object) -> tupl
     return committed, {tp.partition: offset for tp, offset in ends.items() if offset > 0}
 
 
+def all_committed(bootstrap: str, topics: Topics) -> bool:
+    committed, ends = committed_and_ends(bootstrap, topics)
+    return committed == ends
+
+
 def produce_spread(
     bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], partitions: int = 3, rate: float = 0.0
 ) -> None:

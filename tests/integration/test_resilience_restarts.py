@@ -12,6 +12,7 @@ from collections.abc import Callable
 from .conftest import SPEC, Daemon, TopicReader, Topics, stream_messages, wait_for
 from .resilience_support import (
     DEBUG,
+    all_committed,
     committed_and_ends,
     daemon_config,
     kill,
@@ -24,11 +25,6 @@ from .resilience_support import (
 
 def has_read(daemon: Daemon, records: int) -> Callable[[], bool]:
     return lambda: daemon.metric_sum("monitor_messages_total") >= records
-
-
-def all_committed(bootstrap: str, topics: Topics) -> bool:
-    committed, ends = committed_and_ends(bootstrap, topics)
-    return committed == ends
 
 
 def committed_total(bootstrap: str, topics: Topics) -> int:
