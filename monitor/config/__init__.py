@@ -229,6 +229,7 @@ def _threshold(s: Section) -> ThresholdSettings:
         smoothing=s.integer("smoothing", d.smoothing, 1, 10_000),
         adapt_after=s.integer("adapt_after", d.adapt_after, 0),
         settle=s.number("settle", d.settle, 0.0, 1.0),
+        hold=s.number("hold", d.hold, 0.0, 1.0),
         learn_within=s.number("learn_within", d.learn_within, 0.0),
     )
     s.done()

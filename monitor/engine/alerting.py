@@ -29,7 +29,7 @@ NEVER_RESOLVED = 1 << 40
 class AlertSettings:
     for_windows: int = 1
     """Consecutive anomalous windows before an alert fires (the Prometheus `for`)."""
-    resolve_after: int = 16
+    resolve_after: int = 8
     """Consecutive normal windows before a firing alert resolves."""
     critical_ratio: float = 2.0
     """Score / threshold at or above which the severity is critical instead of warning."""

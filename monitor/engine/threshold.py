@@ -61,6 +61,11 @@ class ThresholdSettings:
     what follows is not anomalous even while it stays above the old threshold, so an incident after which
     the series settles at a slightly different level resolves instead of staying open. It is not learned
     either (it counts towards `adapt_after`), so it cannot raise the threshold over the next incident."""
+    hold: float = 0.85
+    """Once a run is anomalous it goes on while the judged score stays above this fraction of the threshold
+    (1: off): an incident whose score dips a little under the threshold stays one incident, its alert open
+    and its scores out of the statistics, instead of resolving in the dip and teaching the threshold the
+    incident's level. A series' first crossing is still at the threshold itself."""
     learn_within: float = 0.0
     """A normal score is learned as at most mean + this many standard deviations (0: as it is), so scores
     that creep up under the threshold cannot drag it up after them."""
@@ -151,8 +156,8 @@ class ThresholdBank:
         self._recent[slots, seen % self.settings.smoothing] = scores
         self._seen[slots] = seen + 1
         level = self._recent[slots].sum(axis=1) / np.minimum(seen + 1, self.settings.smoothing)
-        above = ~warming_up & (level > threshold)
         peak = self._peak[slots]
+        above = ~warming_up & (level > np.where(peak > 0, self.settings.hold * threshold, threshold))
         settled = above & (level < self.settings.settle * peak)
         anomalous = above & ~self._accepting[slots] & ~settled
         self._accepting[slots] &= above

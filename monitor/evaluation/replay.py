@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 POLL_POINTS = 2000
 """Points per `Engine.process` call, like one poll of the daemon's file source."""
+JUST_UNDER_THE_BAR = float(np.nextafter(0.5, 0.0))
+"""The `anomaly_score` of a window judged normal however high its score: 0.5 is where the daemon pages."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,8 +113,10 @@ def replay(detector: DetectorConfig, file: DataFile, scorer: Scorer) -> Replay:
 
 def _anomaly(verdict: Verdict, critical_ratio: float) -> float:
     """The verdict's score squashed against the bar the daemon pages at: its threshold, or `critical_ratio`
-    x the threshold while the series is in its cooldown (`Verdict.cooling`)."""
-    return _squash(verdict.score, verdict.threshold * (critical_ratio if verdict.cooling else 1.0))
+    x the threshold while the series is in its cooldown (`Verdict.cooling`). A window judged normal above
+    that bar (settled after a larger peak, `threshold.settle`) pages no one: it stays just under 0.5."""
+    squashed = _squash(verdict.score, verdict.threshold * (critical_ratio if verdict.cooling else 1.0))
+    return squashed if verdict.anomalous else min(squashed, JUST_UNDER_THE_BAR)
 
 
 def _squash(score: float, threshold: float) -> float:

@@ -244,3 +244,14 @@ def test_anomaly_score_within_the_cooldown_is_taken_against_the_critical_bar():
     assert anomaly(1.5, cooling=True) < 0.5 < anomaly(3.0, cooling=True)  # 1.5 x: no page in it; 3 x: a page
     assert anomaly(1.5, cooling=False) == pytest.approx(1.5 / 2.5)  # after it: against the threshold again
     assert anomaly(3.0, cooling=False) == pytest.approx(0.75)
+
+
+def test_a_window_judged_normal_above_its_threshold_stays_under_the_bar():
+    """A settled window (`threshold.settle`: above the threshold, under the share of its run's peak) is
+    judged normal and pages no one, so the scoreboard must not count it as a detection at 0.5."""
+
+    def anomaly(score: float, anomalous: bool) -> float:
+        return _anomaly(Verdict("d", "s", 0.0, 0.0, score, 1.0, anomalous, False, {}, {}), critical_ratio=2.0)
+
+    assert anomaly(3.0, anomalous=False) < 0.5 < anomaly(3.0, anomalous=True)
+    assert anomaly(3.0, anomalous=False) > anomaly(0.9, anomalous=False), "still above the normal windows below it"

@@ -252,13 +252,14 @@ def test_a_provisional_score_is_neither_judged_nor_learned_nor_counted_towards_t
     assert not judged.warming_up and judged.anomalous
 
 
-def settling_bank(settle: float) -> ThresholdBank:
-    settings = ThresholdSettings(warmup=0, history=64, k=3.0, smoothing=1, adapt_after=0, settle=settle)
+def run_bank(settle: float = 0.0, hold: float = 1.0) -> ThresholdBank:
+    """A bank for the rules that end an anomalous run: `settle` and `hold` (each off unless given)."""
+    settings = ThresholdSettings(warmup=0, history=64, k=3.0, smoothing=1, adapt_after=0, settle=settle, hold=hold)
     return ThresholdBank(settings, BASELINE)
 
 
 def test_after_an_incident_a_level_far_below_its_peak_is_settled_not_anomalous() -> None:
-    b = settling_bank(settle=0.1)
+    b = run_bank(settle=0.1)
     limit = b.judge("a", 1.0).threshold
     incident = b.judge("a", 100 * limit)
     assert incident.anomalous
@@ -269,14 +270,14 @@ def test_after_an_incident_a_level_far_below_its_peak_is_settled_not_anomalous()
 
 
 def test_without_settle_the_new_level_stays_anomalous() -> None:
-    b = settling_bank(settle=0.0)
+    b = run_bank(settle=0.0)
     limit = b.judge("a", 1.0).threshold
     b.judge("a", 100 * limit)
     assert all(b.judge("a", 1.5 * limit).anomalous for _ in range(5))
 
 
 def test_the_peak_is_forgotten_once_the_level_falls_below_the_threshold() -> None:
-    b = settling_bank(settle=0.1)
+    b = run_bank(settle=0.1)
     limit = b.judge("a", 1.0).threshold
     b.judge("a", 100 * limit)
     assert not b.judge("a", 0.5).anomalous
@@ -284,12 +285,31 @@ def test_the_peak_is_forgotten_once_the_level_falls_below_the_threshold() -> Non
 
 
 def test_a_restored_series_keeps_the_peak_of_its_run() -> None:
-    b = settling_bank(settle=0.1)
+    b = run_bank(settle=0.1)
     limit = b.judge("a", 1.0).threshold
     b.judge("a", 100 * limit)
-    restored = settling_bank(settle=0.1)
+    restored = run_bank(settle=0.1)
     restored.restore("a", b.snapshot("a"))
     assert not restored.judge("a", 1.5 * limit).anomalous
+
+
+def test_a_dip_just_under_the_threshold_does_not_end_the_run() -> None:
+    b = run_bank(hold=0.85)
+    limit = b.judge("a", 1.0).threshold
+    incident = b.judge("a", 1.2 * limit)
+    assert incident.anomalous
+    dip = b.judge("a", 0.9 * limit)
+    assert dip.anomalous, "above 0.85 of the threshold inside a run: still the incident"
+    assert b.judge("a", 0.9 * limit).threshold == incident.threshold, "held scores are not learned"
+    assert not b.judge("a", 0.8 * limit).anomalous, "below the share the run ends"
+    assert not b.judge("a", 0.9 * limit).anomalous, "a new run starts at the threshold itself"
+
+
+def test_without_hold_a_dip_under_the_threshold_ends_the_run() -> None:
+    b = run_bank(hold=1.0)
+    limit = b.judge("a", 1.0).threshold
+    assert b.judge("a", 1.2 * limit).anomalous
+    assert not b.judge("a", 0.9 * limit).anomalous
 
 
 def creeping(learn_within: float) -> list[float]:
