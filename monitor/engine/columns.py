@@ -48,8 +48,6 @@ class Columns:
     series: list[str]
     owners: list[Detector | None]
     """Each point's detector (None: no detector wants its series)."""
-    owned: np.ndarray | None
-    """Where the points that have a detector are (None: all of them)."""
     ts: np.ndarray
     parts: list[Part]
 
@@ -59,16 +57,21 @@ class Columns:
             return self
         moved = np.cumsum(kept) - 1  # where each kept point lands
         parts = [Part(p.detector, moved[p.at[k]], p.slots[k], p.values[k]) for p in self.parts for k in [kept[p.at]]]
-        owned = None if self.owned is None else moved[self.owned[kept[self.owned]]]
         return Columns(
             list(compress(self.points, kept)), list(compress(self.series, kept)), list(compress(self.owners, kept)),
-            owned, self.ts[kept], parts,
+            self.ts[kept], parts,
         )  # fmt: skip
 
     @property
     def unmatched(self) -> int:
         """Points no detector wants."""
-        return 0 if self.owned is None else len(self.points) - len(self.owned)
+        return len(self.points) - sum(len(part.at) for part in self.parts)
+
+    def owned(self) -> np.ndarray | None:
+        """Where the points that have a detector are, in poll order (None: all of them)."""
+        if not self.unmatched:
+            return None
+        return np.sort(np.concatenate([part.at for part in self.parts])) if self.parts else np.empty(0, np.int64)
 
     def of(self, part: Part) -> tuple[list[str], np.ndarray]:
         """A part's series names and timestamps, point by point (the poll's own when the part is all of it)."""

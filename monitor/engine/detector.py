@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from itertools import repeat
-from operator import is_not
 from queue import SimpleQueue
 from typing import Any
 
@@ -264,8 +263,7 @@ class Engine:
         parts = parts_of(points, series, owners, distinct)
         if parts is None:
             return None
-        owned = None if None not in distinct else np.flatnonzero(np.fromiter(map(is_not, owners, repeat(None)), bool))
-        return Columns(points, series, owners, owned, np.fromiter(map(TS, points), float, len(points)), parts)
+        return Columns(points, series, owners, np.fromiter(map(TS, points), float, len(points)), parts)
 
     def start_columns(self, columns: Columns, executor: Executor | None = None) -> list[Future[Outcome]]:
         """`start` for a poll in columns: the same windows and scoring, without Python per point."""

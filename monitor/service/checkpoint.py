@@ -198,17 +198,17 @@ class Checkpoints:
         """`admit` for a poll in columns (`columns.points[i]` is the one point of `messages[i]`): which
         points to keep. None, with nothing changed, when a series is new here or came from another
         partition, or a partition's records are out of offset order: `admit` then takes them one by one."""
-        keys = columns.keys()
-        if columns.owned is None:
+        keys, at = columns.keys(), columns.owned()
+        if at is None:
             return self._admit_owned(messages, columns.series, keys)
-        chosen = columns.owned.tolist()  # points no detector wants are kept, as `admit` keeps them
+        chosen = at.tolist()  # points no detector wants are kept, as `admit` keeps them
         owned = self._admit_owned(
-            list(map(messages.__getitem__, chosen)), list(map(columns.series.__getitem__, chosen)), keys[columns.owned]
+            list(map(messages.__getitem__, chosen)), list(map(columns.series.__getitem__, chosen)), keys[at]
         )
         if owned is None:
             return None
         kept = np.ones(len(messages), dtype=bool)
-        kept[columns.owned] = owned
+        kept[at] = owned
         return kept
 
     def _admit_owned(self, messages: list[Message], series: list[str], keys: np.ndarray) -> np.ndarray | None:

@@ -309,15 +309,15 @@ class Service:
         """The poll as columns (`Engine.columns`), less the points the checkpoint already holds, when every
         message that decoded gave one point and nothing else calls for the checks of `_decode`; the
         messages that did not decode are rejected here then."""
-        good, points, rejected = messages, decoded, False
+        good, points = messages, decoded
         try:
-            single = list(map(len, decoded)).count(1) == len(decoded)
+            lengths = list(map(len, decoded))
         except TypeError:  # a `Rejected` (it has no length): the poll without the messages that did not decode
-            rejected = True
             usable = [type(d) is not Rejected for d in decoded]
             good, points = list(compress(messages, usable)), list(compress(decoded, usable))
-            single = list(map(len, points)).count(1) == len(points)
-        if not single:
+            lengths = list(map(len, points))
+        rejected = points is not decoded
+        if lengths.count(1) != len(lengths):
             return None
         columns = self.engine.columns(list(map(_FIRST, points)))  # type: ignore[arg-type] (no Rejected left)
         if columns is not None and self.checkpoints is not None:
