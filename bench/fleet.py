@@ -2,7 +2,7 @@
 1,000 series-hours, injected anomalies found, and the daemon's memory and file descriptors over time.
 
     KAFKA_BOOTSTRAP=127.0.0.1:9092 python bench/fleet.py [--series 500] [--rate 2000] [--minutes 2]
-        [--spiked 5] [--train-series 20] [--epochs 30]
+        [--spiked 5] [--train-series 20] [--epochs 30] [--backlog]
 
 A model is trained with the shipped config (epochs overridden) on `--train-series` series `s0..`, each
 `sin(i/30 + phase) + N(0, 0.05)` at 10 s steps (1,500 points). The daemon (`monitor run`, shipped detector
@@ -15,11 +15,16 @@ given per 1,000 series-hours of data (points × 10 s) and of wall time (what the
 spike is found when its series fires within 20 points after it. A new series can alert only after
 `window - 1 + model.online_warmup + threshold.warmup` points (175 with the shipped config): keep
 rate × minutes × 60 / series well above that, or the run measures only warm-ups.
+
+With `--backlog` the same stream is produced in full before the daemon starts, which then reads it as fast
+as it can: the same points and verdicts in a fraction of the wall time, so resident memory that grows with
+the points shows in both runs and memory that grows with the wall time only in the paced one.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import signal
@@ -120,6 +125,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=30, help="at most (the shipped config: 200)")
     parser.add_argument("--sample-s", type=float, default=15.0, help="seconds between resource samples")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backlog", action="store_true", help="produce the whole stream before the daemon starts")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
     work = Path(tempfile.mkdtemp(prefix="fleet-"))
@@ -135,16 +141,22 @@ def main() -> int:
     admin.create_topics([NewTopic(k.metrics_topic, PARTITIONS, 1)])
     admin.close()
 
+    done = threading.Event()
+    rate = math.inf if args.backlog else args.rate
+    producer = threading.Thread(target=produce, args=(server, k.metrics_topic, values, rate, done), daemon=True)
+    pace = "unpaced, before the daemon starts" if args.backlog else f"at {args.rate:.0f}/s"
+    print(f"producing {args.series} series x {points} points {pace}; work dir {work}", flush=True)
+    if args.backlog:
+        producer.run()
     log = work / "daemon.log"
     env = {**os.environ, "MONITOR_KAFKA_BOOTSTRAP_SERVERS": server, "PYTHONUNBUFFERED": "1"}
     daemon = subprocess.Popen(
         [sys.executable, "-m", "monitor", "--config", str(config), "run"],
         env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT,
     )  # fmt: skip
-    done = threading.Event()
-    print(f"producing {args.series} series x {points} points at {args.rate:.0f}/s; work dir {work}", flush=True)
     started = time.monotonic()
-    threading.Thread(target=produce, args=(server, k.metrics_topic, values, args.rate, done), daemon=True).start()
+    if not args.backlog:
+        producer.start()
     samples = [("t s", "RSS MiB", "open fds", "threads")]
     next_sample = started + args.sample_s  # not at 0 s: the daemon is still importing torch
     while not (done.is_set() and consumed(server, k.metrics_topic, k.group_id)):
