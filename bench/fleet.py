@@ -207,7 +207,7 @@ def report(
         ("false alerts", f"{len(false)}: {1000 * len(false) / data_hours:.1f} per 1,000 series-hours of data "
          f"({data_hours:,.0f}), {1000 * len(false) / wall_hours:.1f} per 1,000 series-hours of wall time"),
         ("injected spikes found", f"{len(found)}/{len(spiked)}"),
-        ("RSS", f"{rss[0]:.1f} -> {rss[-1]:.1f} MiB; +{rss[-1] - quarter:.1f} MiB over the last 3/4 of the run"),
+        ("RSS", f"{rss[0]:.1f} -> {rss[-1]:.1f} MiB; {rss[-1] - quarter:+.1f} MiB over the last 3/4 of the run"),
         ("open fds", f"{samples[1][2]} -> {samples[-1][2]}; threads {samples[-1][3]}"),
         ("daemon", f"exit {code} on SIGTERM; {len(warnings)} WARNING lines in its log "
          f"({', '.join(sorted(set(w.decode() for w in warnings))) or 'none'}); log {log}"),

@@ -19,6 +19,12 @@ MAX_BATCH = 256
 """Rows per forward pass: large enough to amortise the per-call overhead, small enough to bound memory."""
 MIN_SPLIT = 128
 """Fewest rows a batch is cut into for a pool of threads: below, a forward pass is mostly call overhead."""
+ROW_QUANTUM = 16
+"""A forward pass runs on a batch of rows rounded up to a multiple of this (a power of two below it), the
+rows added being zeros. oneDNN, which runs torch's LSTM and convolution layers on the CPU, builds a
+primitive with JIT-compiled code for every batch shape it meets and keeps it for the life of the process,
+about 0.4 MiB each: fed polls of every size from 1 to 256 windows, a daemon grew by some 100 MiB over its
+first hour. Rounded, a scorer meets at most 21 shapes (docs/performance.md#batch-shapes)."""
 
 Forward = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 """The module, or another runtime's forward pass of it (`monitor.models.onnx_backend`): same reduction either way."""
@@ -62,17 +68,19 @@ def reconstruction_scores(
     errors = np.empty((batch_size, n_features), dtype=np.float64)
 
     def score_chunk(start: int, size: int) -> None:
+        rows = normalised[start : start + size]
+        real = len(rows)
         with torch.inference_mode():
-            chunk = torch.from_numpy(normalised[start : start + size])
+            chunk = torch.from_numpy(padded(rows, min(padded_rows(real), size)))
             if device is not None:
                 chunk = chunk.to(device)
             if method == "nll":
                 pointwise = model.pointwise_nll(chunk).double()
             else:
                 pointwise = (model(chunk) - chunk).double().square()
-            errors[start : start + len(chunk)] = pointwise[:, -steps:, :n_features].mean(dim=1).cpu().numpy()
+            errors[start : start + real] = pointwise[:real, -steps:, :n_features].mean(dim=1).cpu().numpy()
 
-    size = max_batch if pool is None else min(max_batch, max(MIN_SPLIT, -(-batch_size // workers)))
+    size = max_batch if pool is None else min(max_batch, padded_rows(max(MIN_SPLIT, -(-batch_size // workers))))
     starts = range(0, batch_size, size)
     if pool is None or len(starts) == 1:
         for start in starts:
@@ -81,3 +89,18 @@ def reconstruction_scores(
         for done in [pool.submit(score_chunk, start, size) for start in starts]:
             done.result()
     return Scores(scores=errors.mean(axis=1), feature_errors=errors)
+
+
+def padded_rows(rows: int) -> int:
+    """How many rows a forward pass of `rows` windows runs on: the next multiple of `ROW_QUANTUM`, or below
+    it the next power of two, so that the shapes a scorer meets stay few (see `ROW_QUANTUM`)."""
+    if rows >= ROW_QUANTUM:
+        return -(-rows // ROW_QUANTUM) * ROW_QUANTUM
+    return 1 << max(rows - 1, 0).bit_length()
+
+
+def padded(rows: np.ndarray, size: int) -> np.ndarray:
+    """`rows` followed by zero rows up to `size` rows (`rows` itself when it has them already)."""
+    if len(rows) >= size:
+        return rows
+    return np.concatenate([rows, np.zeros((size - len(rows), *rows.shape[1:]), dtype=rows.dtype)])

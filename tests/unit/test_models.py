@@ -198,7 +198,7 @@ def test_a_batch_above_max_batch_is_chunked_and_matches_scoring_in_pieces(traine
 
     pieces = [scorer.score(names[i : i + 100], batch[i : i + 100]) for i in range(0, 600, 100)]
 
-    assert calls == [256, 256, 88]
+    assert calls == [256, 256, 96]  # the last 88 rows padded to a multiple of 16
     np.testing.assert_allclose(whole.scores, np.concatenate([p.scores for p in pieces]), rtol=1e-6)
 
 
@@ -222,7 +222,26 @@ def test_threads_score_the_chunks_of_a_batch_side_by_side_with_the_same_scores(t
         hook.remove()
 
     assert torch.get_num_threads() == 1
-    assert sizes == {600: [88, 256, 256], 300: [150, 150], 200: [72, 128], 100: []}
+    assert sizes == {600: [96, 256, 256], 300: [144, 160], 200: [80, 128], 100: []}
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_forward_passes_meet_few_batch_shapes_whatever_the_batch_sizes(trained: LoadedModel, threads: int) -> None:
+    """oneDNN keeps a primitive for every batch shape it meets: polls of every size must not mean every shape."""
+    names = [name for name in SERIES for _ in range(100)]
+    batch = np.concatenate([future_windows(name, 100) for name in SERIES])
+    scorer = TorchScorer(trained, threads=threads)
+    shapes: set[int] = set()
+    hook = trained.module.register_forward_hook(lambda module, args, output: shapes.add(len(args[0])))
+    try:
+        singles = scorer.score(names, batch).scores
+        for rows in range(1, 300):
+            scores = scorer.score(names[:rows], batch[:rows]).scores
+            np.testing.assert_allclose(scores, singles[:rows], rtol=1e-5)
+    finally:
+        hook.remove()
+
+    assert shapes <= {1, 2, 4, 8, *range(16, 257, 16)}
 
 
 def test_score_tail_averages_only_the_last_steps(trained: LoadedModel) -> None:
