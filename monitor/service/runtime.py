@@ -45,10 +45,11 @@ class HeapTrim:
     the C heap back to the system.
 
     glibc keeps a freed block of the heap for reuse, and gives its pages back only from the heap's top; the
-    arrays of each poll, of a different size each time, leave free blocks inside it. Without the trim,
-    resident memory grew 2 to 3 MiB a minute at 5,000 series and 5,000 points/s (`bench/fleet.py`). A fixed
-    mmap threshold (`MALLOC_MMAP_THRESHOLD_`) grows less but cost a fifth of the throughput: every scoring
-    batch mapped and faulted in anew. Nothing happens where the C library is not glibc."""
+    arrays of each poll, of a different size each time, leave free blocks inside it. It was built against a
+    creep that turned out to be oneDNN's code per batch shape (`monitor.models.inference.ROW_QUANTUM`); since
+    that fix a 20-minute `bench/fleet.py` run is as flat without the trim (825.0 MiB from the 13th minute) as
+    with it (824.0 to 826.7), which gives back a few MiB when the input stops, for about a millisecond a
+    minute. Nothing happens where the C library is not glibc."""
 
     def __init__(self, interval_s: float = TRIM_INTERVAL_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.interval_s, self.clock = interval_s, clock
