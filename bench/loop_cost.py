@@ -5,9 +5,10 @@
 checkpoints on (a changelog that only counts), scoring overlap on, and a `TorchScorer` of the shipped size
 (window 32, hidden 32, latent 16) in the scoring thread with the shipped `scoring.threads`:
 
-    python bench/loop_cost.py [--series 1000] [--points 120] [--stride 1] [--repeats 3]
+    python bench/loop_cost.py [--series 1000] [--points 120] [--skip 64] [--stride 1] [--repeats 3]
 
-Measured over the points after the first 64 of every series (windows full): CPU time of the loop thread
+Measured over the points after the first `--skip` of every series (64: windows full; 160: also past the
+online normalisation's warm-up of series the model never saw, the steady state): CPU time of the loop thread
 per point (thread time: what the loop itself costs, apart from the scoring thread and from waiting for it),
 wall time per point, and the loop thread's CPU time per step of a poll: decode (and dead-letter, route,
 refuse, admit: `Service._take_in`), window (`Engine.start`, or `start_columns` for a poll in columns),
@@ -42,7 +43,7 @@ from monitor.service.loop import Service
 from monitor.service.runtime import settle_for_a_long_run
 
 SKIP = 64
-"""Points per series before the measurement: the window, then some."""
+"""Points per series before the measurement by default: the window, then some."""
 STEPS = (("decode", Service, "_take_in"), ("window", Engine, "start"), ("window", Engine, "start_columns"),
          ("finish", Service, "_finish"), ("settle", Service, "_settle"))  # fmt: skip
 """The methods timed and the step their time counts to (a poll is windowed point by point or in columns)."""
@@ -110,13 +111,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--points", type=int, default=120, help="points per series")
+    parser.add_argument("--skip", type=int, default=SKIP, help="points per series before the measurement")
     parser.add_argument("--stride", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
+    if not 0 < args.skip < args.points:
+        parser.error(f"--skip {args.skip} must be above 0 and below --points {args.points}")
     model = train_small(32, 32, latent=16)
     polls = native_polls(args.series, args.points)
     settle_for_a_long_run()
-    runs = [run(model, polls, SKIP * args.series // POLL, args.stride) for _ in range(args.repeats)]
+    runs = [run(model, polls, args.skip * args.series // POLL, args.stride) for _ in range(args.repeats)]
     for r in runs:
         print(" ".join(f"{k}={v:.2f}" for k, v in r.items()), flush=True)
     median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}

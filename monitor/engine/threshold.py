@@ -229,7 +229,8 @@ class ThresholdBank:
         if slot is None:
             return None
         seen, size = int(self._seen[slot]), self.settings.smoothing
-        recent = np.roll(self._recent[slot], -seen)[size - min(seen, size) :] if seen else np.zeros(0)
+        ring, start = self._recent[slot], seen % size  # oldest first: the ring from its next write on
+        recent = np.concatenate((ring[start:], ring[:start]))[size - min(seen, size) :] if seen else np.zeros(0)
         return {
             "judged": int(self._judged[slot]),
             "block": self.block,

@@ -48,9 +48,17 @@ def decode_state(raw: bytes) -> StateRecord:
     return StateRecord(str(doc["detector"]), int(doc["partition"]), int(doc["offset"]), doc["state"])
 
 
+_WHOLE = frozenset({int, str, bool, type(None), np.ndarray})
+"""Types `_finite` passes on without a look inside (arrays go to `_tag` whole): most of a state's values,
+and a record is encoded for every series at a clean stop."""
+
+
 def _finite(value: Any) -> Any:
     """JSON has no inf or NaN (orjson would write null): such floats become tagged strings."""
-    if type(value) is float:
+    kind = type(value)
+    if kind in _WHOLE:
+        return value
+    if kind is float:
         return value if math.isfinite(value) else {"__float__": repr(value)}
     if isinstance(value, dict):
         return {k: _finite(v) for k, v in value.items()}
@@ -66,7 +74,7 @@ def _tag(value: Any) -> Any:
     if isinstance(value, Verdict | Alert):
         return {f"__{type(value).__name__.lower()}__": asdict(value)}
     if isinstance(value, np.floating | np.integer):
-        return value.item()
+        return _finite(value.item())  # orjson writes what `default` returns as it is: a NaN would be null
     raise TypeError(f"cannot checkpoint a {type(value).__name__}")
 
 

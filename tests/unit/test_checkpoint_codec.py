@@ -41,12 +41,19 @@ def test_threshold_statistics_of_another_model_version_are_not_restored():
 
 
 def test_the_codec_keeps_floats_exact_including_non_finite_ones():
-    state = {"values": np.array([0.1, 1 / 3, float("inf")]), "total": 0.1 + 0.2, "nan": float("nan")}
+    state = {
+        "values": np.array([0.1, 1 / 3, float("inf")]), "total": 0.1 + 0.2, "nan": float("nan"),
+        "nested": {"pairs": [(1.5, float("-inf"))], "count": 3, "name": "x", "none": None},
+        "numpy_scalars": [np.float64("nan"), np.float64(0.1), np.int64(4)],
+    }  # fmt: skip
     record = decode_state(encode_state("d", 2, 7, state))
     assert (record.detector, record.partition, record.offset) == ("d", 2, 7)
     assert record.state["values"].tolist() == [0.1, 1 / 3, float("inf")]
     assert record.state["total"] == 0.1 + 0.2
     assert np.isnan(record.state["nan"])
+    assert record.state["nested"] == {"pairs": [[1.5, float("-inf")]], "count": 3, "name": "x", "none": None}
+    nan, tenth, four = record.state["numpy_scalars"]
+    assert np.isnan(nan) and (tenth, four) == (0.1, 4)
     with pytest.raises(ValueError):
         decode_state(b'{"schema": "something/else"}')
 
