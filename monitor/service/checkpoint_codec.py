@@ -72,7 +72,7 @@ def _tag(value: Any) -> Any:
         data = np.ascontiguousarray(value, dtype="<f8")
         return {"__array__": list(data.shape), "f8": base64.b64encode(data.tobytes()).decode()}
     if isinstance(value, Verdict | Alert):
-        return {f"__{type(value).__name__.lower()}__": asdict(value)}
+        return {f"__{type(value).__name__.lower()}__": _finite(asdict(value))}  # written as returned
     if isinstance(value, np.floating | np.integer):
         return _finite(value.item())  # orjson writes what `default` returns as it is: a NaN would be null
     raise TypeError(f"cannot checkpoint a {type(value).__name__}")

@@ -8,6 +8,7 @@ import pytest
 
 from monitor.engine.detector import Detector, Engine
 from monitor.models.online import OnlineNormalisation
+from monitor.records import Alert
 from monitor.service.checkpoint import Checkpoints
 from monitor.service.checkpoint_codec import decode_state, encode_state
 
@@ -54,6 +55,9 @@ def test_the_codec_keeps_floats_exact_including_non_finite_ones():
     assert record.state["nested"] == {"pairs": [[1.5, float("-inf")]], "count": 3, "name": "x", "none": None}
     nan, tenth, four = record.state["numpy_scalars"]
     assert np.isnan(nan) and (tenth, four) == (0.1, 4)
+    alert = Alert("a1", "firing", "d", "s", {}, "m1", 1.0, 2.0, None, float("inf"), 0.5, "critical", 0.0, 2.0,
+                  (("value", float("inf")),))  # fmt: skip
+    assert decode_state(encode_state("d", 2, 7, {"firing": alert})).state["firing"] == alert
     with pytest.raises(ValueError):
         decode_state(b'{"schema": "something/else"}')
 
