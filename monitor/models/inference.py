@@ -24,7 +24,8 @@ ROW_QUANTUM = 16
 rows added being zeros. oneDNN, which runs torch's LSTM and convolution layers on the CPU, builds a
 primitive with JIT-compiled code for every batch shape it meets and keeps it for the life of the process,
 about 0.4 MiB each: fed polls of every size, a daemon kept growing for hours (44 MiB from the 15th to the
-60th minute of `bench/fleet.py`). Rounded, a scorer meets at most 21 shapes (docs/performance.md#batch-shapes)."""
+60th minute of `bench/fleet.py`). Rounded, a scorer meets at most 20 shapes at the default `MAX_BATCH` of
+256, one more for a `max_batch` off that ladder (docs/performance.md#batch-shapes)."""
 
 Forward = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 """The module, or another runtime's forward pass of it (`monitor.models.onnx_backend`): same reduction either way."""
