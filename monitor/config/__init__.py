@@ -244,6 +244,8 @@ def _alerting(s: Section) -> AlertSettings:
         critical_ratio=s.number("critical_ratio", d.critical_ratio, 1.0),
         precision_verdicts=s.integer("precision_verdicts", d.precision_verdicts, 1),
         cooldown=s.integer("cooldown", d.cooldown, 0),
+        confirm_after=s.integer("confirm_after", d.confirm_after, 1),
+        confirm_ratio=s.number("confirm_ratio", d.confirm_ratio, 1.0),
     )
     s.done()
     return a

@@ -1,11 +1,13 @@
 """Alert lifecycle per series: pending → firing → resolved.
 
 An alert fires after `for_windows` consecutive anomalous windows and resolves after `resolve_after`
-consecutive normal ones; within `cooldown` windows after it resolved, the series fires again only at
-critical severity, so an incident whose score hovers about the threshold pages once. Every time in an
-alert is data time (window end timestamps), never the wall clock, and the id is derived from (detector,
-series, started_at): replaying the same records after a crash produces the same messages, which
-consumers can de-duplicate.
+consecutive normal ones. A run whose score stays under `confirm_ratio` × its threshold fires only once
+it has lasted `confirm_after` windows: a healthy series' score grazes its threshold now and then (the
+tail of its own noise), a real change either goes clearly over or stays over. Within `cooldown` windows
+after an alert resolved, the series fires again only at critical severity, so an incident whose score
+hovers about the threshold pages once. Every time in an alert is data time (window end timestamps),
+never the wall clock, and the id is derived from (detector, series, started_at): replaying the same
+records after a crash produces the same messages, which consumers can de-duplicate.
 """
 
 from __future__ import annotations
@@ -38,6 +40,11 @@ class AlertSettings:
     cooldown: int = 512
     """Windows after an alert of a series resolves during which it fires again only at critical severity
     (score at least `critical_ratio` x threshold), so one flapping incident pages once (0: off)."""
+    confirm_after: int = 16
+    """Anomalous windows in a row before a run whose score is still under `confirm_ratio` x its threshold
+    fires (1: off): a score that grazes its threshold for a moment is the tail of a healthy series' noise."""
+    confirm_ratio: float = 1.1
+    """Score / threshold at or above which an anomalous run fires without waiting for `confirm_after`."""
 
 
 class AlertTracker:
@@ -83,7 +90,10 @@ class AlertTracker:
         since = self._since[slots] + 1
         cooling = batch.cooling[rows] = since <= self.settings.cooldown
         critical = batch.score[rows] >= self.settings.critical_ratio * batch.threshold[rows]
-        fire = anomalous & ~is_open & (above >= self.settings.for_windows) & (critical | ~cooling)
+        confirmed = (above >= self.settings.confirm_after) | (
+            batch.score[rows] >= self.settings.confirm_ratio * batch.threshold[rows]
+        )
+        fire = anomalous & ~is_open & (above >= self.settings.for_windows) & confirmed & (critical | ~cooling)
         resolve = ~anomalous & is_open & (below >= self.settings.resolve_after)
         self._since[slots] = np.where(resolve, 0, since)
         events = []

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 POLL_POINTS = 2000
 """Points per `Engine.process` call, like one poll of the daemon's file source."""
 JUST_UNDER_THE_BAR = float(np.nextafter(0.5, 0.0))
-"""The `anomaly_score` of a window judged normal however high its score: 0.5 is where the daemon pages."""
+"""The highest `anomaly_score` of a row where no alert fires, however high its score: 0.5 is where the daemon
+pages."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,7 +79,10 @@ def replay(detector: DetectorConfig, file: DataFile, scorer: Scorer) -> Replay:
     of the series is already open (after the row where it fired, up to the row where it resolves): the
     daemon pages once per incident, and NAB counts every detection outside a window as a false positive.
     Within `alerting.cooldown` judged windows after a resolve the series pages only at `critical_ratio` ×
-    its threshold, so there the ratio is taken to that bar: 0.5 stays the point where the daemon pages.
+    its threshold, so there the ratio is taken to that bar. 0.5 is where the daemon pages: a row reaches
+    it only where an alert fires, and every other row stays under it (a window judged normal however
+    high its score, settled after a larger peak, or anomalous in a run that has not fired yet, under
+    `alerting.for` or `confirm_after`).
     """
     started = time.perf_counter()
     engine = Engine([Detector(for_file(detector, file).settings, scorer)])
@@ -96,7 +100,7 @@ def replay(detector: DetectorConfig, file: DataFile, scorer: Scorer) -> Replay:
             i = row_of.get(verdict.ts)
             if i is not None:  # None: a point the rules made up (gap filling), not a row of the file
                 score[i], threshold[i] = verdict.score, verdict.threshold
-                anomaly[i] = 0.0 if verdict.warming_up else _anomaly(verdict, critical_ratio)
+                anomaly[i] = 0.0 if verdict.warming_up else _squash_to_bar(verdict, critical_ratio)
         for event in outcome.alerts:
             if event.status == "firing":
                 alert[row_of[event.at]] = True
@@ -108,15 +112,14 @@ def replay(detector: DetectorConfig, file: DataFile, scorer: Scorer) -> Replay:
     for first in opened.values():  # still open at the end of the file
         anomaly[first + 1 :] = 0.0
         active[first:] = True
+    anomaly = np.where(alert, np.maximum(anomaly, 0.5), np.minimum(anomaly, JUST_UNDER_THE_BAR))
     return Replay(file, score, threshold, anomaly, alert, active, time.perf_counter() - started)
 
 
-def _anomaly(verdict: Verdict, critical_ratio: float) -> float:
+def _squash_to_bar(verdict: Verdict, critical_ratio: float) -> float:
     """The verdict's score squashed against the bar the daemon pages at: its threshold, or `critical_ratio`
-    x the threshold while the series is in its cooldown (`Verdict.cooling`). A window judged normal above
-    that bar (settled after a larger peak, `threshold.settle`) pages no one: it stays just under 0.5."""
-    squashed = _squash(verdict.score, verdict.threshold * (critical_ratio if verdict.cooling else 1.0))
-    return squashed if verdict.anomalous else min(squashed, JUST_UNDER_THE_BAR)
+    x the threshold while the series is in its cooldown (`Verdict.cooling`)."""
+    return _squash(verdict.score, verdict.threshold * (critical_ratio if verdict.cooling else 1.0))
 
 
 def _squash(score: float, threshold: float) -> float:

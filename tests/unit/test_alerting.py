@@ -39,7 +39,9 @@ def verdict(
 def tracker(
     for_windows: int = 3, resolve_after: int = 2, critical_ratio: float = 2.0, cooldown: int = 0
 ) -> AlertTracker:
-    return AlertTracker("default", AlertSettings(for_windows, resolve_after, critical_ratio, cooldown=cooldown))
+    """Without `confirm_after` (the tests of it build their own tracker)."""
+    settings = AlertSettings(for_windows, resolve_after, critical_ratio, cooldown=cooldown, confirm_after=1)
+    return AlertTracker("default", settings)
 
 
 def run(t: AlertTracker, pattern: str, series: str = "web-01/cpu", start: int = 0):
@@ -220,3 +222,41 @@ def test_the_verdicts_say_which_windows_are_in_the_cooldown():
     for batch in batches:
         t.observe_many(batch, np.array([0]), "fake-1")
     assert [bool(b.cooling[0]) for b in batches] == [False, False, True, True, True, False]
+
+
+def grazing(i: int, ratio: float) -> Verdict:
+    """An anomalous verdict at `ratio` x its threshold."""
+    return verdict(i, True, score=ratio)
+
+
+def test_a_run_that_grazes_its_threshold_fires_once_it_has_lasted_confirm_after_windows():
+    t = AlertTracker("default", AlertSettings(for_windows=1, confirm_after=4, confirm_ratio=1.1))
+    out = [t.observe(grazing(i, 1.05), "fake-1") for i in range(4)]
+    assert out[:3] == [None] * 3, "under confirm_ratio x the threshold: not yet"
+    assert out[3] is not None and out[3].status == "firing" and out[3].severity == "warning"
+    assert out[3].started_at == T0 and out[3].at == T0 + 3 * STEP, "the run's first window, fired at the 4th"
+
+
+def test_a_graze_shorter_than_confirm_after_pages_no_one():
+    t = AlertTracker("default", AlertSettings(for_windows=1, confirm_after=4, confirm_ratio=1.1))
+    assert [t.observe(grazing(i, 1.05), "fake-1") for i in range(3)] == [None] * 3
+    assert run(t, "nnnn", start=3) == [None] * 4
+    assert t.firing() == []
+
+
+def test_a_run_that_reaches_confirm_ratio_fires_without_waiting():
+    t = AlertTracker("default", AlertSettings(for_windows=1, confirm_after=4, confirm_ratio=1.1))
+    assert t.observe(grazing(0, 1.05), "fake-1") is None
+    fired = t.observe(grazing(1, 1.1), "fake-1")
+    assert fired is not None and fired.started_at == T0, "its run started at the graze before it"
+
+
+def test_the_confirmation_count_survives_a_restore():
+    settings = AlertSettings(for_windows=1, confirm_after=4, confirm_ratio=1.1)
+    t = AlertTracker("default", settings)
+    for i in range(3):
+        t.observe(grazing(i, 1.05), "fake-1")
+    restored = AlertTracker("default", settings)
+    restored.restore("web-01/cpu", t.snapshot("web-01/cpu"))
+    fired = restored.observe(grazing(3, 1.05), "fake-1")
+    assert fired is not None and fired.started_at == T0

@@ -80,7 +80,13 @@ def test_values_are_read():
                 "window": 64,
                 "stride": 64,
                 "threshold": {"warmup": 0, "history": 8, "k": 2.5, "minimum": 0.1},
-                "alerting": {"for": 1, "resolve_after": 7, "critical_ratio": 3},
+                "alerting": {
+                    "for": 1,
+                    "resolve_after": 7,
+                    "critical_ratio": 3,
+                    "confirm_after": 5,
+                    "confirm_ratio": 1.2,
+                },
             }
         ],
     }
@@ -91,7 +97,9 @@ def test_values_are_read():
     s = config.detectors[0].settings
     assert (s.name, s.series, s.features, s.window, s.stride) == ("cpu", "web-*/cpu", ("cpu", "mem"), 64, 64)
     assert s.threshold == ThresholdSettings(warmup=0, history=8, k=2.5, minimum=0.1)
-    assert s.alerting == AlertSettings(for_windows=1, resolve_after=7, critical_ratio=3.0)
+    assert s.alerting == AlertSettings(
+        for_windows=1, resolve_after=7, critical_ratio=3.0, confirm_after=5, confirm_ratio=1.2
+    )
 
 
 def test_window_error_is_exactly_one_line():
@@ -116,6 +124,8 @@ def test_window_error_is_exactly_one_line():
         (with_detector(threshold={"learn_within": -1}), "detectors[0].threshold.learn_within", "-1"),
         (with_detector(alerting={"for": 0}), "detectors[0].alerting.for", "0"),
         (with_detector(alerting={"critical_ratio": 0.5}), "detectors[0].alerting.critical_ratio", "0.5"),
+        (with_detector(alerting={"confirm_after": 0}), "detectors[0].alerting.confirm_after", "0"),
+        (with_detector(alerting={"confirm_ratio": 0.9}), "detectors[0].alerting.confirm_ratio", "0.9"),
         (with_detector(features=[]), "detectors[0].features", "[]"),
         (with_detector(features="value"), "detectors[0].features", '"value"'),
         (with_detector(features=["cpu", "cpu"]), "detectors[0].features", "['cpu', 'cpu']"),

@@ -15,12 +15,12 @@ import yaml
 
 from monitor.cli import main
 from monitor.config import DetectorConfig, parse_config
+from monitor.engine.scoring import Scores
 from monitor.errors import InputError
 from monitor.evaluation.corpus import load_corpus
 from monitor.evaluation.evaluate import evaluate
 from monitor.evaluation.labelled import CsvLayout
-from monitor.evaluation.replay import _anomaly, replay, train_scorer
-from monitor.records import Verdict
+from monitor.evaluation.replay import replay, train_scorer
 
 ROWS = 400
 SPIKE = 300
@@ -233,25 +233,41 @@ def test_the_fleet_protocol_scores_each_file_with_a_model_trained_without_it(tmp
         evaluate(detector, corpus, tmp_path / "out", fleet=5)
 
 
-def test_anomaly_score_within_the_cooldown_is_taken_against_the_critical_bar():
-    """After a resolve the daemon pages only at `critical_ratio` x threshold for `cooldown` windows; the
-    score the scoreboard sweeps must cross 0.5 exactly where the daemon would page there too."""
+class NewestValueScorer:
+    """Scores a window by its newest value, so the test writes the scores themselves."""
 
-    def anomaly(score: float, cooling: bool) -> float:
-        verdict = Verdict("d", "s", 0.0, 0.0, score, 1.0, score >= 1.0, False, {}, {}, cooling=cooling)
-        return _anomaly(verdict, critical_ratio=2.0)
+    version, kind, features, window = "newest-1", "newest", ("value",), DETECTOR["window"]
 
-    assert anomaly(1.5, cooling=True) < 0.5 < anomaly(3.0, cooling=True)  # 1.5 x: no page in it; 3 x: a page
-    assert anomaly(1.5, cooling=False) == pytest.approx(1.5 / 2.5)  # after it: against the threshold again
-    assert anomaly(3.0, cooling=False) == pytest.approx(0.75)
+    def score(self, series, batch, start=None, end=None) -> Scores:
+        newest = batch[:, -1, :]
+        return Scores(scores=newest.sum(axis=1), feature_errors=newest)
+
+    def baseline_scores(self) -> np.ndarray:
+        return np.linspace(0.9, 1.1, 64)
 
 
-def test_a_window_judged_normal_above_its_threshold_stays_under_the_bar():
-    """A settled window (`threshold.settle`: above the threshold, under the share of its run's peak) is
-    judged normal and pages no one, so the scoreboard must not count it as a detection at 0.5."""
+def test_anomaly_score_reaches_the_bar_exactly_where_an_alert_fires(tmp_path):
+    """The scoreboard sweeps `anomaly_score`, and 0.5 must be where the daemon pages: a grazing run that
+    ends before `confirm_after`, a window in the cooldown under `critical_ratio` x threshold and a window
+    settled after a larger peak are all above their threshold but page no one."""
+    rng = np.random.default_rng(0)
+    scores = 1.0 + 0.02 * rng.standard_normal(ROWS)
+    scores[150:154] += 0.3  # grazes the threshold, ends before it is confirmed
+    scores[200:230] += 0.3  # the same, confirmed after 8 windows
+    scores[260] += 10.0  # clearly over: fires at once, then settles above the threshold
+    scores[261:275] += 0.5
+    scores[330] += 0.6  # over the threshold in the cooldown, under the critical bar
+    [file] = load_corpus(write_corpus(tmp_path, scores))
+    settings = {"smoothing": 1, "warmup": 4, "k": 4.0, "settle": 0.2, "hold": 1.0}
+    alerting = {"confirm_after": 8, "confirm_ratio": 1.5, "resolve_after": 2, "cooldown": 200}
+    detector = parse_config({"detectors": [{**DETECTOR, "threshold": settings, "alerting": alerting}]})
+    result = replay(detector.detectors[0], file, NewestValueScorer())
 
-    def anomaly(score: float, anomalous: bool) -> float:
-        return _anomaly(Verdict("d", "s", 0.0, 0.0, score, 1.0, anomalous, False, {}, {}), critical_ratio=2.0)
-
-    assert anomaly(3.0, anomalous=False) < 0.5 < anomaly(3.0, anomalous=True)
-    assert anomaly(3.0, anomalous=False) > anomaly(0.9, anomalous=False), "still above the normal windows below it"
+    fired = np.flatnonzero(result.alert).tolist()
+    assert fired == [207, 260], "the confirmed graze after 8 windows, the clear spike at once"
+    over = np.flatnonzero(result.score > result.threshold)
+    unpaged = sorted(set(over.tolist()) - set(fired))
+    assert {150, 200, 265, 330} <= set(unpaged), "runs over the threshold that fired no alert there"
+    assert (result.anomaly_score[unpaged] < 0.5).all()
+    assert (result.anomaly_score[fired] >= 0.5).all()
+    assert np.flatnonzero(result.anomaly_score >= 0.5).tolist() == fired
