@@ -72,7 +72,7 @@ def train(work: Path, series: int, epochs: int | None, rng: np.random.Generator)
     phases = rng.uniform(0, 2 * np.pi, series)
     data = {f"s{k}": SeriesData(ts, sine(phase, 0, TRAIN_POINTS, rng)[:, None]) for k, phase in enumerate(phases)}
     started = time.monotonic()
-    options = training_options(detector, **({} if epochs is None else {"epochs": epochs}))
+    options = training_options(detector, epochs=detector.training.epochs if epochs is None else epochs)
     model, metadata = train_model(data, ["value"], options, progress=False)
     store = work / "model"
     save_artifact(model, metadata, store)

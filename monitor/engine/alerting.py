@@ -89,10 +89,9 @@ class AlertTracker:
         is_open = self._open[slots]
         since = self._since[slots] + 1
         cooling = batch.cooling[rows] = since <= self.settings.cooldown
-        critical = batch.score[rows] >= self.settings.critical_ratio * batch.threshold[rows]
-        confirmed = (above >= self.settings.confirm_after) | (
-            batch.score[rows] >= self.settings.confirm_ratio * batch.threshold[rows]
-        )
+        score, threshold = batch.score[rows], batch.threshold[rows]
+        critical = score >= self.settings.critical_ratio * threshold
+        confirmed = (above >= self.settings.confirm_after) | (score >= self.settings.confirm_ratio * threshold)
         fire = anomalous & ~is_open & (above >= self.settings.for_windows) & confirmed & (critical | ~cooling)
         resolve = ~anomalous & is_open & (below >= self.settings.resolve_after)
         self._since[slots] = np.where(resolve, 0, since)

@@ -20,7 +20,8 @@ from monitor.errors import InputError
 from monitor.evaluation.corpus import load_corpus
 from monitor.evaluation.evaluate import evaluate
 from monitor.evaluation.labelled import CsvLayout
-from monitor.evaluation.replay import replay, train_scorer
+from monitor.evaluation.replay import _squash_to_bar, replay, train_scorer
+from monitor.records import Verdict
 
 ROWS = 400
 SPIKE = 300
@@ -233,6 +234,19 @@ def test_the_fleet_protocol_scores_each_file_with_a_model_trained_without_it(tmp
         evaluate(detector, corpus, tmp_path / "out", fleet=5)
 
 
+def test_anomaly_score_within_the_cooldown_is_taken_against_the_critical_bar():
+    """After a resolve the daemon pages only at `critical_ratio` x threshold for `cooldown` windows; the
+    score the scoreboard sweeps must cross 0.5 exactly where the daemon would page there too."""
+
+    def anomaly(score: float, cooling: bool) -> float:
+        verdict = Verdict("d", "s", 0.0, 0.0, score, 1.0, score >= 1.0, False, {}, {}, cooling=cooling)
+        return _squash_to_bar(verdict, critical_ratio=2.0)
+
+    assert anomaly(1.5, cooling=True) < 0.5 < anomaly(3.0, cooling=True)  # 1.5 x: no page in it; 3 x: a page
+    assert anomaly(1.5, cooling=False) == pytest.approx(1.5 / 2.5)  # after it: against the threshold again
+    assert anomaly(3.0, cooling=False) == pytest.approx(0.75)
+
+
 class NewestValueScorer:
     """Scores a window by its newest value, so the test writes the scores themselves."""
 
@@ -271,3 +285,4 @@ def test_anomaly_score_reaches_the_bar_exactly_where_an_alert_fires(tmp_path):
     assert (result.anomaly_score[unpaged] < 0.5).all()
     assert (result.anomaly_score[fired] >= 0.5).all()
     assert np.flatnonzero(result.anomaly_score >= 0.5).tolist() == fired
+    assert result.anomaly_score[265] > result.anomaly_score[329], "settled: still above the normal windows below"
