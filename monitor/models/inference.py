@@ -6,6 +6,7 @@ exactly like live scores; keeping the reduction in one function is what guarante
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Executor
 
@@ -46,6 +47,7 @@ def reconstruction_scores(
     device: torch.device | None = None,
     pool: Executor | None = None,
     workers: int = 1,
+    traced: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Scores:
     """Window scores and (B, F) per-feature errors, float64, of (B, W, F) normalised windows.
 
@@ -61,6 +63,7 @@ def reconstruction_scores(
     where torch's own intra-op threads do not: those meet at every step of the recurrence, and stall
     as soon as any other thread has run a parallel region (docs/performance.md#scoring-threads).
     A row's score can differ in the last float bits with the size of its chunk, as between polls.
+    `traced` (`traced_errors`) is the forward pass and this reduction as one call, the same numbers.
     """
     normalised = np.ascontiguousarray(normalised, dtype=np.float32)
     batch_size, window, n_inputs = normalised.shape
@@ -73,13 +76,16 @@ def reconstruction_scores(
         real = len(rows)
         with torch.inference_mode():
             chunk = torch.from_numpy(padded(rows, min(padded_rows(real), size)))
+            if traced is not None:
+                errors[start : start + real] = traced(chunk).numpy()[:real]
+                return
             if device is not None:
                 chunk = chunk.to(device)
             if method == "nll":
-                pointwise = model.pointwise_nll(chunk).double()
+                chunk_errors = model.pointwise_nll(chunk).double()[:, -steps:, :n_features].mean(dim=1)
             else:
-                pointwise = (model(chunk) - chunk).double().square()
-            errors[start : start + real] = pointwise[:real, -steps:, :n_features].mean(dim=1).cpu().numpy()
+                chunk_errors = window_errors(model(chunk), chunk, steps, n_features)
+            errors[start : start + real] = chunk_errors[:real].cpu().numpy()
 
     size = max_batch if pool is None else min(max_batch, padded_rows(max(MIN_SPLIT, -(-batch_size // workers))))
     starts = range(0, batch_size, size)
@@ -90,6 +96,47 @@ def reconstruction_scores(
         for done in [pool.submit(score_chunk, start, size) for start in starts]:
             done.result()
     return Scores(scores=errors.mean(axis=1), feature_errors=errors)
+
+
+def window_errors(reconstruction: torch.Tensor, chunk: torch.Tensor, steps: int, features: int) -> torch.Tensor:
+    """(B, features) float64: each feature's mean squared reconstruction error over the last `steps` steps."""
+    return (reconstruction - chunk).double().square()[:, -steps:, :features].mean(dim=1)
+
+
+class _Errors(nn.Module):
+    """The forward pass and `window_errors` as one module, for `traced_errors`."""
+
+    def __init__(self, model: nn.Module, steps: int, features: int) -> None:
+        super().__init__()
+        self.model, self.steps, self.features = model, steps, features
+
+    def forward(self, chunk: torch.Tensor) -> torch.Tensor:
+        return window_errors(self.model(chunk), chunk, self.steps, self.features)
+
+
+def traced_errors(
+    model: nn.Module, window: int, n_inputs: int, score_tail: int, features: int
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The model's forward pass and the reduction of `reconstruction_scores` traced into one TorchScript
+    call, or None when tracing fails or the traced call differs from the eager one on a probe batch.
+
+    Why: each torch operation called from Python gives up the interpreter lock and takes it back after.
+    While another thread runs Python (the run loop decoding the next poll), every take-back waits until
+    that thread yields, up to the switch interval (5 ms), and the eager forward pass and reduction are
+    about fifteen operations: with a thread spinning Python beside them, two forward threads scored about
+    4,000 windows/s eager against 18,000 traced (110,000 to 120,000 either way alone; docs/performance.md).
+    """
+    errors = _Errors(model, scored_steps(window, score_tail), features).eval()
+    probe = torch.randn(3, window, n_inputs, generator=torch.Generator().manual_seed(0))
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # torch.jit.trace is deprecated (for torch.export); None if it goes
+            traced = torch.jit.trace(errors, torch.zeros(2, window, n_inputs), check_trace=False)
+        with torch.inference_mode():
+            same = torch.equal(traced(probe), errors(probe))
+    except Exception:  # a model the tracer cannot follow is scored eagerly, with the same numbers
+        return None
+    return traced if same else None
 
 
 def padded_rows(rows: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,7 +18,7 @@ from monitor.errors import ModelError
 from monitor.logs import event
 from monitor.models.artifact import LoadedModel, load_artifact
 from monitor.models.device import resolve_device
-from monitor.models.inference import MAX_BATCH, reconstruction_scores
+from monitor.models.inference import MAX_BATCH, reconstruction_scores, traced_errors
 from monitor.models.normalisation import normalise
 from monitor.models.online import OnlineNormalisation
 from monitor.models.onnx_backend import BACKENDS, OnnxForward, onnx_forward
@@ -68,6 +68,7 @@ class TorchScorer:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="forward") if side_by_side else None
         """torch on the CPU with `threads` > 1: that many forward passes side by side, one core each
         (`reconstruction_scores`); its threads end when the scorer is dropped (a hot reload)."""
+        self._traced = self._traced_errors()
         self._max_batch = max_batch
         self._baseline = np.asarray(loaded.metadata.validation_scores, dtype=np.float64)
         normalisation = loaded.metadata.normalisation
@@ -100,6 +101,19 @@ class TorchScorer:
             event(log, "onnx_fallback", logging.WARNING, version=meta.version, kind=meta.kind, reason=reason)
             return self._model
         return forward
+
+    def _traced_errors(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The forward pass and reduction as one call (`traced_errors`) where the torch backend scores
+        reconstruction errors on the CPU; None elsewhere, and for a model the tracer cannot follow."""
+        meta = self._metadata
+        if self.backend != "torch" or self._device.type != "cpu" or meta.score_method != "reconstruction":
+            return None
+        return traced_errors(self._model, meta.window, meta.n_inputs, meta.score_tail, meta.n_features)
+
+    @property
+    def traced(self) -> bool:
+        """Whether a forward pass and its reduction run as one traced call (`traced_errors`)."""
+        return self._traced is not None
 
     @property
     def backend(self) -> str:
@@ -181,6 +195,7 @@ class TorchScorer:
             self._device,
             self._pool,
             self._workers,
+            self._traced,
         )
         return scores if provisional is None else dataclasses.replace(scores, provisional=provisional)
 

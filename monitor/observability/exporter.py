@@ -13,6 +13,7 @@ import heapq
 import threading
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import chain, repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -35,10 +36,10 @@ SERIES_LABELS = ["detector", "series"]
 
 class _SeriesState(NamedTuple):
     """The latest verdict of a series, immutable, so a scrape can copy the references under the lock and
-    build families outside it. `observe` stores plain tuples of these fields (zipped from a batch's columns
-    in C, no Python call per series: it runs for every scored window); the scrape reads them as this. The
-    values are a tuple, not a list: a tuple of floats leaves the garbage collector's care at its first pass,
-    a list would be walked by every full pass as long as it is the series' latest."""
+    build families outside it. The collector stores plain tuples of these fields (zipped from a batch's
+    columns in C, no Python call per series); the scrape reads them as this. The values are a tuple, not a
+    list: a tuple of floats leaves the garbage collector's care at its first pass, a list would be walked
+    by every full pass as long as it is the series' latest."""
 
     score: float
     threshold: float
@@ -46,13 +47,35 @@ class _SeriesState(NamedTuple):
     values: tuple[float, ...]
 
 
+FOLD_ROWS = 65_536
+"""Scored windows the collector holds as columns before it folds them into the latest state of each series
+(more when it tracks more series than this): a scrape folds them anyway."""
+
+
+class _Columns(NamedTuple):
+    """The columns of a `VerdictBatch` the per-series gauges show."""
+
+    series: list[str]
+    score: np.ndarray
+    threshold: np.ndarray
+    values: np.ndarray
+
+
 class _SeriesCollector:
-    """Yields the capped per-series gauges, the open-alert count and the not-exported count."""
+    """Yields the capped per-series gauges, the open-alert count and the not-exported count.
+
+    A poll's verdicts are kept as the batch's columns and folded into one state per series only at a
+    scrape, an eviction or an alert, or once `FOLD_ROWS` windows wait: each fold builds the state of
+    each series' last window only, so a replica catching up on a backlog, which scores many windows of a
+    series between two scrapes, does not build one per window (docs/performance.md)."""
 
     def __init__(self, max_series: int) -> None:
         self.max_series = max_series
-        self.latest: dict[tuple[str, str], tuple[float, float, tuple[str, ...], list[float]]] = {}
-        """The latest verdict of each (detector, series): the fields of `_SeriesState`."""
+        self.latest: dict[str, dict[str, tuple[float, float, tuple[str, ...], tuple[float, ...]]]] = {}
+        """The latest verdict of each series folded in, by detector: the fields of `_SeriesState`."""
+        self.waiting: dict[tuple[str, tuple[str, ...]], list[_Columns]] = {}
+        """Verdicts not folded in yet, by detector and features, oldest first."""
+        self.waiting_rows = 0
         self.open: set[tuple[str, str]] = set()
         """The (detector, series) pairs with an alert open."""
         self.detectors: set[str] = set()
@@ -60,27 +83,47 @@ class _SeriesCollector:
 
     def observe(self, outcome: Outcome) -> None:
         with self.lock:
+            if outcome.evicted:
+                self._fold()
             for key in outcome.evicted:
-                self.latest.pop(key, None)
+                self.latest.get(key[0], {}).pop(key[1], None)
                 self.open.discard(key)
-            for batch in outcome.batches:  # a series' last window in the batch is the one that stays
-                n = len(batch)
-                keys = zip([batch.detector] * n, batch.series, strict=True)
-                states = zip(batch.score.tolist(), batch.threshold.tolist(), [batch.features] * n,
-                             map(tuple, batch.values.tolist()), strict=True)  # fmt: skip
-                self.latest.update(zip(keys, states, strict=True))
+            for b in outcome.batches:
+                if len(b):
+                    self.waiting.setdefault((b.detector, b.features), []).append(
+                        _Columns(b.series, b.score, b.threshold, b.values)
+                    )
+                    self.waiting_rows += len(b)
+            if outcome.alerts or self.waiting_rows > max(FOLD_ROWS, sum(map(len, self.latest.values()))):
+                self._fold()
             for a in outcome.alerts:
-                key = (a.detector, a.series)
-                if key not in self.latest:  # not yet when a verdict dismisses an alert restored at start
+                if a.series not in self.latest.get(a.detector, ()):  # a verdict dismissed an alert restored at start
                     continue
                 if a.status == "firing":
-                    self.open.add(key)
+                    self.open.add((a.detector, a.series))
                 else:
-                    self.open.discard(key)
+                    self.open.discard((a.detector, a.series))
+
+    def _fold(self) -> None:
+        """The waiting verdicts into `latest`: each series' last window (call with the lock held)."""
+        for (detector, features), waiting in self.waiting.items():
+            series = list(chain.from_iterable(c.series for c in waiting))
+            last = dict(zip(series, range(len(series)), strict=True))  # a series' last row overwrites the others
+            scores = np.concatenate([c.score for c in waiting])
+            thresholds = np.concatenate([c.threshold for c in waiting])
+            values = np.concatenate([c.values for c in waiting])
+            if len(last) < len(series):
+                rows = np.fromiter(last.values(), np.intp, len(last))
+                scores, thresholds, values = scores[rows], thresholds[rows], values[rows]
+            states = zip(scores.tolist(), thresholds.tolist(), repeat(features), map(tuple, values.tolist()))
+            self.latest.setdefault(detector, {}).update(zip(last, states, strict=True))
+        self.waiting.clear()
+        self.waiting_rows = 0
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self.lock:
-            items = list(self.latest.items())
+            self._fold()
+            items = [((detector, s), state) for detector, states in self.latest.items() for s, state in states.items()]
             open_keys = set(self.open)
             detectors = set(self.detectors)
         open_alerts = [(key, _SeriesState(*s)) for key, s in items if key in open_keys]

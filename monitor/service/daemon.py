@@ -40,6 +40,7 @@ def build_engine(config: Config) -> Engine:
             version=scorer.version,
             kind=scorer.kind,
             backend=scorer.backend,
+            traced=scorer.traced,
             device=scorer.device,
             path=d.model.path,
         )

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.engine.alerting import AlertSettings
 from monitor.engine.detector import Detector, DetectorSettings, Engine
 from monitor.engine.threshold import ThresholdSettings
+from monitor.observability import exporter as exporter_module
 from monitor.observability.exporter import LATENCY_BUCKETS, BatchHistogram, Exporter
 from monitor.records import Point
 from tests.unit.test_detector import T0, FakeScorer
@@ -141,6 +142,33 @@ def test_evicted_series_leave_the_per_series_gauges():
     assert {series for _, series in rig.samples("anomaly_score")} == {"s0", "s1"}
     rig.feed({"s2": 0.5}, WINDOW)  # evicts s0, the least recently updated
     assert {series for _, series in rig.samples("anomaly_score")} == {"s1", "s2"}
+
+
+@pytest.mark.parametrize("fold_rows", [1, 7, 10**9])
+def test_verdicts_between_scrapes_show_as_if_scraped_after_every_step(monkeypatch, fold_rows):
+    """Verdicts wait as columns until a scrape, an eviction, an alert or `FOLD_ROWS` of them fold them in:
+    whenever that happens, a scrape shows each series' last window, no evicted series, the open alerts."""
+    monkeypatch.setattr(exporter_module, "FOLD_ROWS", fold_rows)
+    settings = DetectorSettings(
+        window=WINDOW, stride=1, max_series=3, threshold=SETTINGS.threshold, alerting=SETTINGS.alerting
+    )
+    every_step, at_the_end = Rig(settings=settings), Rig(settings=settings)
+    rng = np.random.default_rng(7)
+    families = ("anomaly_score", "anomaly_threshold", "anomaly_value", "anomaly_active", "monitor_alerts_open")
+    for step in range(120):
+        chosen = ("s0", "s1", "s2") if step < 60 else ("s1", "s2", "s3")  # s3 evicts s0
+        values = {name: 0.1 + 0.01 * float(rng.random()) for name in chosen}
+        if step in (40, 41, 95):  # s1 fires and resolves, then fires again and stays open
+            values["s1"] = 3.0
+        for rig in (every_step, at_the_end):
+            rig.feed(values)
+        seen = {name: every_step.samples(name) for name in families}
+    assert {name: at_the_end.samples(name) for name in families} == seen
+    assert {series for _, series in seen["anomaly_score"]} == {"s1", "s2", "s3"}
+    fired = every_step.exporter.alerts.labels("default", "firing")._value.get()
+    resolved = every_step.exporter.alerts.labels("default", "resolved")._value.get()
+    assert (fired, resolved) == (2, 1)
+    assert seen["anomaly_active"][("default", "s1")] == 1.0
 
 
 def test_warming_up_counts_series_whose_window_fills_or_threshold_warms_up():

@@ -31,6 +31,7 @@ from monitor.models import (
 )
 from monitor.models.device import resolve_device
 from monitor.models.fitting import FitSettings, corrupt
+from monitor.models.inference import reconstruction_scores, traced_errors
 
 from .seasonal_data import SERIES, WINDOW, future_windows, history
 
@@ -99,6 +100,36 @@ def test_each_kind_round_trips_through_an_artifact(case, tmp_path: Path) -> None
         TorchScorer(loaded).score(names, batch).scores, TorchScorer(trained).score(names, batch).scores
     )
     assert loaded.metadata.training["options"]["denoising"] == options.denoising
+
+
+def test_the_traced_call_gives_the_eager_scores_exactly(case) -> None:
+    """The forward pass and reduction traced into one call (what the daemon scores with) give the numbers
+    of the eager reduction that seeded the thresholds at training, at any batch size (traced on 2 rows)."""
+    _, trained = case
+    meta = trained.metadata
+    windows = np.random.default_rng(0).normal(0.0, 1.0, (300, meta.window, meta.n_inputs))
+    traced = traced_errors(trained.module, meta.window, meta.n_inputs, meta.score_tail, meta.n_features)
+    assert traced is not None and TorchScorer(trained).traced
+
+    one_call = reconstruction_scores(trained.module, windows, meta.score_tail, features=meta.n_features, traced=traced)
+
+    eager = reconstruction_scores(trained.module, windows, meta.score_tail, features=meta.n_features)
+    np.testing.assert_array_equal(one_call.feature_errors, eager.feature_errors)
+
+
+def test_a_model_the_tracer_cannot_follow_is_scored_eagerly(case, monkeypatch) -> None:
+    _, trained = case
+    names, batch = held_out()
+    expected = TorchScorer(trained).score(names, batch).scores
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("not traceable")
+
+    monkeypatch.setattr(torch.jit, "trace", refuse)
+    scorer = TorchScorer(trained)
+
+    assert not scorer.traced
+    np.testing.assert_array_equal(scorer.score(names, batch).scores, expected)
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from monitor.models import (
     save_artifact,
     train_model,
 )
+from monitor.models import scorer as scorer_module
 from monitor.models.kinds import build_model
 from monitor.models.normalisation import FeatureStats, Normalisation
 
@@ -185,6 +186,14 @@ def test_unknown_series_use_the_default_normalisation(scorer: TorchScorer, train
     np.testing.assert_allclose(mixed[:-1], scorer.score(names, batch).scores, rtol=1e-6)
 
 
+@pytest.fixture
+def eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scorers built in the test call the module eagerly, so its forward hooks see every chunk (a traced
+    call, `traced_errors`, runs no Python hooks; test_kinds.py checks it gives the same numbers)."""
+    monkeypatch.setattr(scorer_module, "traced_errors", lambda *args: None)
+
+
+@pytest.mark.usefixtures("eager")
 def test_a_batch_above_max_batch_is_chunked_and_matches_scoring_in_pieces(trained: LoadedModel) -> None:
     names = [name for name in SERIES for _ in range(200)]
     batch = np.concatenate([future_windows(name, 200) for name in SERIES])
@@ -202,6 +211,7 @@ def test_a_batch_above_max_batch_is_chunked_and_matches_scoring_in_pieces(traine
     np.testing.assert_allclose(whole.scores, np.concatenate([p.scores for p in pieces]), rtol=1e-6)
 
 
+@pytest.mark.usefixtures("eager")
 def test_threads_score_the_chunks_of_a_batch_side_by_side_with_the_same_scores(trained: LoadedModel) -> None:
     names = [name for name in SERIES for _ in range(200)]
     batch = np.concatenate([future_windows(name, 200) for name in SERIES])

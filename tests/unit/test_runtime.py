@@ -1,5 +1,5 @@
-"""The housekeeping of a long run: the collector's thresholds come back on release, and the heap trim hands
-the free pages inside glibc's heap back to the system, once an interval."""
+"""The housekeeping of a long run: the collector's thresholds and the switch interval come back on release,
+and the heap trim hands the free pages inside glibc's heap back to the system, once an interval."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from monitor.engine.verdicts import Outcome
 from monitor.service import runtime
@@ -66,10 +68,12 @@ def test_the_trim_runs_once_an_interval_between_polls(caplog):
     assert [r.getMessage().startswith("heap trimmed") for r in caplog.records] == [True, True]
 
 
-def test_the_collector_gets_its_thresholds_back_on_release():
-    before = gc.get_threshold()
+def test_the_collector_and_the_switch_interval_are_set_back_on_release():
+    before, switch = gc.get_threshold(), sys.getswitchinterval()
     restore = runtime.settle_for_a_long_run()
     assert gc.get_threshold() == runtime.GC_THRESHOLDS
+    assert sys.getswitchinterval() == pytest.approx(runtime.SWITCH_INTERVAL_S)
     restore()
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+    assert sys.getswitchinterval() == switch
