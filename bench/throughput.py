@@ -1,6 +1,6 @@
 """Throughput of the monitor against the real broker, and of its parts, measured in one run.
 
-    python bench/throughput.py [--series 1000] [--points 300] [--window 32] [--hidden 32] [--stride 4]
+    python bench/throughput.py [--series 1000] [--points 700] [--window 32] [--hidden 32] [--stride 4] [--repeats 3]
     python bench/throughput.py --series-sweep 1000,10000,100000 [--sweep-records 200000] [--sweep-compare-up-to 10000]
 
 The defaults are the shipped model (window 32, hidden 32, latent 16) and the shipped stride 1, measured
@@ -14,7 +14,9 @@ with each Kafka client (`kafka.client`: kafka-python, confluent-kafka):
     these series: `window + stride × online_warmup` points each), to the last record (stride 1: at most
     `--stride1-records` records);
 (d) the naive loop: one forward call per incoming point.
-It prints points/s and windows/s for each, and one line of ratios per client.
+(a) and (c) run `--repeats` times per client, in turn, and their figures are the medians (a run of (c) at
+stride 4 reads for a few seconds, and single runs move by 10 to 20%). It prints points/s and windows/s for
+each, and one line of ratios per client.
 
 `--series-sweep` measures (c) only, at stride 1 with kafka-python, at each series count: the shipped
 checkpoint settings and `checkpoint.max_replay_s: 0` (every changed series written at every checkpoint,
@@ -27,6 +29,7 @@ of each to the first count.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -237,6 +240,11 @@ def naive(scorer: TorchScorer, window: int, count: int = 2000) -> float:
 CLIENTS = ("kafka-python", "confluent-kafka")
 
 
+def median_run(runs: list[tuple[int, int, float]]) -> tuple[int, int, float]:
+    """Of (points, windows, seconds) runs, the one with the median points/s (the lower middle of an even count)."""
+    return sorted(runs, key=lambda run: run[0] / run[2])[(len(runs) - 1) // 2]
+
+
 def steady_after(window: int, stride: int) -> int:
     """Points per series before the steady state: the window full, then the online normalisation's warm-up
     (`online_warmup` windows, one every `stride` points) of series the model never saw."""
@@ -255,6 +263,7 @@ def main() -> None:
     parser.add_argument("--sweep-records", type=int, default=200_000, help="records measured per sweep run")
     parser.add_argument("--sweep-skip", type=int, default=0, help="points per series before the measurement")
     parser.add_argument("--sweep-compare-up-to", type=int, default=10_000, help="series counts with max_replay_s 0")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of (a) and (c) per client; medians are printed")
     args = parser.parse_args()
 
     server = bootstrap()
@@ -282,15 +291,20 @@ def main() -> None:
     torch.set_num_threads(1)  # the scorers set it process-wide; the rest of the run measures one thread
     backend_rates = backends(model, args.window)
     one = scorer_rates["shipped", 1]
-    per_client = {}
+    per_client, spread = {}, {}
     skip1, skip = args.series * steady_after(args.window, 1), args.series * settled
     for client in CLIENTS:
-        raw_points, raw_s = raw_consume(server, topic, total, client)
-        stride1 = daemon_loop(
-            server, topic, model, args.window, 1, min(skip1 + args.stride1_records, total), client=client, skip=skip1
-        )
-        strided = daemon_loop(server, topic, model, args.window, args.stride, total, client=client, skip=skip)
-        per_client[client] = (raw_points / raw_s, stride1, strided)
+        raws, stride1, strided = [], [], []
+        for _ in range(args.repeats):
+            raw_points, raw_s = raw_consume(server, topic, total, client)
+            raws.append(raw_points / raw_s)
+            stride1.append(daemon_loop(
+                server, topic, model, args.window, 1, min(skip1 + args.stride1_records, total), client=client,
+                skip=skip1,
+            ))  # fmt: skip
+            strided.append(daemon_loop(server, topic, model, args.window, args.stride, total, client=client, skip=skip))
+        per_client[client] = (statistics.median(raws), median_run(stride1), median_run(strided))
+        spread[client] = (raws, [p / s for p, _, s in stride1], [p / s for p, _, s in strided])
     naive_rate = naive(scorer, args.window)
 
     rows = [
@@ -313,6 +327,12 @@ def main() -> None:
             f"ratios {client}: e2e_stride1/scorer_1thread={w1 / s1 / one:.2f} "
             f"e2e_stride{args.stride}/raw_consume={pd / sd / raw:.2f} "
             f"e2e_stride1/naive={p1 / s1 / naive_rate:.1f} points_per_s_stride1={p1 / s1:,.0f}"
+        )
+    for client, (raws, rates1, rates_strided) in spread.items():
+        print(
+            f"runs {client}, points/s: raw_consume={'/'.join(f'{r:,.0f}' for r in raws)} "
+            f"stride1={'/'.join(f'{r:,.0f}' for r in rates1)} "
+            f"stride{args.stride}={'/'.join(f'{r:,.0f}' for r in rates_strided)}"
         )
     print(
         "ratios backends: "
