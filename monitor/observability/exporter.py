@@ -97,7 +97,7 @@ class _SeriesCollector:
             if outcome.alerts or self.waiting_rows > max(FOLD_ROWS, sum(map(len, self.latest.values()))):
                 self._fold()
             for a in outcome.alerts:
-                if a.series not in self.latest.get(a.detector, ()):  # a verdict dismissed an alert restored at start
+                if a.series not in self.latest.get(a.detector, ()):  # not yet: a verdict dismissed a restored alert
                     continue
                 if a.status == "firing":
                     self.open.add((a.detector, a.series))
