@@ -81,10 +81,7 @@ def reconstruction_scores(
                 return
             if device is not None:
                 chunk = chunk.to(device)
-            if method == "nll":
-                chunk_errors = model.pointwise_nll(chunk).double()[:, -steps:, :n_features].mean(dim=1)
-            else:
-                chunk_errors = window_errors(model(chunk), chunk, steps, n_features)
+            chunk_errors = window_errors(pointwise_errors(model, chunk, method), steps, n_features)
             errors[start : start + real] = chunk_errors[:real].cpu().numpy()
 
     size = max_batch if pool is None else min(max_batch, padded_rows(max(MIN_SPLIT, -(-batch_size // workers))))
@@ -98,20 +95,28 @@ def reconstruction_scores(
     return Scores(scores=errors.mean(axis=1), feature_errors=errors)
 
 
-def window_errors(reconstruction: torch.Tensor, chunk: torch.Tensor, steps: int, features: int) -> torch.Tensor:
-    """(B, features) float64: each feature's mean squared reconstruction error over the last `steps` steps."""
-    return (reconstruction - chunk).double().square()[:, -steps:, :features].mean(dim=1)
+def pointwise_errors(model: Forward, chunk: torch.Tensor, method: str) -> torch.Tensor:
+    """(B, W, F) float64 error of every step and feature: the squared reconstruction error, or with
+    `method="nll"` the negative log-likelihood (`Autoencoder.pointwise_nll`)."""
+    if method == "nll":
+        return model.pointwise_nll(chunk).double()
+    return (model(chunk) - chunk).double().square()
+
+
+def window_errors(pointwise: torch.Tensor, steps: int, features: int) -> torch.Tensor:
+    """(B, features): each feature's mean error over the last `steps` steps."""
+    return pointwise[:, -steps:, :features].mean(dim=1)
 
 
 class _Errors(nn.Module):
-    """The forward pass and `window_errors` as one module, for `traced_errors`."""
+    """The forward pass and the reconstruction errors of a window as one module, for `traced_errors`."""
 
     def __init__(self, model: nn.Module, steps: int, features: int) -> None:
         super().__init__()
         self.model, self.steps, self.features = model, steps, features
 
     def forward(self, chunk: torch.Tensor) -> torch.Tensor:
-        return window_errors(self.model(chunk), chunk, self.steps, self.features)
+        return window_errors(pointwise_errors(self.model, chunk, "reconstruction"), self.steps, self.features)
 
 
 def traced_errors(
