@@ -291,10 +291,10 @@ def main() -> None:
     torch.set_num_threads(1)  # the scorers set it process-wide; the rest of the run measures one thread
     backend_rates = backends(model, args.window)
     one = scorer_rates["shipped", 1]
-    per_client, spread = {}, {}
+    runs: dict[str, tuple[list[float], list[tuple[int, int, float]], list[tuple[int, int, float]]]] = {}
     skip1, skip = args.series * steady_after(args.window, 1), args.series * settled
     for client in CLIENTS:
-        raws, stride1, strided = [], [], []
+        raws, stride1, strided = runs[client] = [], [], []
         for _ in range(args.repeats):
             raw_points, raw_s = raw_consume(server, topic, total, client)
             raws.append(raw_points / raw_s)
@@ -303,9 +303,8 @@ def main() -> None:
                 skip=skip1,
             ))  # fmt: skip
             strided.append(daemon_loop(server, topic, model, args.window, args.stride, total, client=client, skip=skip))
-        per_client[client] = (statistics.median(raws), median_run(stride1), median_run(strided))
-        spread[client] = (raws, [p / s for p, _, s in stride1], [p / s for p, _, s in strided])
     naive_rate = naive(scorer, args.window)
+    per_client = {c: (statistics.median(r), median_run(s1), median_run(sd)) for c, (r, s1, sd) in runs.items()}
 
     rows = [
         ("measurement", "points/s", "windows/s"),
@@ -328,11 +327,11 @@ def main() -> None:
             f"e2e_stride{args.stride}/raw_consume={pd / sd / raw:.2f} "
             f"e2e_stride1/naive={p1 / s1 / naive_rate:.1f} points_per_s_stride1={p1 / s1:,.0f}"
         )
-    for client, (raws, rates1, rates_strided) in spread.items():
+    for client, (raws, stride1, strided) in runs.items():
         print(
             f"runs {client}, points/s: raw_consume={'/'.join(f'{r:,.0f}' for r in raws)} "
-            f"stride1={'/'.join(f'{r:,.0f}' for r in rates1)} "
-            f"stride{args.stride}={'/'.join(f'{r:,.0f}' for r in rates_strided)}"
+            f"stride1={'/'.join(f'{p / s:,.0f}' for p, _, s in stride1)} "
+            f"stride{args.stride}={'/'.join(f'{p / s:,.0f}' for p, _, s in strided)}"
         )
     print(
         "ratios backends: "
