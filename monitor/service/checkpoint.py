@@ -135,8 +135,9 @@ class Checkpoints:
         """Forget the series of lost partitions, restore those of gained ones; returns the (detector,
         series) pairs let go, so observers can drop them too. Restoring reads the changelog: if that
         fails the assignment stays pending and the next call tries again."""
-        self._released += self._release(self._lost)
-        self._lost.clear()
+        if self._lost:  # a walk over every tracked series: 5 ms at 100,000, at every checkpoint otherwise
+            self._released += self._release(self._lost)
+            self._lost.clear()
         if self._gained:
             restored = self._restore(self._gained)
             event(log, "state_restored", partitions=sorted(self._gained), series=restored)
