@@ -9,7 +9,6 @@ Names follow Prometheus conventions: base units in the name, `_total` on counter
 
 from __future__ import annotations
 
-import heapq
 import threading
 from collections import Counter as Tally
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -34,19 +33,6 @@ disable_created_metrics()
 SERIES_LABELS = ["detector", "series"]
 
 
-class _SeriesState(NamedTuple):
-    """The latest verdict of a series, immutable, so a scrape can copy the references under the lock and
-    build families outside it. The collector stores plain tuples of these fields (zipped from a batch's
-    columns in C, no Python call per series); the scrape reads them as this. The values are a tuple, not a
-    list: a tuple of floats leaves the garbage collector's care at its first pass, a list would be walked
-    by every full pass as long as it is the series' latest."""
-
-    score: float
-    threshold: float
-    features: tuple[str, ...]
-    values: tuple[float, ...]
-
-
 FOLD_ROWS = 65_536
 """Scored windows the collector holds as columns before it folds them into the latest state of each series
 (more when it tracks more series than this): a scrape folds them anyway."""
@@ -61,18 +47,95 @@ class _Columns(NamedTuple):
     values: np.ndarray
 
 
+class _Latest:
+    """The latest folded verdict of each series of one detector (and feature set), a row per series in
+    columns: a fold costs one dict lookup per window and a few numpy calls, at 100,000 series too, where
+    almost every window of a fold is of another series (a state tuple per series cost 0.8 µs a window
+    there); and a series costs a row of floats, no Python objects the garbage collector walks."""
+
+    def __init__(self, features: tuple[str, ...]) -> None:
+        self.features = features
+        self.rows: dict[str, int] = {}
+        self.names: list[str | None] = []
+        """The series of each row (None: free)."""
+        self.free: list[int] = []
+        """Rows of series that left, for the next new ones."""
+        self.score, self.threshold = np.empty(0), np.empty(0)
+        self.values = np.empty((0, len(features)))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def fold(self, batch: _Columns) -> list[str]:
+        """Each series' last row of the batch becomes its latest; returns the series new here."""
+        rows = np.fromiter(map(self.rows.get, batch.series, repeat(-1)), np.intp, len(batch.series))
+        new = []
+        for i in np.flatnonzero(rows < 0).tolist():
+            name = batch.series[i]
+            if name not in self.rows:
+                new.append(name)
+                self.rows[name] = self._row(name)
+            rows[i] = self.rows[name]
+        kept, first = np.unique(rows[::-1], return_index=True)
+        last = len(rows) - 1 - first  # numpy does not promise which of repeated assignments wins
+        self.score[kept], self.threshold[kept] = batch.score[last], batch.threshold[last]
+        self.values[kept] = batch.values[last]
+        return new
+
+    def drop(self, series: str) -> None:
+        row = self.rows.pop(series, None)
+        if row is not None:
+            self.names[row] = None
+            self.free.append(row)
+
+    def _row(self, series: str) -> int:
+        if self.free:
+            row = self.free.pop()
+            self.names[row] = series
+            return row
+        row = len(self.names)
+        self.names.append(series)
+        if row == len(self.score):
+            size = max(64, 2 * row)
+            self.score, self.threshold = np.resize(self.score, size), np.resize(self.threshold, size)
+            self.values = np.resize(self.values, (size, len(self.features)))
+        return row
+
+    def copy(self) -> _Table:
+        """What a scrape reads, copied under the lock to be read outside it."""
+        return _Table(
+            self.features,
+            dict(self.rows),
+            list(self.names),
+            self.score.copy(),
+            self.threshold.copy(),
+            self.values.copy(),
+        )
+
+
+class _Table(NamedTuple):
+    """A copy of one `_Latest`; `rows` maps each tracked series to its row of the arrays."""
+
+    features: tuple[str, ...]
+    rows: dict[str, int]
+    names: list[str | None]
+    score: np.ndarray
+    threshold: np.ndarray
+    values: np.ndarray
+
+
 class _SeriesCollector:
     """Yields the capped per-series gauges, the open-alert count and the not-exported count.
 
     A poll's verdicts are kept as the batch's columns and folded into one state per series only at a
-    scrape, an eviction or an alert, or once `FOLD_ROWS` windows wait: each fold builds the state of
+    scrape, an eviction or an alert, or once `FOLD_ROWS` windows wait: each fold writes the state of
     each series' last window only, so a replica catching up on a backlog, which scores many windows of a
     series between two scrapes, does not build one per window (docs/performance.md)."""
 
     def __init__(self, max_series: int) -> None:
         self.max_series = max_series
-        self.latest: dict[str, dict[str, tuple[float, float, tuple[str, ...], tuple[float, ...]]]] = {}
-        """The latest verdict of each series folded in, by detector: the fields of `_SeriesState`."""
+        self.latest: dict[str, dict[tuple[str, ...], _Latest]] = {}
+        """The latest verdict of each series folded in, by detector and features."""
         self.waiting: dict[tuple[str, tuple[str, ...]], list[_Columns]] = {}
         """Verdicts not folded in yet, by detector and features, oldest first."""
         self.waiting_rows = 0
@@ -85,51 +148,57 @@ class _SeriesCollector:
         with self.lock:
             if outcome.evicted:
                 self._fold()
-            for key in outcome.evicted:
-                self.latest.get(key[0], {}).pop(key[1], None)
-                self.open.discard(key)
+            for detector, series in outcome.evicted:
+                for table in self.latest.get(detector, {}).values():
+                    table.drop(series)
+                self.open.discard((detector, series))
             for b in outcome.batches:
                 if len(b):
                     self.waiting.setdefault((b.detector, b.features), []).append(
                         _Columns(b.series, b.score, b.threshold, b.values)
                     )
                     self.waiting_rows += len(b)
-            if outcome.alerts or self.waiting_rows > max(FOLD_ROWS, sum(map(len, self.latest.values()))):
+            if outcome.alerts or self.waiting_rows > max(FOLD_ROWS, self._tracked()):
                 self._fold()
             for a in outcome.alerts:
-                if a.series not in self.latest.get(a.detector, ()):  # not yet: a verdict dismissed a restored alert
+                if not self._tracks(a.detector, a.series):  # not yet: a verdict dismissed a restored alert
                     continue
                 if a.status == "firing":
                     self.open.add((a.detector, a.series))
                 else:
                     self.open.discard((a.detector, a.series))
 
+    def _tracked(self) -> int:
+        return sum(len(t) for tables in self.latest.values() for t in tables.values())
+
+    def _tracks(self, detector: str, series: str) -> bool:
+        return any(series in t.rows for t in self.latest.get(detector, {}).values())
+
     def _fold(self) -> None:
         """The waiting verdicts into `latest`: each series' last window (call with the lock held)."""
         for (detector, features), waiting in self.waiting.items():
-            series = list(chain.from_iterable(c.series for c in waiting))
-            last = dict(zip(series, range(len(series)), strict=True))  # a series' last row overwrites the others
-            scores = np.concatenate([c.score for c in waiting])
-            thresholds = np.concatenate([c.threshold for c in waiting])
-            values = np.concatenate([c.values for c in waiting])
-            if len(last) < len(series):
-                rows = np.fromiter(last.values(), np.intp, len(last))
-                scores, thresholds, values = scores[rows], thresholds[rows], values[rows]
-            states = zip(scores.tolist(), thresholds.tolist(), repeat(features), map(tuple, values.tolist()))
-            self.latest.setdefault(detector, {}).update(zip(last, states, strict=True))
+            tables = self.latest.setdefault(detector, {})
+            table = tables.setdefault(features, _Latest(features))
+            batch = _Columns(
+                list(chain.from_iterable(c.series for c in waiting)),
+                np.concatenate([c.score for c in waiting]),
+                np.concatenate([c.threshold for c in waiting]),
+                np.concatenate([c.values for c in waiting]),
+            )
+            for series in table.fold(batch):  # a series whose features changed (a new model) moves
+                for other in tables.values():
+                    if other is not table:
+                        other.drop(series)
         self.waiting.clear()
         self.waiting_rows = 0
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         with self.lock:
             self._fold()
-            items = [((detector, s), state) for detector, states in self.latest.items() for s, state in states.items()]
+            tables = [(d, t.copy()) for d, by_features in self.latest.items() for t in by_features.values()]
             open_keys = set(self.open)
             detectors = set(self.detectors)
-        open_alerts = [(key, _SeriesState(*s)) for key, s in items if key in open_keys]
-        room = max(self.max_series - len(open_alerts), 0)
-        quiet = heapq.nlargest(room, (kv for kv in items if kv[0] not in open_keys), key=lambda kv: kv[1][0])
-        kept = open_alerts + [(key, _SeriesState(*s)) for key, s in quiet]
+        kept, dropped = _kept(tables, open_keys, self.max_series)
 
         score = GaugeMetricFamily(
             "anomaly_score", "Latest anomaly score of the series (reconstruction error)", labels=SERIES_LABELS
@@ -143,25 +212,54 @@ class _SeriesCollector:
             "Newest value of each feature of the series, at the end of its last scored window",
             labels=[*SERIES_LABELS, "feature"],
         )
-        for key, s in kept:
-            detector, series = key
-            score.add_metric([detector, series], s.score)
-            threshold.add_metric([detector, series], s.threshold)
-            active.add_metric([detector, series], 1.0 if key in open_keys else 0.0)
-            for feature, v in zip(s.features, s.values, strict=True):
+        for detector, series, features, s, t, values in kept:
+            score.add_metric([detector, series], s)
+            threshold.add_metric([detector, series], t)
+            active.add_metric([detector, series], 1.0 if (detector, series) in open_keys else 0.0)
+            for feature, v in zip(features, values, strict=True):
                 value.add_metric([detector, series, feature], v)
 
         firing = GaugeMetricFamily(
             "monitor_alerts_open", "Alerts firing and not yet resolved, by detector", labels=["detector"]
         )
-        per_detector = Tally(detector for (detector, _), _ in open_alerts)
+        per_detector = Tally(detector for detector, series, *_ in kept if (detector, series) in open_keys)
         for detector in sorted(detectors | set(per_detector)):
             firing.add_metric([detector], per_detector[detector])
-        dropped = GaugeMetricFamily(
+        not_exported = GaugeMetricFamily(
             "monitor_series_not_exported", "Series left out of the per-series gauges by exporter.max_series"
         )
-        dropped.add_metric([], len(items) - len(kept))
-        yield from (score, threshold, active, value, firing, dropped)
+        not_exported.add_metric([], dropped)
+        yield from (score, threshold, active, value, firing, not_exported)
+
+
+def _kept(
+    tables: list[tuple[str, _Table]], open_keys: set[tuple[str, str]], max_series: int
+) -> tuple[list[tuple[str, str, tuple[str, ...], float, float, list[float]]], int]:
+    """The series a scrape exports, as (detector, series, features, score, threshold, values), and how many
+    it leaves out: every series with an open alert, then the highest scores (NaN last) up to `max_series`
+    in all, found without sorting every series."""
+    kept, which, rows = [], [], []
+    for n, (detector, table) in enumerate(tables):
+        opened = [table.rows[s] for d, s in open_keys if d == detector and s in table.rows]
+        kept += [(n, row) for row in opened]
+        quiet = np.setdiff1d(np.fromiter(table.rows.values(), np.intp, len(table.rows)), opened)
+        which.append(np.full(len(quiet), n))
+        rows.append(quiet)
+    if tables:
+        which_all, rows_all = np.concatenate(which), np.concatenate(rows)
+        scores = np.concatenate([table.score[r] for (_, table), r in zip(tables, rows, strict=True)])
+        ranked = np.where(np.isnan(scores), -np.inf, scores)
+        room = max(max_series - len(kept), 0)
+        top = np.argpartition(-ranked, room)[:room] if room < len(ranked) else np.arange(len(ranked))
+        top = top[np.argsort(-ranked[top], kind="stable")]
+        kept += zip(which_all[top].tolist(), rows_all[top].tolist(), strict=True)
+    out = []
+    for n, row in kept:
+        detector, t = tables[n]
+        name = t.names[row]
+        assert name is not None  # a tracked row
+        out.append((detector, name, t.features, float(t.score[row]), float(t.threshold[row]), t.values[row].tolist()))
+    return out, sum(len(t.rows) for _, t in tables) - len(out)
 
 
 class BatchHistogram:

@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.engine.alerting import AlertSettings
 from monitor.engine.detector import Detector, DetectorSettings, Engine
 from monitor.engine.threshold import ThresholdSettings
+from monitor.engine.verdicts import Outcome, VerdictBatch
 from monitor.observability import exporter as exporter_module
 from monitor.observability.exporter import LATENCY_BUCKETS, BatchHistogram, Exporter
 from monitor.records import Point
@@ -227,3 +228,38 @@ def test_batch_histogram_exposes_what_a_client_histogram_would():
     assert [(s.name, s.labels, s.value) for s in ours.samples] == [
         (s.name, s.labels, s.value) for s in theirs.samples if not s.name.endswith("_created")
     ]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_folded_columns_keep_each_series_last_verdict_through_evictions_and_row_reuse(seed):
+    """The exporter's columns against a dict of each series' last verdict: polls that repeat series,
+    evictions whose rows new series take over, a detector whose features change, NaN scores ranked last
+    by the cap."""
+    rng = np.random.default_rng(seed)
+    exporter, expected = Exporter(max_series=5), {}
+    for _ in range(60):
+        features = ("value",) if rng.random() < 0.8 else ("cpu", "mem")
+        names = [f"s{i}" for i in rng.integers(0, 12, int(rng.integers(1, 9)))]
+        n = len(names)
+        score = np.where(rng.random(n) < 0.1, np.nan, rng.random(n))
+        values = rng.random((n, len(features)))
+        batch = VerdictBatch.empty("d", features, names, [{}] * n, [T0] * n, [T0] * n, values, values)
+        batch.score, batch.threshold = score, score + 1
+        evicted = [("d", f"s{i}") for i in rng.integers(0, 12, int(rng.integers(0, 3)))]
+        exporter.observe_outcome(Outcome(batches=[batch], evicted=evicted))  # evictions before the batch
+        for _, name in evicted:
+            expected.pop(name, None)
+        for i, name in enumerate(names):
+            expected[name] = (score[i], score[i] + 1, dict(zip(features, values[i].tolist(), strict=True)))
+        families = {f.name: f.samples for f in text_string_to_metric_families(exporter.render().decode())}
+        scores = {s.labels["series"]: s.value for s in families["anomaly_score"]}
+        thresholds = {s.labels["series"]: s.value for s in families["anomaly_threshold"]}
+        by_feature: dict[str, dict[str, float]] = {}
+        for s in families["anomaly_value"]:
+            by_feature.setdefault(s.labels["series"], {})[s.labels["feature"]] = s.value
+        [dropped] = families["monitor_series_not_exported"]
+        assert len(scores) == min(5, len(expected)) and len(scores) + dropped.value == len(expected)
+        for name, value in scores.items():
+            np.testing.assert_equal((value, thresholds[name], by_feature[name]), expected[name])
+        ranked = sorted((np.nan_to_num(score, nan=-1.0) for score, *_ in expected.values()), reverse=True)
+        assert sorted(np.nan_to_num(list(scores.values()), nan=-1.0), reverse=True) == ranked[: len(scores)]
