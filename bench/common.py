@@ -57,22 +57,25 @@ def train_small(
     return out
 
 
-def stream_file(spec: StreamSpec, path: Path) -> int:
-    """The stream as `key<TAB>value` lines, for kcat's fast producer; returns the number of records."""
+def stream_file(spec: StreamSpec, path: Path, first: int = 0, last: int | None = None) -> int:
+    """Time steps [first, last) of the stream as `key<TAB>value` lines, for kcat's fast producer; returns the
+    number of records."""
     values, _ = generate(spec)
     count = 0
     with path.open("wb") as f:
-        for point in points(spec, values):
+        for point in points(spec, values, first, last):
             f.write(point.series.encode() + b"\t" + encode_point(point) + b"\n")
             count += 1
     return count
 
 
-def produce_file(bootstrap: str, topic: str, path: Path, partitions: int = 4) -> None:
-    """Create the topic and produce the file with kcat (a C client: producing is not what we measure)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    admin.create_topics([NewTopic(topic, partitions, 1)])
-    admin.close()
+def produce_file(bootstrap: str, topic: str, path: Path, partitions: int = 4, create: bool = True) -> None:
+    """Produce the file with kcat (a C client: producing is not what we measure), to a topic created first
+    unless `create` is False."""
+    if create:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin.create_topics([NewTopic(topic, partitions, 1)])
+        admin.close()
     kcat = shutil.which("kcat")
     if kcat is None:
         raise SystemExit("kcat is needed to produce the benchmark stream: apt-get install kcat")
