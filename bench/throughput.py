@@ -1,7 +1,8 @@
 """Throughput of the monitor against the real broker, and of its parts, measured in one run.
 
     python bench/throughput.py [--series 1000] [--points 700] [--window 32] [--hidden 32] [--stride 4] [--repeats 3]
-    python bench/throughput.py --series-sweep 1000,10000,100000 [--sweep-records 1000000] [--sweep-compare-up-to 10000]
+    python bench/throughput.py --series-sweep 1000,10000,100000 [--sweep-records 500000] [--sweep-repeats 3]
+                                                                 [--sweep-compare-up-to 10000]
 
 The defaults are the shipped model (window 32, hidden 32, latent 16) and the shipped stride 1, measured
 with each Kafka client (`kafka.client`: kafka-python, confluent-kafka):
@@ -20,10 +21,11 @@ each, and one line of ratios per client.
 
 `--series-sweep` measures (c) only, at stride 1 with kafka-python, at each series count: the shipped
 checkpoint settings and `checkpoint.max_replay_s: 0` (every changed series written at every checkpoint,
-as before issue 19), over `--sweep-records` records produced once the daemon has read the first
-`--sweep-skip` points of every series (default: the window and the online normalisation's warm-up of
-series the model never saw, so every count is measured in the steady state), with the changelog records
-and bytes written per point; then the ratio of each to the first count.
+as before issue 19), each the median of `--sweep-repeats` stretches of `--sweep-records` records, the
+first produced once the daemon has read the first `--sweep-skip` points of every series (default: the
+window and the online normalisation's warm-up of series the model never saw, so every count is measured
+in the steady state) and each next one once it has read the last; with the changelog records and bytes
+written per point; then the ratio of each to the first count.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -118,18 +121,23 @@ def backends(model: Path, window: int) -> dict[tuple[int, int], tuple[float, flo
 
 @dataclass(frozen=True)
 class Phases:
-    """A stream as two kcat files: `warmup` takes every series through its window and warm-ups, `measured`
-    is the steady state that `daemon_loop` measures."""
+    """A stream as kcat files: the first takes every series through its window and warm-ups, each of the
+    others is a stretch of the steady state that `daemon_loop` measures on its own."""
 
-    warmup: Path
-    measured: Path
-    records: tuple[int, int]
+    files: tuple[Path, ...]
+    records: tuple[int, ...]
+
+    def remove(self) -> None:
+        for path in self.files:
+            path.unlink()
 
 
-def phases(spec: StreamSpec, settled: int, last: int, path: Path) -> Phases:
-    """Time steps [0, settled) and [settled, last) of the stream, in two files named after `path`."""
-    warmup, measured = path.with_suffix(".warmup.tsv"), path.with_suffix(".measured.tsv")
-    return Phases(warmup, measured, (stream_file(spec, warmup, 0, settled), stream_file(spec, measured, settled, last)))
+def phases(spec: StreamSpec, bounds: list[int], path: Path) -> Phases:
+    """Time steps [0, bounds[0]) of the stream to warm up, then each [bounds[i], bounds[i + 1]) to measure,
+    in files named after `path`."""
+    files = tuple(path.with_suffix(f".{i}.tsv") for i in range(len(bounds)))
+    steps = pairwise([0, *bounds])
+    return Phases(files, tuple(stream_file(spec, f, *step) for f, step in zip(files, steps, strict=True)))
 
 
 def daemon_loop(
@@ -142,20 +150,22 @@ def daemon_loop(
     checkpoint: bool | dict = True,
     backend: str = "torch",
     client: str = "kafka-python",
-) -> tuple[int, int, float]:
+) -> list[tuple[int, int, float]]:
     """`monitor run` as shipped (`build_service`: checkpoints, model reload, HTTP endpoint) on a fresh topic
-    holding `stream.warmup`; once it has read all of it, `stream.measured` is produced and the run is
-    measured from its first record to its last: returns (points, windows, seconds) of that part (the stop's
-    final checkpoint is not throughput). `checkpoint`: on or off, or the `checkpoint` section itself.
+    holding the warm-up file of `stream`; each time it has read all that is on the topic, the next file is
+    produced, and the run is measured from its first record to its last: returns (points, windows,
+    seconds) of each measured file (the stop's final checkpoint is not throughput), and leaves the
+    changelog records and bytes written while measured in `CHANGELOG`. `checkpoint`: on or off, or the
+    `checkpoint` section itself.
 
-    Why two phases: kafka-python reads a backlog's partitions at rates as far apart as 2 to 1, so when the
+    Why in phases: kafka-python reads a backlog's partitions at rates as far apart as 2 to 1, so when the
     first N records of a single topic have been read, some partitions are through their share of N and
     others far from it, their series still in the warm-ups (the measurement used to start there, inside the
     normalisation's warm-up: a one-off at 100,000 series with `online_warmup` 16 found two partitions read to
     their end and one 80% through, and a quarter of the measured windows still learning their series'
     normalisation). A topic read to its end has every series past them."""
     topic = fresh("metrics")
-    produce_file(server, topic, stream.warmup)
+    produce_file(server, topic, stream.files[0])
     config = parse_config(
         {
             "kafka": {
@@ -169,23 +179,27 @@ def daemon_loop(
         }
     )  # fmt: skip
     service, release = build_service(config)
-    read, marks, polled = service.source.poll, [], [0]
-    skip, limit = stream.records[0], sum(stream.records)
+    read, polled, produced = service.source.poll, [0], [1]
+    ends = list(accumulate(stream.records))
+    started: list[tuple[float, int, int, Counter[str]]] = []
+    spans: list[tuple[tuple[float, int, int, Counter[str]], ...]] = []
 
-    def mark() -> None:
+    def mark() -> tuple[float, int, int, Counter[str]]:
         s = service.summary
-        marks.append((time.perf_counter(), s.points, s.windows_scored, CHANGELOG.copy()))
+        return time.perf_counter(), s.points, s.windows_scored, CHANGELOG.copy()
 
     def poll() -> list:
-        if polled[0] >= limit:
-            mark()
-            service.stop.set()
-            return []
-        if polled[0] == skip and not marks:
-            produce_file(server, topic, stream.measured, create=False)
+        if polled[0] >= ends[produced[0] - 1]:  # all that is on the topic was read
+            if started:
+                spans.append((started.pop(), mark()))
+            if produced[0] == len(ends):
+                service.stop.set()
+                return []
+            produce_file(server, topic, stream.files[produced[0]], create=False)
+            produced[0] += 1
         messages = read()
-        if messages and not marks and polled[0] >= skip:
-            mark()
+        if messages and not started and produced[0] > 1:
+            started.append(mark())
         polled[0] += len(messages)
         return messages
 
@@ -194,10 +208,10 @@ def daemon_loop(
         service.checkpoints.changelog.write = _counted(service.checkpoints.changelog.write)  # type: ignore[method-assign]
     service.run()
     release()
-    (t0, p0, w0, c0), (t1, p1, w1, c1) = marks[0], marks[-1]
     CHANGELOG.clear()
-    CHANGELOG.update(c1 - c0)
-    return p1 - p0, w1 - w0, t1 - t0
+    for (_, _, _, c0), (_, _, _, c1) in spans:
+        CHANGELOG.update(c1 - c0)
+    return [(p1 - p0, w1 - w0, t1 - t0) for (t0, p0, w0, _), (t1, p1, w1, _) in spans]
 
 
 CHANGELOG: Counter[str] = Counter()
@@ -216,29 +230,33 @@ def _counted(write: Callable[[int, bytes, bytes | None], None]) -> Callable[[int
 
 
 def series_sweep(
-    server: str, model: Path, counts: list[int], skip: int, measured: int, compare: int, window: int
+    server: str, model: Path, counts: list[int], skip: int, measured: int, repeats: int, compare: int, window: int
 ) -> None:
     """Points/s of the daemon at stride 1 along the series axis, shipped checkpoints against writing every
     changed series at every checkpoint (up to `compare` series: beyond, its window fill alone takes many
-    minutes), each measured once the windows are full."""
+    minutes), each the median of `repeats` stretches of `measured` records once the windows are full."""
     designs = {"shipped": {}, "max_replay_s 0": {"max_replay_s": 0}}
-    rows, rates = [("series", "checkpoints", "points/s", "windows/s", "records/point", "bytes/point")], {}
+    rows, rates, runs = [("series", "checkpoints", "points/s", "windows/s", "records/point", "bytes/point")], {}, []
     for n in counts:
-        points = skip + -(-measured // n)
-        spec = StreamSpec(series=n, points=points, healthy=points // 2, anomalous_series=0)
-        stream = phases(spec, skip, spec.points, Path(model).parent / f"stream-{n}")
-        print(f"{sum(stream.records):,} records ({n:,} series), {stream.records[1]:,} of them measured ...", flush=True)
+        step = -(-measured // n)
+        spec = StreamSpec(series=n, points=skip + repeats * step, healthy=(skip + repeats * step) // 2,
+                          anomalous_series=0)  # fmt: skip
+        stream = phases(spec, [skip + i * step for i in range(repeats + 1)], Path(model).parent / f"stream-{n}")
+        print(f"{sum(stream.records):,} records ({n:,} series), {repeats} × {stream.records[1]:,} measured ...")
         for name, section in designs.items():
             if section and n > compare:
                 continue
-            p, w, s = daemon_loop(server, stream, model, window, 1, checkpoint=section)
-            rates[n, name] = p / s
-            rows.append((f"{n:,}", name, f"{p / s:,.0f}", f"{w / s:,.0f}",
-                         f"{CHANGELOG['records'] / p:.4f}", f"{CHANGELOG['bytes'] / p:,.1f}"))  # fmt: skip
+            parts = daemon_loop(server, stream, model, window, 1, checkpoint=section)
+            rates[n, name] = statistics.median(p / s for p, _, s in parts)
+            points = sum(p for p, _, _ in parts)
+            windows = statistics.median(w / s for _, w, s in parts)
+            rows.append((f"{n:,}", name, f"{rates[n, name]:,.0f}", f"{windows:,.0f}",
+                         f"{CHANGELOG['records'] / points:.4f}", f"{CHANGELOG['bytes'] / points:,.1f}"))  # fmt: skip
+            runs.append(f"runs {n:,} {name}, points/s: " + "/".join(f"{p / s:,.0f}" for p, _, s in parts))
             print(" ".join(rows[-1]), flush=True)
-        stream.warmup.unlink()
-        stream.measured.unlink()
+        stream.remove()
     print(table(rows))
+    print("\n".join(runs))
     for name in designs:
         if (counts[0], name) not in rates:  # a design measured only up to --sweep-compare-up-to
             continue
@@ -285,7 +303,8 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=4, help="the second stride measured in (c)")
     parser.add_argument("--stride1-records", type=int, default=200_000, help="records measured at stride 1")
     parser.add_argument("--series-sweep", help="comma-separated series counts: the daemon at stride 1 only")
-    parser.add_argument("--sweep-records", type=int, default=1_000_000, help="records measured per sweep run")
+    parser.add_argument("--sweep-records", type=int, default=500_000, help="records of each measured stretch")
+    parser.add_argument("--sweep-repeats", type=int, default=3, help="measured stretches per count (median)")
     parser.add_argument("--sweep-skip", type=int, default=0, help="points per series before the measurement")
     parser.add_argument("--sweep-compare-up-to", type=int, default=10_000, help="series counts with max_replay_s 0")
     parser.add_argument("--repeats", type=int, default=3, help="runs of (a) and (c) per client; medians are printed")
@@ -296,7 +315,9 @@ def main() -> None:
     if args.series_sweep:
         counts = [int(n) for n in args.series_sweep.split(",")]
         skip = args.sweep_skip or steady_after(args.window, 1)
-        series_sweep(server, model, counts, skip, args.sweep_records, args.sweep_compare_up_to, args.window)
+        series_sweep(
+            server, model, counts, skip, args.sweep_records, args.sweep_repeats, args.sweep_compare_up_to, args.window
+        )
         return
     settled = steady_after(args.window, args.stride)
     if args.points <= settled:
@@ -319,14 +340,14 @@ def main() -> None:
     runs: dict[str, tuple[list[float], list[tuple[int, int, float]], list[tuple[int, int, float]]]] = {}
     settled1 = steady_after(args.window, 1)
     last1 = min(settled1 + -(-args.stride1_records // args.series), args.points)
-    streams = (phases(spec, settled1, last1, path.with_name("stride1")), phases(spec, settled, args.points, path))
+    streams = (phases(spec, [settled1, last1], path.with_name("stride1")), phases(spec, [settled, args.points], path))
     for client in CLIENTS:
         raws, stride1, strided = runs[client] = [], [], []
         for _ in range(args.repeats):
             raw_points, raw_s = raw_consume(server, topic, total, client)
             raws.append(raw_points / raw_s)
-            stride1.append(daemon_loop(server, streams[0], model, args.window, 1, client=client))
-            strided.append(daemon_loop(server, streams[1], model, args.window, args.stride, client=client))
+            stride1 += daemon_loop(server, streams[0], model, args.window, 1, client=client)
+            strided += daemon_loop(server, streams[1], model, args.window, args.stride, client=client)
     naive_rate = naive(scorer, args.window)
     per_client = {c: (statistics.median(r), median_run(s1), median_run(sd)) for c, (r, s1, sd) in runs.items()}
 
