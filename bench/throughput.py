@@ -238,10 +238,9 @@ def series_sweep(
     designs = {"shipped": {}, "max_replay_s 0": {"max_replay_s": 0}}
     rows, rates, runs = [("series", "checkpoints", "points/s", "windows/s", "records/point", "bytes/point")], {}, []
     for n in counts:
-        step = -(-measured // n)
-        spec = StreamSpec(series=n, points=skip + repeats * step, healthy=(skip + repeats * step) // 2,
-                          anomalous_series=0)  # fmt: skip
-        stream = phases(spec, [skip + i * step for i in range(repeats + 1)], Path(model).parent / f"stream-{n}")
+        bounds = [skip + i * -(-measured // n) for i in range(repeats + 1)]  # the warm-up's end, each stretch's
+        spec = StreamSpec(series=n, points=bounds[-1], healthy=bounds[-1] // 2, anomalous_series=0)
+        stream = phases(spec, bounds, Path(model).parent / f"stream-{n}")
         print(f"{sum(stream.records):,} records ({n:,} series), {repeats} × {stream.records[1]:,} measured ...")
         for name, section in designs.items():
             if section and n > compare:
