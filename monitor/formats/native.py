@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import orjson
 
 from monitor.formats.options import Limits
@@ -59,24 +60,56 @@ def decode_json(
 ) -> list[Point] | Rejected:
     """Decode one native-format message; `record_ts` (seconds) stands in for a missing `ts`.
 
-    The message is parsed once, straight from the bytes (a daemon decodes one per record it reads), and
-    the common message, one well-formed point, is taken after a few type checks; only what orjson refuses
-    there (bytes that are not UTF-8, NaN, Infinity) goes through `decode_with`, which names the reason."""
+    The common message, one well-formed point of one feature, is decoded by msgspec straight from the
+    bytes into `_Plain` (a daemon decodes one per record it reads: 0.9 against 1.4 µs through orjson and
+    the checks of `_plain_point`, docs/performance.md). Any other message is parsed once by orjson, and
+    only what orjson refuses there (bytes that are not UTF-8, NaN, Infinity) goes through `decode_with`,
+    which names the reason. The answer is the one `decode_with` gives, whichever way it is found."""
     if raw is not None and len(raw) <= max_bytes:
-        try:
-            doc = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-        else:
-            point = _plain_point(doc)
-            if point is None:  # an array, or an object that needs the checks that name the field at fault
-                return _checked(document_points, doc, record_ts, limits)
+        point = _plain_message(raw)
+        if point is not None:
             try:
                 check_limits(point, limits, "point 0")
             except Bad as bad:
                 return Rejected(bad.reason, bad.detail)
             return [point]
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return _checked(document_points, doc, record_ts, limits)
     return decode_with(json_points, raw, record_ts, max_bytes, limits)
+
+
+class _Plain(msgspec.Struct):
+    """The common message: one point of one feature, numeric `ts`, labels (if any) all strings. A JSON
+    integer decodes into a float field, a boolean does not, and a number beyond a float's range (1e999)
+    is refused, so it reaches the general path and its `non_finite`; other fields are ignored, as they
+    are anywhere in the native format."""
+
+    series: str
+    ts: float
+    value: float
+    labels: dict[str, str] | None = None
+    values: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    """Set (to anything) only in a message that is not of the common shape: `value` and `values` together."""
+
+
+_PLAIN = msgspec.json.Decoder(_Plain)
+
+
+def _plain_message(raw: bytes) -> Point | None:
+    """The point of a message of the common shape, decoded straight from the bytes; None for anything
+    else (which the general path then accepts or rejects, naming the field at fault)."""
+    try:
+        plain = _PLAIN.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    ts, series = plain.ts, plain.series
+    if plain.values is msgspec.UNSET and MIN_TS <= ts <= MAX_TS and series.strip():
+        return Point(series, ts, {UNIVARIATE: plain.value}, plain.labels or {})
+    return None
 
 
 def decode_with(

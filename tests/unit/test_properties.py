@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from monitor.engine.detector import Detector, Engine
 from monitor.engine.windows import PointRules, WindowStore
-from monitor.formats.native import REASONS, decode_json
+from monitor.formats.native import DEFAULT_LIMITS, DEFAULT_MAX_BYTES, REASONS, decode_json, decode_with, json_points
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.records import MAX_TS, MIN_TS, Message, Point, Rejected, encode_point
@@ -77,6 +77,30 @@ def test_random_bytes_decode_to_points_or_a_known_reason(raw):
 def test_random_json_decodes_to_valid_points_or_a_known_reason(doc):
     """`json.dumps` writes NaN, Infinity and integers beyond 64 bits, as careless producers do."""
     check_decoded(decode_json(json.dumps(doc).encode(), None))
+
+
+# Messages at or near the common shape (one point, one feature), which `decode_json` decodes by a path of its own.
+near_common = st.fixed_dictionaries(
+    {
+        "series": st.text(max_size=6) | st.sampled_from(["web-1/cpu", " ", "", " a", "a\t", "\u00e9"]),
+        "ts": st.floats(MIN_TS - 10, MAX_TS + 10) | st.integers(int(MIN_TS) - 10, int(MAX_TS) + 10) | st.booleans(),
+        "value": st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**70), 2**70) | st.booleans(),
+    },
+    optional={
+        "labels": st.none() | st.dictionaries(st.text(max_size=3), st.text(max_size=3) | st.integers(), max_size=3),
+        "values": json_values,
+        "extra": json_values,
+    },
+)
+
+
+@given(near_common | point_like, st.booleans())
+@settings(max_examples=300)
+def test_the_common_message_decodes_as_the_shared_checks_do(doc, spaced):
+    """Whichever path `decode_json` takes (msgspec into a struct, or orjson and the field checks), its
+    answer is the one `decode_with` gives: the same points, or the same reason and detail."""
+    raw = json.dumps(doc, indent=1 if spaced else None).encode()
+    assert decode_json(raw, T0) == decode_with(json_points, raw, T0, DEFAULT_MAX_BYTES, DEFAULT_LIMITS)
 
 
 # Points of three series whose clocks mostly advance by one step, with repeats, reorderings, gaps and
