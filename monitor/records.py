@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -28,12 +29,12 @@ MIN_TS = 0.0  # 1970-01-01
 MAX_TS = 4102444800.0  # 2100-01-01
 
 
-@dataclass(slots=True)
-class Message:
+class Message(msgspec.Struct, gc=False):
     """One input message as a source hands it over: raw bytes plus where it came from.
 
-    Not frozen, like `Point`: one is built per record, and a frozen dataclass takes four times as long to
-    build (each field goes through `object.__setattr__`). Nothing changes them after they are built."""
+    A msgspec struct, like `Point`: one is built per record, and its constructor runs in C (0.2 µs against
+    0.4 for a slotted dataclass, docs/performance.md); `gc=False` keeps it out of the cycle collector,
+    which it cannot be part of (it holds bytes, strings and numbers). Nothing changes one after it is built."""
 
     value: bytes
     timestamp: float | None = None
@@ -44,14 +45,15 @@ class Message:
     key: bytes | None = None
 
 
-@dataclass(slots=True)
-class Point:
-    """One observation of one series: a timestamp and one value per feature."""
+class Point(msgspec.Struct, gc=False):
+    """One observation of one series: a timestamp and one value per feature. A msgspec struct, as
+    `Message` is, for the same reason: the decoder builds one per input point; it refers to its dicts
+    and strings only, so it is never part of a reference cycle."""
 
     series: str
     ts: float
     values: Mapping[str, float]
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = msgspec.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
