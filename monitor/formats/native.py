@@ -61,7 +61,7 @@ def decode_json(
     """Decode one native-format message; `record_ts` (seconds) stands in for a missing `ts`.
 
     The common message, one well-formed point of one feature, is decoded by msgspec straight from the
-    bytes into `_Plain` (a daemon decodes one per record it reads: 0.9 against 1.4 µs through orjson and
+    bytes into `_Plain` (a daemon decodes one per record it reads: 0.7 against 1.4 µs through orjson and
     the checks of `_plain_point`, docs/performance.md). Any other message is parsed once by orjson, and
     only what orjson refuses there (bytes that are not UTF-8, NaN, Infinity) goes through `decode_with`,
     which names the reason. The answer is the one `decode_with` gives, whichever way it is found."""
