@@ -241,7 +241,8 @@ def series_sweep(
         bounds = [skip + i * -(-measured // n) for i in range(repeats + 1)]  # the warm-up's end, each stretch's
         spec = StreamSpec(series=n, points=bounds[-1], healthy=bounds[-1] // 2, anomalous_series=0)
         stream = phases(spec, bounds, Path(model).parent / f"stream-{n}")
-        print(f"{sum(stream.records):,} records ({n:,} series), {repeats} × {stream.records[1]:,} measured ...")
+        print(f"{sum(stream.records):,} records ({n:,} series), {repeats} × {stream.records[1]:,} measured ...",
+              flush=True)  # fmt: skip
         for name, section in designs.items():
             if section and n > compare:
                 continue
@@ -329,6 +330,7 @@ def main() -> None:
     topic = fresh("metrics")
     print(f"producing {total:,} records ({args.series} series) to {topic} with kcat (raw consume) ...", flush=True)
     produce_file(server, topic, path)
+    path.unlink()  # the raw consume reads the topic; the phases below are files of their own
 
     print("measuring scorers, raw consume and the daemon loop per client, naive loop ...", flush=True)
     scorer_rates = {(m, t): scorer_alone(TorchScorer.from_path(p, threads=t), w) for m, p, w in (
@@ -347,6 +349,8 @@ def main() -> None:
             raws.append(raw_points / raw_s)
             stride1 += daemon_loop(server, streams[0], model, args.window, 1, client=client)
             strided += daemon_loop(server, streams[1], model, args.window, args.stride, client=client)
+    for stream in streams:
+        stream.remove()
     naive_rate = naive(scorer, args.window)
     per_client = {c: (statistics.median(r), median_run(s1), median_run(sd)) for c, (r, s1, sd) in runs.items()}
 
