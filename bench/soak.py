@@ -1,7 +1,7 @@
 """Soak: a long stream with injected faults through real daemons; prints what went in, out and got lost.
 
     python bench/soak.py [--seconds 90] [--rate 300] [--series 8] [--replicas 2] [--kill-every 10] [--bad-every 97]
-                         [--feedback-every 2]
+                         [--feedback-every 2] [--client kafka-python|confluent-kafka]
 
 It runs a broker of its own (deploy/kafka/kafka.sh with its own home and ports, the shared jars), so the
 broker can be stopped half-way; trains a small model in seconds; produces the stream at a steady rate for
@@ -15,7 +15,8 @@ At the end the alerts on the topic are compared with one uninterrupted in-proces
 Besides the univariate series, two entities (`entity_label: host`, features f0 and f1) go through an entity
 detector, so its checkpoint and restore face the same faults.
 The verdicts the daemons logged as taken are compared with those sent. Exit status 1 when an alert, a window
-or a verdict was lost. Longer soaks: `--seconds 3600`.
+or a verdict was lost. Longer soaks: `--seconds 3600`. `--client` is the daemons' `kafka.client` (the
+soak's own producers and readers stay kafka-python: they are the test's side, not the monitor's).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 
 from monitor.config import load_config
+from monitor.config.kafka import CLIENTS
 from monitor.records import Point, encode_point, format_ts
 from monitor.service.daemon import build_engine
 from monitor.synthetic import StreamSpec, generate, points
@@ -191,8 +193,8 @@ class Feedback:
         return True
 
 
-def write_config(path: Path, model: Path, entity_model: Path, tag: str) -> Path:
-    kafka = {"metrics_topic": f"soak-metrics-{tag}", "alert_topic": f"soak-alerts-{tag}"}
+def write_config(path: Path, model: Path, entity_model: Path, tag: str, client: str) -> Path:
+    kafka = {"client": client, "metrics_topic": f"soak-metrics-{tag}", "alert_topic": f"soak-alerts-{tag}"}
     kafka |= {"dead_letter_topic": f"soak-dlq-{tag}", "group_id": f"soak-{tag}", "session_timeout_ms": 6000}
     detector = {"name": "default", "window": WINDOW, "stride": STRIDE, "threshold": {"warmup": 8}}
     detector |= {"model": {"path": str(model), "hidden": 16, "latent": 8}, "alerting": {"for": 2, "resolve_after": 3}}
@@ -214,6 +216,7 @@ def main() -> int:
     parser.add_argument("--bad-every", type=int, default=97, help="one malformed record per this many")
     parser.add_argument("--feedback-every", type=float, default=2.0, help="seconds between bad feedback messages")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--client", choices=CLIENTS, default="kafka-python", help="the daemons' kafka.client")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="soak-"))
@@ -229,7 +232,7 @@ def soak(args: argparse.Namespace, rng: random.Random, work: Path, broker: Broke
     b = broker.bootstrap
     model = train_small(window=WINDOW, hidden=16, latent=8)
     entity_model = train_small(window=WINDOW, hidden=16, latent=8, features=2)
-    config = write_config(work / "config.yaml", model, entity_model, f"{args.seed}-{os.getpid()}")
+    config = write_config(work / "config.yaml", model, entity_model, f"{args.seed}-{os.getpid()}", args.client)
     k = load_config(config).kafka
     admin = KafkaAdminClient(bootstrap_servers=b)
     topics = [NewTopic(k.metrics_topic, PARTITIONS, 1), NewTopic(k.feedback_topic, PARTITIONS, 1)]
@@ -321,7 +324,7 @@ def report(
         ("restarts survived", f"{sum(kills.values())} daemon ({kills['SIGKILL']} SIGKILL, {kills['SIGTERM']} SIGTERM)"
          " + 1 broker stop/start"),
     ]  # fmt: skip
-    print(f"soak: {seconds:.0f}s, {args.replicas} replicas, logs in {work}")
+    print(f"soak: {seconds:.0f}s, {args.replicas} replicas ({args.client}), logs in {work}")
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"  {name.ljust(width)}  {value}" for name, value in rows))
     # More dead letters than acknowledged sends is no loss: a send that timed out while the broker was
