@@ -220,6 +220,9 @@ class Engine:
         self.detectors = list(detectors)
         self.unmatched = 0
         self._routes: dict[str, Detector | None] = {}
+        self._owner_of_all = self.detectors[0] if self.detectors and self.detectors[0].selector.everything else None
+        """The first detector, when it takes every series (the shipped `*`): no route is looked up then, as
+        a lookup in a dict of 100,000 series costs a cache miss or two (0.3 to 0.5 us) a point."""
         self._max_routes = 2 * sum(d.settings.max_series for d in self.detectors) + 1000
         """Routes of evicted series go with them; this bounds the ids that no detector wants."""
 
@@ -256,8 +259,12 @@ class Engine:
         to no detector or to one without entities that tracks them, each with its detector's features; None
         otherwise, when `start` routes, checks and counts them one by one. Looks things up only."""
         series = list(map(SERIES, points))
-        owners = list(map(self._routes.get, series, repeat(_UNROUTED)))
-        distinct = list(dict.fromkeys(owners))
+        if self._owner_of_all is not None:
+            owners: list[Detector | None] = [self._owner_of_all] * len(series)
+            distinct: list[Detector | None] = [self._owner_of_all]
+        else:
+            owners = list(map(self._routes.get, series, repeat(_UNROUTED)))
+            distinct = list(dict.fromkeys(owners))
         if _UNROUTED in distinct or any(d is not None and d.entities is not None for d in distinct):
             return None
         parts = parts_of(points, series, owners, distinct)
@@ -324,7 +331,9 @@ class Engine:
 
     def owner(self, series: str, labels: Mapping[str, str] | None = None) -> Detector | None:
         """The detector a series belongs to, if any: decided on its first point (`labels` included) and
-        cached by series id."""
+        cached by series id; the first detector at once when it takes every series."""
+        if self._owner_of_all is not None:
+            return self._owner_of_all
         route = self._routes.get(series, _UNROUTED)
         if route is _UNROUTED:
             if len(self._routes) >= self._max_routes:

@@ -34,6 +34,11 @@ class Selector:
     entity_label: str | None = None
     features: tuple[str, ...] = (UNIVARIATE,)
 
+    @property
+    def everything(self) -> bool:
+        """Whether every series matches, whatever its id and labels (`*`, no labels, no entity label)."""
+        return self.series == "*" and not self.labels and self.entity_label is None
+
     def matches(self, series: str, labels: Mapping[str, str]) -> bool:
         if not fnmatch.fnmatchcase(series, self.series):
             return False

@@ -72,6 +72,9 @@ class _Origin:
     partition: int
     next_offset: int
     detector: Detector
+    dirty: bool = False
+    """Queued in `Checkpoints._dirty` (its written state lacks points): kept here too, so that a poll's
+    series are checked on the origins already at hand instead of in a second dict of every series."""
 
 
 class Checkpoints:
@@ -188,10 +191,9 @@ class Checkpoints:
                     continue
                 origin.next_offset = message.offset + 1  # the usual case: the series' next record
             else:
-                self._track(key, detector, message)
-            if key not in self._dirty:
-                self._dirty[key] = (self.clock(), message.partition)
-                self._dirty_in.setdefault(message.partition, {})[key] = message.offset
+                origin = self._track(key, detector, message)
+            if not origin.dirty:
+                self._mark(key, origin, self.clock(), message)
             kept.append(routed)
         return kept
 
@@ -232,21 +234,26 @@ class Checkpoints:
             origins[i].next_offset = after  # type: ignore[union-attr] (all are origins)
         now = None
         for i in first.tolist():
-            key = series[i]
-            if key not in self._dirty:
+            if not origins[i].dirty:  # type: ignore[union-attr] (all are origins)
                 now = self.clock() if now is None else now
-                self._dirty[key] = (now, messages[i].partition)
-                self._dirty_in.setdefault(messages[i].partition, {})[key] = messages[i].offset
+                self._mark(series[i], origins[i], now, messages[i])  # type: ignore[arg-type]
         return kept
 
-    def _track(self, key: str, detector: Detector, message: Message) -> None:
+    def _mark(self, key: str, origin: _Origin, since: float, message: Message) -> None:
+        """The series' written state now lacks the points of `message` (its first such record): queue it."""
+        origin.dirty = True
+        self._dirty[key] = (since, message.partition)
+        self._dirty_in.setdefault(message.partition, {})[key] = message.offset
+
+    def _track(self, key: str, detector: Detector, message: Message) -> _Origin:
         """Start following a series or entity (first point, or re-keyed to another partition). An entity's
         series must share one partition (key them by the entity), as a series' points must."""
         origin = self._origins.get(key)
         if origin is not None:
             self._tombstone(key, origin.partition)  # the producer re-keyed the series
             self._clean(key)  # its unsaved points are replayed from the new partition
-        self._origins[key] = _Origin(message.partition, message.offset + 1, detector)
+        origin = self._origins[key] = _Origin(message.partition, message.offset + 1, detector)
+        return origin
 
     def touched(self, series: str) -> None:
         """Something besides a record of its own changed the series' state (a verdict on its alert)."""
@@ -308,6 +315,9 @@ class Checkpoints:
         dirty = self._dirty.pop(series, None)
         if dirty is not None:
             del self._dirty_in[dirty[1]][series]
+            origin = self._origins.get(series)
+            if origin is not None:
+                origin.dirty = False
 
     def _tombstone(self, series: str, partition: int) -> None:
         self.changelog.write(partition, series.encode(), None)
@@ -354,7 +364,7 @@ class Checkpoints:
                 self.counts["incompatible"] += 1
                 event(log, "checkpoint_skipped", logging.WARNING, series=series, partition=partition, error=str(exc))
                 continue
-            self._origins[series] = _Origin(partition, record.offset, detector)
+            self._origins[series] = _Origin(partition, record.offset, detector, series in self._dirty)
             restored += 1
         self.counts["restored"] += restored
         return restored

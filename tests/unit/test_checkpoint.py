@@ -121,7 +121,9 @@ class Replica:
             del self.position[p]
         self.position |= {p: self.committed.get(p, 0) for p in partitions - set(self.position)}
         self.checkpoints.on_assigned(partitions)
-        return self.checkpoints.sync()
+        released = self.checkpoints.sync()
+        assert_queued_are_marked(self.checkpoints)
+        return released
 
     def todo(self, messages: list[Message]) -> list[Message]:
         return [m for m in messages if m.partition in self.position and m.offset >= self.position[m.partition]]
@@ -146,6 +148,13 @@ class Replica:
         limits = self.checkpoints.replay_from()
         self.committed.update({p: min(o, limits.get(p, o)) for p, o in self.position.items()})
         self.checkpoints.committed()
+        assert_queued_are_marked(self.checkpoints)
+
+
+def assert_queued_are_marked(checkpoints: Checkpoints) -> None:
+    """The series queued for writing are exactly those whose origin says so (`_Origin.dirty`, which `admit`
+    reads instead of the queue)."""
+    assert {key for key, origin in checkpoints._origins.items() if origin.dirty} == set(checkpoints._dirty)
 
 
 @pytest.mark.parametrize("max_replay", [0, 5])

@@ -21,7 +21,7 @@ from monitor.records import Message, Point, encode_point
 from monitor.service.checkpoint import Checkpoints
 from monitor.service.loop import Service
 
-from .test_checkpoint import MemoryChangelog
+from .test_checkpoint import MemoryChangelog, assert_queued_are_marked
 from .test_detector import FakeScorer, normal, pt, settings
 from .test_properties import ListSink, ListSource
 
@@ -94,6 +94,7 @@ def run(messages: list[Message], seed: int, two_detectors: bool, max_series: int
     class Ticking(Committing):
         def poll(self):
             clock[0] += 0.5
+            assert_queued_are_marked(checkpoints)
             return source.poll()
 
     ticking = Ticking([])

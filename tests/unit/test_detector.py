@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +206,24 @@ def test_routing_to_the_first_matching_detector_by_glob():
     assert engine.unmatched == WINDOW  # every point of web-01/mem
     assert engine.series_tracked() == 3
     assert set(outcome.scoring_seconds) == {"web", "cpu"}
+
+
+def test_a_first_detector_that_takes_every_series_owns_them_without_caching_routes():
+    """The shipped case (`*`, no labels): every series is the first detector's, so no route is looked up
+    or kept; a detector that asks for labels or an entity, or comes second, is routed as before."""
+    everything, _ = detector(name="all", series="*")
+    web, _ = detector(name="web", series="web-*")
+    engine = Engine([everything, web])
+    assert [engine.owner(s, labels) for s, labels in [("web-01/cpu", {}), ("", {}), ("db", {"dc": "eu1"})]] == [
+        everything
+    ] * 3
+    assert not engine._routes
+    labelled = Detector(replace(settings("eu", "*"), labels=(("dc", "eu1"),)), FakeScorer())
+    for first in (web, labelled):
+        routed = Engine([first, everything])
+        assert routed.owner("db", {"dc": "eu1"}) is (labelled if first is labelled else everything)
+        assert routed.owner("web-01/cpu") is (web if first is web else everything)
+        assert routed._routes
 
 
 def test_glob_is_case_sensitive_and_whole_id():
