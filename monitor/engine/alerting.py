@@ -78,7 +78,7 @@ class AlertTracker:
     def observe_many(self, batch: VerdictBatch, rows: np.ndarray, model_version: str) -> list[tuple[int, Alert]]:
         """Follow the verdicts of `rows` (each of another series); returns (row, alert) per event."""
         rows = rows[~batch.warming_up[rows]]
-        slots = np.array([self._slot(batch.series[i]) for i in rows], dtype=np.int64)
+        slots = self._slots.of([batch.series[i] for i in rows.tolist()], self._slot)
         anomalous = batch.anomalous[rows]
         above = np.where(anomalous, self._above[slots] + 1, 0)
         below = np.where(anomalous, 0, self._below[slots] + 1)

@@ -5,7 +5,7 @@ doubling, so adding a series costs amortised O(1) and a batch of series is one f
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -23,6 +23,15 @@ class Slots:
 
     def get(self, series: str) -> int | None:
         return self.index.get(series)
+
+    def of(self, series: Sequence[str], new: Callable[[str], int]) -> np.ndarray:
+        """The rows of a batch's series, looked up in C; `new` makes the row of a series not seen yet (the
+        owner's `_slot`, which also resets it). Once per window in the scoring thread: a Python call per
+        series there costs more than the lookup."""
+        found = list(map(self.index.get, series))
+        if None in found:
+            found = [new(s) if slot is None else slot for s, slot in zip(series, found, strict=True)]
+        return np.array(found, dtype=np.int64)
 
     def add(self, series: str) -> int:
         """A row for a new series; its old contents (of a series let go) are the caller's to reset."""

@@ -149,7 +149,7 @@ class ThresholdBank:
         """
         if provisional is not None and provisional.any():
             return self._judge_final(series, scores, provisional)
-        slots = np.array([self._slot(s) for s in series], dtype=np.int64)
+        slots = self._slots.of(series, self._slot)
         threshold, mean, sd = self._thresholds(slots)
         warming_up = self._judged[slots] < self.settings.warmup
         seen = self._seen[slots]
@@ -178,7 +178,7 @@ class ThresholdBank:
     def _judge_final(self, series: Sequence[str], scores: np.ndarray, provisional: np.ndarray) -> Judgements:
         """`judge_many` of the final scores only; provisional ones come back as warming up, unjudged."""
         final = np.flatnonzero(~provisional)
-        slots = np.array([self._slot(s) for s in series], dtype=np.int64)
+        slots = self._slots.of(series, self._slot)
         none = np.zeros(len(scores), dtype=bool)
         judged = Judgements(self._thresholds(slots)[0], none, ~none, scores.copy())
         if len(final):
