@@ -39,10 +39,15 @@ class Slots:
         return slot
 
     def take(self) -> int:
-        """A row that belongs to no series (e.g. a template copied into new ones); never given back."""
+        """A row that belongs to no series in `index` (a template copied into new ones, or a row the owner
+        keeps its own index of); the owner hands it back with `give_back` if ever."""
         if not self._free:
             self._grow()
         return self._free.pop()
+
+    def give_back(self, rows: Sequence[int]) -> None:
+        """Rows from `take` that are no longer used: the next series get them."""
+        self._free.extend(rows)
 
     def pop(self, series: str) -> int | None:
         """Let a series go; its row is reused by the next one."""
