@@ -1,6 +1,7 @@
-"""Slot numbers for per-series state kept in arrays (one row per series), shared by the thresholds and
-the alert tracker: a freed slot is reused, and when none is free every array of the owner grows by
-doubling, so adding a series costs amortised O(1) and a batch of series is one fancy index away."""
+"""Slot numbers for per-series state kept in arrays (one row per series), shared by the thresholds, the
+alert tracker and the online normalisation (`monitor.models.online`): a freed slot is reused, and when
+none is free every array of the owner grows by doubling, so adding a series costs amortised O(1) and a
+batch of series is one fancy index away."""
 
 from __future__ import annotations
 
