@@ -152,7 +152,7 @@ class OnlineNormalisation:
                 slot = self._series.get(name)
                 if slot is None:
                     slot = self._series[name] = self._rows.take()
-                self._set(slot, int(previous._windows[row]), previous._sums[row].copy())
+                self._set(slot, int(previous._windows[row]), previous._sums[row])  # `_set` copies it in
         while len(self._series) > self.max_series:
             self._rows.give_back([self._series.popitem(last=False)[1]])
 
