@@ -6,6 +6,7 @@ measured in the same run on the same machine.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import statistics
@@ -41,7 +42,9 @@ def train_small(
     window: int, hidden: int, latent: int, series: int = 8, points_per_series: int = 600, features: int = 1
 ) -> Path:
     """A real model of the benchmark's size (scoring cost depends on the sizes, not on the fit); with
-    `features` > 1, of features `f0`, `f1`, ... taken from neighbouring synthetic series."""
+    `features` > 1, of features `f0`, `f1`, ... taken from neighbouring synthetic series. Its folder (where
+    some benchmarks also write their streams, gigabytes at 100,000 series) is removed when the benchmark
+    exits, also on an error or Ctrl-C."""
     from monitor.models import SeriesData, TrainOptions, save_artifact, train_model
 
     spec = StreamSpec(series=series, points=points_per_series, healthy=points_per_series, anomalous_series=0)
@@ -52,7 +55,9 @@ def train_small(
     names = ["value"] if features == 1 else [f"f{j}" for j in range(features)]
     options = TrainOptions(window=window, hidden=hidden, latent=latent, epochs=1, max_windows=512)
     model, metadata = train_model(data, names, options, progress=False)
-    out = Path(tempfile.mkdtemp(prefix="bench-model-")) / "model"
+    folder = tempfile.mkdtemp(prefix="bench-model-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    out = Path(folder) / "model"
     save_artifact(model, metadata, out)
     return out
 

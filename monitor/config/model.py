@@ -50,6 +50,7 @@ class TrainingSettings:
     noise: float = 0.1
     sparse: float = 0.0
     kl_weight: float = 0.1
+    ema: float = 0.98
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +102,7 @@ def parse_training(s: Section) -> TrainingSettings:
         noise=s.number("noise", d.noise, 1e-6, 10.0),
         sparse=s.number("sparse", d.sparse, 0.0, 100.0),
         kl_weight=s.number("kl_weight", d.kl_weight, 0.0, 100.0),
+        ema=s.number("ema", d.ema, 0.0, 0.9999),
     )
     if t.denoising == "mask" and t.noise >= 1:
         raise Invalid(f"{s.path_of('noise')}: the masking probability must be below 1, got {show(t.noise)}")

@@ -9,6 +9,7 @@ is comparable between kinds and options.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -39,6 +40,9 @@ class FitSettings:
     """`gaussian`: add N(0, noise²) to each input value; `mask`: zero each one with probability `noise`."""
     noise: float = 0.1
     penalties: Penalties = field(default_factory=Penalties)
+    ema: float = 0.0
+    """Decay per optimiser step of an exponential moving average of the weights, which is what is
+    validated and kept (0: the weights themselves)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,8 @@ class FitReport:
 def fit(
     model: Autoencoder, train: np.ndarray, validation: np.ndarray, settings: FitSettings, progress: bool
 ) -> FitReport:
-    """Train `model` in place on (N, W, F) float32 windows and leave it holding its best-validation weights.
+    """Train `model` in place on (N, W, F) float32 windows and leave it holding its best-validation weights:
+    with `ema`, the best of their moving average, which the last noisy steps of a small data set move less.
 
     Stops after `patience` epochs without a lower validation loss; a loss that is never finite
     (diverged training) is a `ModelError`.
@@ -71,6 +76,7 @@ def fit(
     train_tensor = torch.from_numpy(train).to(device)
     validation_tensor = torch.from_numpy(validation).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    average = copy.deepcopy(model) if settings.ema > 0 else model
     rng = np.random.default_rng(settings.seed)
     noise = torch.Generator(device=device).manual_seed(settings.seed)
     initial_val_loss = _validation_loss(model, validation_tensor, settings.batch_size)
@@ -80,13 +86,13 @@ def fit(
     epoch = 0
     for epoch in epochs:
         penalties = _annealed(settings.penalties, epoch)
-        train_loss = _train_epoch(model, optimiser, train_tensor, settings, penalties, rng, noise)
-        val_loss = _validation_loss(model, validation_tensor, settings.batch_size)
+        train_loss = _train_epoch(model, optimiser, train_tensor, settings, penalties, rng, noise, average)
+        val_loss = _validation_loss(average, validation_tensor, settings.batch_size)
         curves[0].append(train_loss)
         curves[1].append(val_loss)
         epochs.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}")
         if math.isfinite(val_loss) and (best is None or val_loss < best[2]):
-            best = (epoch, train_loss, val_loss, _copy_weights(model))
+            best = (epoch, train_loss, val_loss, _copy_weights(average))
         elif epoch - (best[0] if best else 0) >= settings.patience:
             break
     epochs.close()
@@ -115,6 +121,7 @@ def _train_epoch(
     penalties: Penalties,
     rng: np.random.Generator,
     noise: torch.Generator,
+    average: Autoencoder,
 ) -> float:
     """One pass over the windows in a seeded random order; returns the mean training loss."""
     model.train()
@@ -126,8 +133,19 @@ def _train_epoch(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+        if average is not model:
+            _follow(average, model, settings.ema)
         total += loss.item() * len(batch)
     return total / len(windows)
+
+
+def _follow(average: Autoencoder, model: Autoencoder, decay: float) -> None:
+    """One step of the moving average of the weights (buffers, which no kind has today, are copied)."""
+    with torch.no_grad():
+        for kept, current in zip(average.parameters(), model.parameters(), strict=True):
+            kept.lerp_(current, 1.0 - decay)
+        for kept, current in zip(average.buffers(), model.buffers(), strict=True):
+            kept.copy_(current)
 
 
 def _annealed(penalties: Penalties, epoch: int) -> Penalties:

@@ -78,6 +78,8 @@ class TrainOptions:
     """Weight of the L1 penalty on the latent activations; 0 is off."""
     kl_weight: float = 0.1
     """Weight of the KL term of the vae; short series with weight 1 tend to posterior collapse."""
+    ema: float = 0.0
+    """Decay per step of the averaged weights that are validated and kept (0: off)."""
     calendar: str = "none"
     """Time-of-day / day-of-week inputs (`monitor.models.seasons`): auto, none, day, week or day+week."""
 
@@ -217,6 +219,7 @@ def _fit_settings(options: TrainOptions) -> FitSettings:
         denoising=options.denoising,
         noise=options.noise,
         penalties=Penalties(sparse=options.sparse, kl_weight=options.kl_weight),
+        ema=options.ema,
     )
 
 

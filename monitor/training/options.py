@@ -34,5 +34,6 @@ def training_options(detector: DetectorConfig, **overrides: Any) -> Any:
         noise=t.noise,
         sparse=t.sparse,
         kl_weight=t.kl_weight,
+        ema=t.ema,
     )
     return dataclasses.replace(options, **overrides)

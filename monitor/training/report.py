@@ -52,7 +52,8 @@ def _markdown(metadata: ModelMetadata, scores: np.ndarray, k: float, threshold: 
         f"(setting `{options.get('calendar')}`)",
         f"- sizes: hidden {metadata.hidden}, latent {metadata.latent}, layers {metadata.layers}",
         f"- options: denoising `{options.get('denoising')}` (noise {options.get('noise')}), "
-        f"sparse {options.get('sparse')}, kl_weight {options.get('kl_weight')}, seed {t.get('seed')}, "
+        f"sparse {options.get('sparse')}, kl_weight {options.get('kl_weight')}, ema {options.get('ema', 0.0)}, "
+        f"seed {t.get('seed')}, "
         f"device `{options.get('device')}`",
         f"- created: {metadata.created_at}",
         "",

@@ -30,7 +30,7 @@ from monitor.models import (
     train_model,
 )
 from monitor.models.device import resolve_device
-from monitor.models.fitting import FitSettings, corrupt
+from monitor.models.fitting import FitSettings, corrupt, fit
 from monitor.models.inference import reconstruction_scores, traced_errors
 
 from .seasonal_data import SERIES, WINDOW, future_windows, history
@@ -214,6 +214,26 @@ def test_the_sparse_penalty_shrinks_the_latent_activations() -> None:
             return model.encode(normalised).abs().mean().item()
 
     assert mean_code(0.1) < 0.5 * mean_code(0.0)
+
+
+def test_with_ema_training_keeps_the_moving_average_of_the_weights() -> None:
+    """One step from the same start: the kept weights are ema × the initial ones + (1 - ema) × the step's."""
+    windows = np.random.default_rng(0).normal(size=(32, WINDOW, 1)).astype(np.float32)
+
+    def trained(ema: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        torch.manual_seed(0)
+        model = build_model("lstm", ModelShape(WINDOW, 1, 8, 4, 1))
+        initial = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+        fit(model, windows, windows, fit_settings(batch_size=32, learning_rate=1e-2, ema=ema), progress=False)
+        return initial, model.state_dict()
+
+    initial, stepped = trained(0.0)
+    again, averaged = trained(0.75)
+
+    assert all(torch.equal(initial[name], again[name]) for name in initial)
+    assert not any(torch.equal(initial[name], stepped[name]) for name in initial)
+    for name, tensor in averaged.items():
+        torch.testing.assert_close(tensor, 0.75 * initial[name] + 0.25 * stepped[name])
 
 
 def test_cuda_is_used_when_available_and_a_clear_error_otherwise() -> None:
