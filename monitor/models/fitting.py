@@ -76,7 +76,8 @@ def fit(
     train_tensor = torch.from_numpy(train).to(device)
     validation_tensor = torch.from_numpy(validation).to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
-    average = copy.deepcopy(model) if settings.ema > 0 else model
+    average = WeightAverage(model, settings.ema) if settings.ema > 0 else None
+    kept = average.model if average is not None else model
     rng = np.random.default_rng(settings.seed)
     noise = torch.Generator(device=device).manual_seed(settings.seed)
     initial_val_loss = _validation_loss(model, validation_tensor, settings.batch_size)
@@ -87,12 +88,12 @@ def fit(
     for epoch in epochs:
         penalties = _annealed(settings.penalties, epoch)
         train_loss = _train_epoch(model, optimiser, train_tensor, settings, penalties, rng, noise, average)
-        val_loss = _validation_loss(average, validation_tensor, settings.batch_size)
+        val_loss = _validation_loss(kept, validation_tensor, settings.batch_size)
         curves[0].append(train_loss)
         curves[1].append(val_loss)
         epochs.set_postfix(train=f"{train_loss:.4g}", val=f"{val_loss:.4g}")
         if math.isfinite(val_loss) and (best is None or val_loss < best[2]):
-            best = (epoch, train_loss, val_loss, _copy_weights(average))
+            best = (epoch, train_loss, val_loss, _copy_weights(kept))
         elif epoch - (best[0] if best else 0) >= settings.patience:
             break
     epochs.close()
@@ -121,7 +122,7 @@ def _train_epoch(
     penalties: Penalties,
     rng: np.random.Generator,
     noise: torch.Generator,
-    average: Autoencoder,
+    average: WeightAverage | None,
 ) -> float:
     """One pass over the windows in a seeded random order; returns the mean training loss."""
     model.train()
@@ -133,19 +134,30 @@ def _train_epoch(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        if average is not model:
-            _follow(average, model, settings.ema)
+        if average is not None:
+            average.follow(model)
         total += loss.item() * len(batch)
     return total / len(windows)
 
 
-def _follow(average: Autoencoder, model: Autoencoder, decay: float) -> None:
-    """One step of the moving average of the weights (buffers, which no kind has today, are copied)."""
-    with torch.no_grad():
-        for kept, current in zip(average.parameters(), model.parameters(), strict=True):
-            kept.lerp_(current, 1.0 - decay)
-        for kept, current in zip(average.buffers(), model.buffers(), strict=True):
-            kept.copy_(current)
+class WeightAverage:
+    """An exponential moving average of a model's weights, bias-corrected as Adam corrects its moments:
+    after step t it is the average of the t weights seen so far with weights decay^(t - s), so the random
+    initial weights never count and a short training (`monitor train --epochs 5`) is not pulled back to
+    its start."""
+
+    def __init__(self, model: Autoencoder, decay: float) -> None:
+        self.model, self.decay, self.steps = copy.deepcopy(model), decay, 0
+
+    def follow(self, model: Autoencoder) -> None:
+        """Take in the weights after one more optimiser step (buffers, which no kind has today, are copied)."""
+        self.steps += 1
+        share = (1.0 - self.decay) / (1.0 - self.decay**self.steps)
+        with torch.no_grad():
+            for kept, current in zip(self.model.parameters(), model.parameters(), strict=True):
+                kept.lerp_(current, share)
+            for kept, current in zip(self.model.buffers(), model.buffers(), strict=True):
+                kept.copy_(current)
 
 
 def _annealed(penalties: Penalties, epoch: int) -> Penalties:

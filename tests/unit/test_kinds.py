@@ -30,7 +30,7 @@ from monitor.models import (
     train_model,
 )
 from monitor.models.device import resolve_device
-from monitor.models.fitting import FitSettings, corrupt, fit
+from monitor.models.fitting import FitSettings, WeightAverage, corrupt, fit
 from monitor.models.inference import reconstruction_scores, traced_errors
 
 from .seasonal_data import SERIES, WINDOW, future_windows, history
@@ -216,24 +216,33 @@ def test_the_sparse_penalty_shrinks_the_latent_activations() -> None:
     assert mean_code(0.1) < 0.5 * mean_code(0.0)
 
 
-def test_with_ema_training_keeps_the_moving_average_of_the_weights() -> None:
-    """One step from the same start: the kept weights are ema × the initial ones + (1 - ema) × the step's."""
+def test_the_weight_average_is_bias_corrected() -> None:
+    """After weights 1, 2, 3 with decay 0.9: (0.81 × 1 + 0.9 × 2 + 3) / (0.81 + 0.9 + 1), the initial
+    weights not counted at all."""
+    model = torch.nn.Linear(1, 1)
+    average = WeightAverage(model, 0.9)  # type: ignore[arg-type]
+    for value in (1.0, 2.0, 3.0):
+        torch.nn.init.constant_(model.weight, value)
+        average.follow(model)  # type: ignore[arg-type]
+    assert average.model.weight.item() == pytest.approx((0.81 + 1.8 + 3.0) / 2.71)
+
+
+def test_with_ema_training_keeps_the_average_not_the_last_weights() -> None:
+    """One optimiser step keeps exactly the stepped weights (no pull back to the random start); two
+    steps keep weights that differ from where the second step left them."""
     windows = np.random.default_rng(0).normal(size=(32, WINDOW, 1)).astype(np.float32)
 
-    def trained(ema: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    def trained(ema: float, batch_size: int) -> dict[str, torch.Tensor]:
         torch.manual_seed(0)
         model = build_model("lstm", ModelShape(WINDOW, 1, 8, 4, 1))
-        initial = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-        fit(model, windows, windows, fit_settings(batch_size=32, learning_rate=1e-2, ema=ema), progress=False)
-        return initial, model.state_dict()
+        fit(model, windows, windows, fit_settings(batch_size=batch_size, learning_rate=1e-2, ema=ema), progress=False)
+        return model.state_dict()
 
-    initial, stepped = trained(0.0)
-    again, averaged = trained(0.75)
+    one_plain, one_average = trained(0.0, 32), trained(0.98, 32)
+    two_plain, two_average = trained(0.0, 16), trained(0.98, 16)
 
-    assert all(torch.equal(initial[name], again[name]) for name in initial)
-    assert not any(torch.equal(initial[name], stepped[name]) for name in initial)
-    for name, tensor in averaged.items():
-        torch.testing.assert_close(tensor, 0.75 * initial[name] + 0.25 * stepped[name])
+    assert all(torch.equal(one_plain[name], one_average[name]) for name in one_plain)
+    assert not any(torch.equal(two_plain[name], two_average[name]) for name in two_plain)
 
 
 def test_cuda_is_used_when_available_and_a_clear_error_otherwise() -> None:
