@@ -1,7 +1,7 @@
 """Throughput of the monitor against the real broker, and of its parts, measured in one run.
 
     python bench/throughput.py [--series 1000] [--points 700] [--window 32] [--hidden 32] [--stride 4] [--repeats 3]
-    python bench/throughput.py --series-sweep 1000,10000,100000 [--sweep-records 500000] [--sweep-repeats 3]
+    python bench/throughput.py --series-sweep 1000,10000,100000 [--sweep-records 500000] [--sweep-repeats 5]
                                                                  [--sweep-compare-up-to 10000]
 
 The defaults are the shipped model (window 32, hidden 32, latent 16) and the shipped stride 1, measured
@@ -16,8 +16,10 @@ with each Kafka client (`kafka.client`: kafka-python, confluent-kafka):
     rest of the stream is produced and measured (stride 1: at most `--stride1-records` records);
 (d) the naive loop: one forward call per incoming point.
 (a) and (c) run `--repeats` times per client, in turn, and their figures are the medians (a run of (c) at
-stride 4 reads for a few seconds, and single runs move by 10 to 20%). It prints points/s and windows/s for
-each, and one line of ratios per client.
+stride 4 reads for a few seconds, and single runs move by 10 to 20%); the scorer alone on one thread is
+timed again before each run of (c) at stride 1. It prints points/s and windows/s for each, and one line of
+ratios per client, each the median over the repeats of a run against the baseline measured just before
+it (the raw consume, the scorer alone): the host's speed drifts within a run by more than they differ.
 
 `--series-sweep` measures (c) only, at stride 1 with kafka-python, at each series count: the shipped
 checkpoint settings and `checkpoint.max_replay_s: 0` (every changed series written at every checkpoint,
@@ -25,13 +27,16 @@ as before issue 19), each the median of `--sweep-repeats` stretches of `--sweep-
 first produced once the daemon has read the first `--sweep-skip` points of every series (default: the
 window and the online normalisation's warm-up of series the model never saw, so every count is measured
 in the steady state) and each next one once it has read the last; with the changelog records and bytes
-written per point; then the ratio of each to the first count.
+written per point; then the ratio of each to the first count. The daemons of all counts run side by side
+and take turns, one stretch each, so the counts are measured alternately within the same minutes; the
+ratio of the medians is printed, and the ratio round by round.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -140,6 +145,43 @@ def phases(spec: StreamSpec, bounds: list[int], path: Path) -> Phases:
     return Phases(files, tuple(stream_file(spec, f, *step) for f, step in zip(files, steps, strict=True)))
 
 
+class Turns:
+    """Daemon loops that take turns, each in its own thread, one running at a time: a loop runs one phase of
+    its stream, hands on to the next loop (the last to the first) and waits for its next turn. So the
+    stretches of every series count are measured alternately within the same minutes, and a host that
+    speeds up or slows down (its other tenants) moves every count alike, where counts measured one after
+    the other moved their ratio by 0.2 between runs of the same code. A waiting loop's checkpoints run on
+    a clock that stands still (`clock`), so a wait does not make its series overdue."""
+
+    def __init__(self, members: int) -> None:
+        self._turn = threading.Condition()
+        self._active = list(range(members))
+        self._at = 0
+        self._waited = [0.0] * members
+
+    def wait(self, who: int) -> None:
+        started = time.monotonic()
+        with self._turn:
+            self._turn.wait_for(lambda: self._active[self._at] == who)
+        self._waited[who] += time.monotonic() - started
+
+    def pass_on(self, who: int, done: bool = False) -> None:
+        """The next loop's turn; `done`: this loop leaves the rotation."""
+        with self._turn:
+            i = self._active.index(who)
+            if done:
+                self._active.pop(i)
+                self._at = i % len(self._active) if self._active else 0
+            else:
+                self._at = (i + 1) % len(self._active)
+            self._turn.notify_all()
+
+    def clock(self, who: int) -> Callable[[], float]:
+        """`time.monotonic` less the time `who` waits from now on."""
+        before = self._waited[who]
+        return lambda: time.monotonic() - (self._waited[who] - before)
+
+
 def daemon_loop(
     server: str,
     stream: Phases,
@@ -150,13 +192,15 @@ def daemon_loop(
     checkpoint: bool | dict = True,
     backend: str = "torch",
     client: str = "kafka-python",
-) -> list[tuple[int, int, float]]:
+    turns: tuple[Turns, int] | None = None,
+) -> tuple[list[tuple[int, int, float]], Counter[str]]:
     """`monitor run` as shipped (`build_service`: checkpoints, model reload, HTTP endpoint) on a fresh topic
     holding the warm-up file of `stream`; each time it has read all that is on the topic, the next file is
     produced, and the run is measured from its first record to its last: returns (points, windows,
-    seconds) of each measured file (the stop's final checkpoint is not throughput), and leaves the
-    changelog records and bytes written while measured in `CHANGELOG`. `checkpoint`: on or off, or the
-    `checkpoint` section itself.
+    seconds) of each measured file (the stop's final checkpoint is not throughput), and the changelog
+    records and bytes (key + value) written while measured. `checkpoint`: on or off, or the `checkpoint`
+    section itself. `turns`: the rotation and this loop's place in it; it waits for its turn before its
+    warm-up and before each measured file.
 
     Why in phases: kafka-python reads a backlog's partitions at rates as far apart as 2 to 1, so when the
     first N records of a single topic have been read, some partitions are through their share of N and
@@ -164,6 +208,8 @@ def daemon_loop(
     normalisation's warm-up: a one-off at 100,000 series with `online_warmup` 16 found two partitions read to
     their end and one 80% through, and a quarter of the measured windows still learning their series'
     normalisation). A topic read to its end has every series past them."""
+    rotation, me = turns if turns is not None else (Turns(1), 0)
+    rotation.wait(me)
     topic = fresh("metrics")
     produce_file(server, topic, stream.files[0])
     config = parse_config(
@@ -181,12 +227,13 @@ def daemon_loop(
     service, release = build_service(config)
     read, polled, produced = service.source.poll, [0], [1]
     ends = list(accumulate(stream.records))
+    written: Counter[str] = Counter()
     started: list[tuple[float, int, int, Counter[str]]] = []
     spans: list[tuple[tuple[float, int, int, Counter[str]], ...]] = []
 
     def mark() -> tuple[float, int, int, Counter[str]]:
         s = service.summary
-        return time.perf_counter(), s.points, s.windows_scored, CHANGELOG.copy()
+        return time.perf_counter(), s.points, s.windows_scored, written.copy()
 
     def poll() -> list:
         if polled[0] >= ends[produced[0] - 1]:  # all that is on the topic was read
@@ -195,6 +242,8 @@ def daemon_loop(
             if produced[0] == len(ends):
                 service.stop.set()
                 return []
+            rotation.pass_on(me)
+            rotation.wait(me)
             produce_file(server, topic, stream.files[produced[0]], create=False)
             produced[0] += 1
         messages = read()
@@ -205,25 +254,25 @@ def daemon_loop(
 
     service.source.poll = poll  # type: ignore[method-assign]
     if service.checkpoints is not None:
-        service.checkpoints.changelog.write = _counted(service.checkpoints.changelog.write)  # type: ignore[method-assign]
-    service.run()
-    release()
-    CHANGELOG.clear()
+        service.checkpoints.clock = rotation.clock(me)
+        service.checkpoints.changelog.write = _counted(service.checkpoints.changelog.write, written)  # type: ignore[method-assign]
+    try:
+        service.run()
+        release()
+    finally:
+        rotation.pass_on(me, done=True)
+    measured: Counter[str] = Counter()
     for (_, _, _, c0), (_, _, _, c1) in spans:
-        CHANGELOG.update(c1 - c0)
-    return [(p1 - p0, w1 - w0, t1 - t0) for (t0, p0, w0, _), (t1, p1, w1, _) in spans]
+        measured.update(c1 - c0)
+    return [(p1 - p0, w1 - w0, t1 - t0) for (t0, p0, w0, _), (t1, p1, w1, _) in spans], measured
 
 
-CHANGELOG: Counter[str] = Counter()
-"""Changelog records and bytes (key + value) the last `daemon_loop` wrote while it was measured."""
-
-
-def _counted(write: Callable[[int, bytes, bytes | None], None]) -> Callable[[int, bytes, bytes | None], None]:
-    CHANGELOG.clear()
-
+def _counted(
+    write: Callable[[int, bytes, bytes | None], None], written: Counter[str]
+) -> Callable[[int, bytes, bytes | None], None]:
     def counted(partition: int, key: bytes, value: bytes | None) -> None:
-        CHANGELOG["records"] += 1
-        CHANGELOG["bytes"] += len(key) + len(value or b"")
+        written["records"] += 1
+        written["bytes"] += len(key) + len(value or b"")
         write(partition, key, value)
 
     return counted
@@ -234,35 +283,61 @@ def series_sweep(
 ) -> None:
     """Points/s of the daemon at stride 1 along the series axis, shipped checkpoints against writing every
     changed series at every checkpoint (up to `compare` series: beyond, its window fill alone takes many
-    minutes), each the median of `repeats` stretches of `measured` records once the windows are full."""
+    minutes), each the median of `repeats` stretches of `measured` records once the windows are full. The
+    loops of all counts and designs run side by side and take turns (`Turns`), the largest count first, so
+    round r measures the r-th stretch of each one after the other."""
     designs = {"shipped": {}, "max_replay_s 0": {"max_replay_s": 0}}
-    rows, rates, runs = [("series", "checkpoints", "points/s", "windows/s", "records/point", "bytes/point")], {}, []
+    members = [(n, name) for n in sorted(counts, reverse=True) for name in designs if not designs[name] or n <= compare]
+    streams = {}
     for n in counts:
         bounds = [skip + i * -(-measured // n) for i in range(repeats + 1)]  # the warm-up's end, each stretch's
         spec = StreamSpec(series=n, points=bounds[-1], healthy=bounds[-1] // 2, anomalous_series=0)
-        stream = phases(spec, bounds, Path(model).parent / f"stream-{n}")
-        print(f"{sum(stream.records):,} records ({n:,} series), {repeats} × {stream.records[1]:,} measured ...",
+        streams[n] = phases(spec, bounds, Path(model).parent / f"stream-{n}")
+        print(f"{sum(streams[n].records):,} records ({n:,} series), {repeats} × {streams[n].records[1]:,} measured",
               flush=True)  # fmt: skip
-        for name, section in designs.items():
-            if section and n > compare:
-                continue
-            parts = daemon_loop(server, stream, model, window, 1, checkpoint=section)
-            rates[n, name] = statistics.median(p / s for p, _, s in parts)
-            points = sum(p for p, _, _ in parts)
-            windows = statistics.median(w / s for _, w, s in parts)
-            rows.append((f"{n:,}", name, f"{rates[n, name]:,.0f}", f"{windows:,.0f}",
-                         f"{CHANGELOG['records'] / points:.4f}", f"{CHANGELOG['bytes'] / points:,.1f}"))  # fmt: skip
-            runs.append(f"runs {n:,} {name}, points/s: " + "/".join(f"{p / s:,.0f}" for p, _, s in parts))
-            print(" ".join(rows[-1]), flush=True)
+    rotation = Turns(len(members))
+    results: dict[tuple[int, str], tuple[list[tuple[int, int, float]], Counter[str]]] = {}
+    failed: list[BaseException] = []
+
+    def member(i: int, n: int, name: str) -> None:
+        try:
+            results[n, name] = daemon_loop(server, streams[n], model, window, 1, checkpoint=designs[name],
+                                           turns=(rotation, i))  # fmt: skip
+        except BaseException as exc:  # reported after the others finished
+            failed.append(exc)
+
+    threads = [threading.Thread(target=member, args=(i, *m)) for i, m in enumerate(members)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for stream in streams.values():
         stream.remove()
+    if failed:
+        raise failed[0]
+    rows, rates = [("series", "checkpoints", "points/s", "windows/s", "records/point", "bytes/point")], {}
+    for n, name in sorted(results):
+        parts, written = results[n, name]
+        rates[n, name] = [p / s for p, _, s in parts]
+        points = sum(p for p, _, _ in parts)
+        windows = statistics.median(w / s for _, w, s in parts)
+        rows.append((f"{n:,}", name, f"{statistics.median(rates[n, name]):,.0f}", f"{windows:,.0f}",
+                     f"{written['records'] / points:.4f}", f"{written['bytes'] / points:,.1f}"))  # fmt: skip
     print(table(rows))
-    print("\n".join(runs))
+    for (n, name), runs in sorted(rates.items()):
+        print(f"runs {n:,} {name}, points/s: " + "/".join(f"{r:,.0f}" for r in runs))
     for name in designs:
         if (counts[0], name) not in rates:  # a design measured only up to --sweep-compare-up-to
             continue
         base = rates[counts[0], name]
-        ratios = (f"{n}/{counts[0]}={rates[n, name] / base:.2f}" for n in counts[1:] if (n, name) in rates)
+        others = [n for n in counts[1:] if (n, name) in rates]
+        if not others:
+            continue
+        ratios = (f"{n}/{counts[0]}={statistics.median(rates[n, name]) / statistics.median(base):.2f}" for n in others)
         print(f"ratios {name}: " + " ".join(ratios))
+        for n in others:
+            rounds = (f"{r / b:.2f}" for r, b in zip(rates[n, name], base, strict=True))
+            print(f"  round by round {n}/{counts[0]}: " + "/".join(rounds))
 
 
 def naive(scorer: TorchScorer, window: int, count: int = 2000) -> float:
@@ -288,6 +363,13 @@ def median_run(runs: list[tuple[int, int, float]]) -> tuple[int, int, float]:
     return sorted(runs, key=lambda run: run[0] / run[2])[(len(runs) - 1) // 2]
 
 
+def paired(runs: list[tuple[int, int, float]], baselines: list[float], windows: bool = False) -> float:
+    """The median over repeats of a daemon run's points/s (or windows/s) against the baseline measured just
+    before it: the host's speed drifts within a run by more than the figures differ, so each ratio pairs
+    figures measured minutes apart at most."""
+    return statistics.median((w if windows else p) / s / b for (p, w, s), b in zip(runs, baselines, strict=True))
+
+
 def steady_after(window: int, stride: int) -> int:
     """Points per series before the steady state: the window full, then the online normalisation's warm-up
     (`online_warmup` windows, one every `stride` points) of series the model never saw."""
@@ -304,7 +386,7 @@ def main() -> None:
     parser.add_argument("--stride1-records", type=int, default=200_000, help="records measured at stride 1")
     parser.add_argument("--series-sweep", help="comma-separated series counts: the daemon at stride 1 only")
     parser.add_argument("--sweep-records", type=int, default=500_000, help="records of each measured stretch")
-    parser.add_argument("--sweep-repeats", type=int, default=3, help="measured stretches per count (median)")
+    parser.add_argument("--sweep-repeats", type=int, default=5, help="measured stretches per count (median)")
     parser.add_argument("--sweep-skip", type=int, default=0, help="points per series before the measurement")
     parser.add_argument("--sweep-compare-up-to", type=int, default=10_000, help="series counts with max_replay_s 0")
     parser.add_argument("--repeats", type=int, default=3, help="runs of (a) and (c) per client; medians are printed")
@@ -338,21 +420,22 @@ def main() -> None:
     torch.set_num_threads(1)  # the scorers set it process-wide; the rest of the run measures one thread
     backend_rates = backends(model, args.window)
     one = scorer_rates["shipped", 1]
-    runs: dict[str, tuple[list[float], list[tuple[int, int, float]], list[tuple[int, int, float]]]] = {}
+    runs: dict[str, tuple[list[float], list[float], list[tuple[int, int, float]], list[tuple[int, int, float]]]] = {}
     settled1 = steady_after(args.window, 1)
     last1 = min(settled1 + -(-args.stride1_records // args.series), args.points)
     streams = (phases(spec, [settled1, last1], path.with_name("stride1")), phases(spec, [settled, args.points], path))
     for client in CLIENTS:
-        raws, stride1, strided = runs[client] = [], [], []
+        raws, scorers, stride1, strided = runs[client] = [], [], [], []
         for _ in range(args.repeats):
             raw_points, raw_s = raw_consume(server, topic, total, client)
             raws.append(raw_points / raw_s)
-            stride1 += daemon_loop(server, streams[0], model, args.window, 1, client=client)
-            strided += daemon_loop(server, streams[1], model, args.window, args.stride, client=client)
+            scorers.append(scorer_alone(TorchScorer.from_path(model), args.window))
+            stride1 += daemon_loop(server, streams[0], model, args.window, 1, client=client)[0]
+            strided += daemon_loop(server, streams[1], model, args.window, args.stride, client=client)[0]
     for stream in streams:
         stream.remove()
     naive_rate = naive(scorer, args.window)
-    per_client = {c: (statistics.median(r), median_run(s1), median_run(sd)) for c, (r, s1, sd) in runs.items()}
+    per_client = {c: (statistics.median(r), median_run(s1), median_run(sd)) for c, (r, _, s1, sd) in runs.items()}
 
     rows = [
         ("measurement", "points/s", "windows/s"),
@@ -369,15 +452,17 @@ def main() -> None:
         ]
     rows.append(("(d) naive, one forward per point", f"{naive_rate:,.0f}", f"{naive_rate:,.0f}"))
     print(table(rows))
-    for client, (raw, (p1, w1, s1), (pd, _wd, sd)) in per_client.items():
+    for client, (raws, scorers, stride1, strided) in runs.items():
+        _, (p1, _w1, s1), _ = per_client[client]
         print(
-            f"ratios {client}: e2e_stride1/scorer_1thread={w1 / s1 / one:.2f} "
-            f"e2e_stride{args.stride}/raw_consume={pd / sd / raw:.2f} "
+            f"ratios {client}: e2e_stride1/scorer_1thread={paired(stride1, scorers, windows=True):.2f} "
+            f"e2e_stride{args.stride}/raw_consume={paired(strided, raws):.2f} "
             f"e2e_stride1/naive={p1 / s1 / naive_rate:.1f} points_per_s_stride1={p1 / s1:,.0f}"
         )
-    for client, (raws, stride1, strided) in runs.items():
+    for client, (raws, scorers, stride1, strided) in runs.items():
         print(
-            f"runs {client}, points/s: raw_consume={'/'.join(f'{r:,.0f}' for r in raws)} "
+            f"runs {client}: scorer_1thread={'/'.join(f'{r:,.0f}' for r in scorers)} windows/s, "
+            f"points/s: raw_consume={'/'.join(f'{r:,.0f}' for r in raws)} "
             f"stride1={'/'.join(f'{p / s:,.0f}' for p, _, s in stride1)} "
             f"stride{args.stride}={'/'.join(f'{p / s:,.0f}' for p, _, s in strided)}"
         )
