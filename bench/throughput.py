@@ -35,6 +35,7 @@ ratio of the medians is printed, and the ratio round by round.
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import threading
 import time
@@ -209,6 +210,27 @@ def daemon_loop(
     their end and one 80% through, and a quarter of the measured windows still learning their series'
     normalisation). A topic read to its end has every series past them."""
     rotation, me = turns if turns is not None else (Turns(1), 0)
+    try:
+        return _run(server, stream, model, window, stride, overlap, checkpoint, backend, client, rotation, me)
+    finally:
+        gc.collect()  # the daemon's state is freed in this loop's turn, not in the next one's
+        rotation.pass_on(me, done=True)
+
+
+def _run(
+    server: str,
+    stream: Phases,
+    model: Path,
+    window: int,
+    stride: int,
+    overlap: bool,
+    checkpoint: bool | dict,
+    backend: str,
+    client: str,
+    rotation: Turns,
+    me: int,
+) -> tuple[list[tuple[int, int, float]], Counter[str]]:
+    """`daemon_loop`'s run, in `rotation`'s turns for `me`."""
     rotation.wait(me)
     topic = fresh("metrics")
     produce_file(server, topic, stream.files[0])
@@ -239,7 +261,9 @@ def daemon_loop(
         if polled[0] >= ends[produced[0] - 1]:  # all that is on the topic was read
             if started:
                 spans.append((started.pop(), mark()))
-            if produced[0] == len(ends):
+            if produced[0] == len(ends):  # stop only once every loop has measured its last stretch: a stop
+                rotation.pass_on(me)  # (the final checkpoint, the state freed, the collector's thresholds
+                rotation.wait(me)  # put back) then overlaps no other loop's measurement
                 service.stop.set()
                 return []
             rotation.pass_on(me)
@@ -256,11 +280,8 @@ def daemon_loop(
     if service.checkpoints is not None:
         service.checkpoints.clock = rotation.clock(me)
         service.checkpoints.changelog.write = _counted(service.checkpoints.changelog.write, written)  # type: ignore[method-assign]
-    try:
-        service.run()
-        release()
-    finally:
-        rotation.pass_on(me, done=True)
+    service.run()
+    release()
     measured: Counter[str] = Counter()
     for (_, _, _, c0), (_, _, _, c1) in spans:
         measured.update(c1 - c0)
@@ -285,7 +306,8 @@ def series_sweep(
     changed series at every checkpoint (up to `compare` series: beyond, its window fill alone takes many
     minutes), each the median of `repeats` stretches of `measured` records once the windows are full. The
     loops of all counts and designs run side by side and take turns (`Turns`), the largest count first, so
-    round r measures the r-th stretch of each one after the other."""
+    round r measures the r-th stretch of each one after the other; each stops in a turn of its own after
+    the last round."""
     designs = {"shipped": {}, "max_replay_s 0": {"max_replay_s": 0}}
     members = [(n, name) for n in sorted(counts, reverse=True) for name in designs if not designs[name] or n <= compare]
     streams = {}
