@@ -201,7 +201,7 @@ def daemon_loop(
     seconds) of each measured file (the stop's final checkpoint is not throughput), and the changelog
     records and bytes (key + value) written while measured. `checkpoint`: on or off, or the `checkpoint`
     section itself. `turns`: the rotation and this loop's place in it; it waits for its turn before its
-    warm-up and before each measured file.
+    warm-up, before each measured file and before it stops (the caller hands the last turn on).
 
     Why in phases: kafka-python reads a backlog's partitions at rates as far apart as 2 to 1, so when the
     first N records of a single topic have been read, some partitions are through their share of N and
@@ -210,27 +210,6 @@ def daemon_loop(
     their end and one 80% through, and a quarter of the measured windows still learning their series'
     normalisation). A topic read to its end has every series past them."""
     rotation, me = turns if turns is not None else (Turns(1), 0)
-    try:
-        return _run(server, stream, model, window, stride, overlap, checkpoint, backend, client, rotation, me)
-    finally:
-        gc.collect()  # the daemon's state is freed in this loop's turn, not in the next one's
-        rotation.pass_on(me, done=True)
-
-
-def _run(
-    server: str,
-    stream: Phases,
-    model: Path,
-    window: int,
-    stride: int,
-    overlap: bool,
-    checkpoint: bool | dict,
-    backend: str,
-    client: str,
-    rotation: Turns,
-    me: int,
-) -> tuple[list[tuple[int, int, float]], Counter[str]]:
-    """`daemon_loop`'s run, in `rotation`'s turns for `me`."""
     rotation.wait(me)
     topic = fresh("metrics")
     produce_file(server, topic, stream.files[0])
@@ -327,6 +306,9 @@ def series_sweep(
                                            turns=(rotation, i))  # fmt: skip
         except BaseException as exc:  # reported after the others finished
             failed.append(exc)
+        finally:
+            gc.collect()  # the daemon's state is freed in this loop's turn, not in the next one's
+            rotation.pass_on(i, done=True)
 
     threads = [threading.Thread(target=member, args=(i, *m)) for i, m in enumerate(members)]
     for thread in threads:
