@@ -123,6 +123,19 @@ def parts_of(
     return parts
 
 
+def tracked_names(series: list[str], parts: list[Part]) -> list[str]:
+    """The poll's series names as the strings their window stores key them by (`WindowStore.names`), so
+    that the dicts of series they are looked up in next match them on identity; a point no detector
+    wants keeps its own."""
+    if len(parts) == 1 and len(parts[0].at) == len(series):
+        return parts[0].detector.windows.names(parts[0].slots)
+    named = series.copy()
+    for part in parts:
+        for i, name in zip(part.at.tolist(), part.detector.windows.names(part.slots), strict=True):
+            named[i] = name
+    return named
+
+
 def feature_rows(points: list[Point], features: tuple[str, ...]) -> np.ndarray | None:
     """The points' values as rows in `features` order; None when one of them lacks a feature."""
     values = map(VALUES, points)

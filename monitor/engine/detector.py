@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from monitor.engine.alerting import AlertSettings, AlertTracker
-from monitor.engine.columns import SERIES, TS, Columns, parts_of
+from monitor.engine.columns import SERIES, TS, Columns, parts_of, tracked_names
 from monitor.engine.entities import EntityAssembler, Selector
 from monitor.engine.feedback import FeedbackBook
 from monitor.engine.scoring import Scorer
@@ -270,7 +270,8 @@ class Engine:
         parts = parts_of(points, series, owners, distinct)
         if parts is None:
             return None
-        return Columns(points, series, owners, np.fromiter(map(TS, points), float, len(points)), parts)
+        ts = np.fromiter(map(TS, points), float, len(points))
+        return Columns(points, tracked_names(series, parts), owners, ts, parts)
 
     def start_columns(self, columns: Columns, executor: Executor | None = None) -> list[Future[Outcome]]:
         """`start` for a poll in columns: the same windows and scoring, without Python per point."""

@@ -190,3 +190,27 @@ def test_the_checkpoint_leaves_a_poll_it_cannot_take_as_columns_untouched():
     _, replayed = take(poll(range(11, 13)))
     assert replayed is not None and replayed.tolist() == [False] * 3 + [True] * 3
     assert checkpoints.counts["replayed"] == 3
+
+
+MIXED = ["web-0/cpu", "db-0/cpu", "other/cpu", "web-1/cpu"]
+"""Series of the web detector, of the db detector when there is one, and of no detector."""
+
+
+@pytest.mark.parametrize(("two_detectors", "names"), [(False, MIXED[::3]), (False, MIXED), (True, MIXED)])
+def test_a_poll_in_columns_names_its_series_with_the_window_stores_own_strings(two_detectors, names):
+    """Decoding makes a new string per point; the columns carry the one each series' window store keys it
+    by instead (the later dict lookups then match on identity), in poll order, and a point no detector
+    wants keeps its own."""
+    e = engine(two_detectors, 1000)
+    e.finish(e.start(e.routed([pt(name, 0, 1.0) for name in names])))
+    fresh = [pt("".join(name), 1, 1.0) for name in names]  # equal names, other strings
+    assert not any(p.series is name for p, name in zip(fresh, names, strict=True))
+    columns = e.columns(fresh)
+    assert columns is not None and columns.series == [p.series for p in fresh]
+    for point, name in zip(fresh, columns.series, strict=True):
+        owner = e.owner(name)
+        if owner is None:
+            assert name is point.series
+        else:
+            assert name is owner.windows.names(owner.windows.slots_of([name]))[0]
+            assert name is next(key for key in owner.windows._slots if key == name)
