@@ -199,15 +199,19 @@ def replay(config: Path, values: np.ndarray) -> list[tuple[str, float]]:
     engine, size = build_engine(loaded), loaded.kafka.max_poll_records
     names = [f"h{k}" for k in range(values.shape[0])]
     firing: list[tuple[str, float]] = []
+
+    def process(poll: list[Point]) -> None:
+        firing.extend((a.series, a.at) for a in engine.process(poll).alerts if a.status == "firing")
+
     poll: list[Point] = []
     for i in tqdm(range(values.shape[1]), desc="replay", unit="step", mininterval=5):
         ts = START_TS + STEP_S * i
         for name, value in zip(names, values[:, i].tolist(), strict=True):
             poll.append(Point(name, ts, {"value": value}))
             if len(poll) == size:
-                firing += [(a.series, a.at) for a in engine.process(poll).alerts if a.status == "firing"]
+                process(poll)
                 poll = []
-    firing += [(a.series, a.at) for a in engine.process(poll).alerts if a.status == "firing"]
+    process(poll)
     return firing
 
 
