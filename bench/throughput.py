@@ -1,6 +1,6 @@
 """Throughput of the monitor against the real broker, and of its parts, measured in one run.
 
-    python bench/throughput.py [--series 1000] [--points 700] [--window 32] [--hidden 32] [--stride 4] [--repeats 3]
+    python bench/throughput.py [--series 1000] [--points 760] [--window 32] [--hidden 32] [--stride 4] [--repeats 3]
     python bench/throughput.py --series-sweep 1000,10000,100000 [--sweep-records 500000] [--sweep-repeats 5]
                                                                  [--sweep-compare-up-to 10000]
 
@@ -11,9 +11,10 @@ with each Kafka client (`kafka.client`: kafka-python, confluent-kafka):
     for the heavier window 64 / hidden 64 one, and per backend (torch, ONNX Runtime) at batch 1 and 256;
 (c) the daemon as `monitor run` builds it (checkpoints, reload, HTTP endpoint) at stride 1 and at
     `--stride`, with scoring overlapping the next poll, in the steady state of a long run: the daemon first
-    reads a topic holding the points until every series' window is full and its online normalisation
-    settled (the model never saw these series: `window + stride × online_warmup` points each), then the
-    rest of the stream is produced and measured (stride 1: at most `--stride1-records` records);
+    reads a topic holding the points until every series' window is full, its online normalisation settled
+    and its threshold warmed up (the model never saw these series: `window + stride × (online_warmup +
+    threshold warmup)` points each), then the rest of the stream is produced and measured (stride 1: at
+    most `--stride1-records` records);
 (d) the naive loop: one forward call per incoming point.
 (a) and (c) run `--repeats` times per client, in turn, and their figures are the medians (a run of (c) at
 stride 4 reads for a few seconds, and single runs move by 10 to 20%); the scorer alone on one thread is
@@ -25,11 +26,11 @@ it (the raw consume, the scorer alone): the host's speed drifts within a run by 
 checkpoint settings and `checkpoint.max_replay_s: 0` (every changed series written at every checkpoint,
 as before issue 19), each the median of `--sweep-repeats` stretches of `--sweep-records` records, the
 first produced once the daemon has read the first `--sweep-skip` points of every series (default: the
-window and the online normalisation's warm-up of series the model never saw, so every count is measured
-in the steady state) and each next one once it has read the last; with the changelog records and bytes
-written per point; then the ratio of each to the first count. The daemons of all counts run side by side
-and take turns, one stretch each, so the counts are measured alternately within the same minutes; the
-ratio of the medians is printed, and the ratio round by round.
+window, the online normalisation's warm-up of series the model never saw and the thresholds' warm-up, so
+every count is measured in the steady state) and each next one once it has read the last; with the
+changelog records and bytes written per point; then the ratio of each to the first count. The daemons of
+all counts run side by side and take turns, one stretch each, so the counts are measured alternately
+within the same minutes; the ratio of the medians is printed, and the ratio round by round.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from kafka import KafkaConsumer
 from monitor.config import parse_config
 from monitor.config.model import ModelSettings
 from monitor.engine.detector import DetectorSettings
+from monitor.engine.threshold import ThresholdSettings
 from monitor.formats.native import decode_json
 from monitor.models import TorchScorer
 from monitor.service.daemon import build_service
@@ -376,14 +378,15 @@ def paired(runs: list[tuple[int, int, float]], baselines: list[float], windows: 
 
 def steady_after(window: int, stride: int) -> int:
     """Points per series before the steady state: the window full, then the online normalisation's warm-up
-    (`online_warmup` windows, one every `stride` points) of series the model never saw."""
-    return window + stride * ModelSettings().online_warmup
+    (`online_warmup` windows, one every `stride` points) of series the model never saw, then the thresholds'
+    (`warmup` windows), after which every window is also followed by the alert tracker."""
+    return window + stride * (ModelSettings().online_warmup + ThresholdSettings().warmup)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=1000)
-    parser.add_argument("--points", type=int, default=700, help="points per series")
+    parser.add_argument("--points", type=int, default=760, help="points per series")
     parser.add_argument("--window", type=int, default=DetectorSettings().window)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--stride", type=int, default=4, help="the second stride measured in (c)")

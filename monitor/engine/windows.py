@@ -30,7 +30,7 @@ from __future__ import annotations
 import bisect
 import math
 from array import array
-from collections import Counter, OrderedDict, deque
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +41,10 @@ from monitor.engine.columns import by_series
 from monitor.records import Point, Window, WindowBatch
 
 DUPLICATE_POLICIES = ("first", "last")
+FREE = 2**63 - 1
+"""The update number of a slot that holds no series: never the least recently updated."""
+EVICTION_CANDIDATES = 256
+"""Least recently updated series found in one pass over the slots, to be evicted one by one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +115,17 @@ class WindowStore:
         """Points used after a rule changed them: reordered, duplicate_replaced, gap_filled, gap_reset."""
         self.accepted = 0
         """Points taken into a buffer (held back or not); with the drops and replacements, every point."""
-        self._slots: OrderedDict[str, int] = OrderedDict()
-        """Series → slot, least recently updated first."""
+        self._slots: dict[str, int] = {}
+        """Series → slot."""
+        self._updated = array("q")
+        """Each slot's last update, numbered in order (`FREE`: no series), for evicting the least recently
+        updated series. A number per slot, written for a whole poll in one numpy call, instead of keeping
+        the series in that order (an `OrderedDict`): at 100,000 series moving a series to the end of it
+        costs 0.3 µs of cache misses a point."""
+        self._updates = 0
+        self._oldest: list[tuple[int, int]] = []
+        """The least recently updated series when they were last looked for, as (slot, its update), newest
+        first: the next to evict, unless updated (or let go) since."""
         self._names: list[str] = []
         """Each slot's series: the very string `_slots` holds as its key (`names`)."""
         self._free: list[int] = []
@@ -172,7 +185,7 @@ class WindowStore:
             if row is not None:
                 taken.append(i)
                 names.append(point.series)
-                slotted.append(slot_of(point))  # every point moves its series up the LRU order
+                slotted.append(slot_of(point))  # every point numbers its series' update
                 stamps.append(point.ts)
                 rows.append(row)
         if taken:
@@ -200,9 +213,10 @@ class WindowStore:
         self, series: list[str], slots: np.ndarray, ts: np.ndarray, values: np.ndarray, batch: WindowBatch
     ) -> None:
         """`collect_many` for a poll already in columns (one row of `values` a point, in feature order) of
-        tracked series (`slots_of`): no Python per point, each point moving its series up the
-        least-recently-updated order in C."""
-        deque(map(self._slots.move_to_end, series), maxlen=0)
+        tracked series (`slots_of`): no Python per point; each point numbers its series' update."""
+        updates = np.arange(self._updates, self._updates + len(slots))
+        np.maximum.at(_view(self._updated), slots, updates)  # a series' last point in the poll wins
+        self._updates += len(slots)
         self._collect(series, np.arange(len(series)), slots, ts, values, batch)
 
     def _bulk(self) -> bool:
@@ -404,11 +418,17 @@ class WindowStore:
 
     def _slot(self, point: Point) -> int:
         slot = self._slots.get(point.series)
-        if slot is not None:
-            self._slots.move_to_end(point.series)
-            return slot
+        if slot is None:
+            slot = self._new_slot(point)
+        self._updated[slot], self._updates = self._updates, self._updates + 1
+        return slot
+
+    def _new_slot(self, point: Point) -> int:
+        """A slot for a series not tracked yet, evicting the least recently updated one when full."""
         if len(self._slots) >= self.max_series:
-            evicted, old = self._slots.popitem(last=False)
+            old = self._least_recent()
+            evicted = self._names[old]
+            del self._slots[evicted]
             self._release(old)
             self.dropped["evicted_series"] += 1
             if self.on_evict is not None:
@@ -421,6 +441,20 @@ class WindowStore:
         self._restart(slot)
         return slot
 
+    def _least_recent(self) -> int:
+        """The slot of the least recently updated series. `EVICTION_CANDIDATES` of the oldest are found in
+        one pass; one not updated since is still older than every other series (updates only number
+        upwards), so it is the answer until none is left."""
+        while True:
+            while self._oldest:
+                slot, update = self._oldest.pop()
+                if self._updated[slot] == update:
+                    return slot
+            updated, k = _view(self._updated), min(EVICTION_CANDIDATES, len(self._slots))
+            found = np.argpartition(updated, k - 1)[:k]  # all of tracked series: a free slot's is FREE
+            found = found[np.argsort(updated[found])[::-1]]
+            self._oldest = list(zip(found.tolist(), updated[found].tolist(), strict=True))
+
     def _allocate(self) -> int:
         if not self._free:
             size = len(self._pos)
@@ -429,6 +463,7 @@ class WindowStore:
             self._ts = np.concatenate([self._ts, np.zeros((grown - size, self.window))])
             for counter in (self._pos, self._filled, self._since):
                 counter.extend([0] * (grown - size))
+            self._updated.extend([FREE] * (grown - size))
             for stamps in (self._last, self._newest):
                 stamps.extend([-math.inf] * (grown - size))
             self._labels.extend([{}] * (grown - size))
@@ -440,6 +475,7 @@ class WindowStore:
         self._held.pop(slot, None)
         self._labels[slot] = {}
         self._names[slot] = ""
+        self._updated[slot] = FREE
         self._free.append(slot)
 
     def _restart(self, slot: int) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter, OrderedDict
+from unittest.mock import patch
+
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from monitor.engine import windows
 from monitor.engine.windows import WindowStore
-from monitor.records import Point, Window
+from monitor.records import Point, Window, WindowBatch
 
 T0 = 1795723200.0
 
@@ -128,6 +134,43 @@ def test_least_recently_updated_series_is_evicted():
     s.add(pt(0, series="d"))
     assert evicted == ["b", "a"]
     assert s.dropped["evicted_series"] == 2
+
+
+polls = st.lists(st.tuples(st.lists(st.sampled_from("abcdefg"), min_size=1, max_size=4), st.booleans()), max_size=40)
+
+
+@given(polls, st.integers(1, 5), st.integers(1, 3))
+@example([(["a", "b"], False), (["a", "b", "a"], True), (["c"], False)], 2, 1)  # b is older than a
+@settings(max_examples=200, deadline=None)
+def test_the_least_recently_updated_series_is_evicted_whichever_way_its_points_came(stream, max_series, candidates):
+    """Polls taken point by point or in columns (when all their series are tracked), against the order an
+    `OrderedDict` keeps when each point moves its series to the end; few eviction candidates at a time,
+    so that they are used up and go stale (updated after they were found)."""
+    evicted: list[str] = []
+    s = store(window=2, stride=1, max_series=max_series, on_evict=evicted.append)
+    order: OrderedDict[str, None] = OrderedDict()
+    expected: list[str] = []
+    clock: Counter[str] = Counter()
+    for names, in_columns in stream:
+        for name in names:
+            if name in order:
+                order.move_to_end(name)
+            elif len(order) >= max_series:
+                expected.append(order.popitem(last=False)[0])
+            order[name] = None
+        ts = []
+        for name in names:
+            clock[name] += 1
+            ts.append(T0 + clock[name])
+        slots = s.slots_of(names)
+        with patch.object(windows, "EVICTION_CANDIDATES", candidates):
+            if in_columns and slots is not None:
+                s.collect_columns(names, slots, np.array(ts), np.ones((len(names), 1)), WindowBatch(2, 1))
+            else:
+                points = [pt(t - T0, series=name) for name, t in zip(names, ts, strict=True)]
+                s.collect_many(points, WindowBatch(2, 1))
+    assert evicted == expected
+    assert sorted(s._slots) == sorted(order)
 
 
 def test_eviction_without_callback_still_counts():
