@@ -97,13 +97,13 @@ def native_polls(series: int, points: int) -> list[list[Message]]:
 
 
 def run(
-    series: int, points: int, measure: int, rate: float, interval_s: float, max_replay_s: float
+    series: int, points: int, measure: int, rate: float, interval_s: float, max_replay_s: float, pages: int
 ) -> dict[str, float]:
     settings = load_config(ROOT / "config.yaml").detectors[0].settings
     engine = Engine([Detector(settings, CheapScorer(settings.window))])
     changelog = CountingChangelog()
     clock = [0.0]
-    checkpoints = Checkpoints(engine, changelog, interval_s, lambda: clock[0], max_replay_s)
+    checkpoints = Checkpoints(engine, changelog, interval_s, lambda: clock[0], max_replay_s, pages)
     checkpoints.on_assigned(range(PARTITIONS))
     checkpoints.sync()
     names = [f"host-{i:06d}/cpu" for i in range(series)]
@@ -159,10 +159,11 @@ def main() -> None:
     shipped = load_config(ROOT / "config.yaml").checkpoint
     parser.add_argument("--interval", type=float, default=shipped.interval_s, help="checkpoint.interval_s")
     parser.add_argument("--max-replay", type=float, default=shipped.max_replay_s, help="checkpoint.max_replay_s")
+    parser.add_argument("--pages", type=int, default=shipped.pages, help="checkpoint.pages")
     args = parser.parse_args()
     rows = [("series", "records/point", "bytes/point", "KiB/s at rate", "replay records at end")]
     for n in (int(s) for s in args.series.split(",")):
-        r = run(n, args.points, args.measure, args.rate, args.interval, args.max_replay)
+        r = run(n, args.points, args.measure, args.rate, args.interval, args.max_replay, args.pages)
         rows.append(
             (
                 f"{n:,}",
@@ -175,7 +176,7 @@ def main() -> None:
         print(f"series={n} " + " ".join(f"{k}={v:.4g}" for k, v in r.items()), flush=True)
     print(
         f"rate {args.rate:,.0f} points/s, {args.points} points per series, last {args.measure} measured, "
-        f"checkpoint.interval_s {args.interval:g}, checkpoint.max_replay_s {args.max_replay:g}"
+        f"checkpoint.interval_s {args.interval:g}, checkpoint.max_replay_s {args.max_replay:g}, checkpoint.pages {args.pages}"
     )
     print(table(rows))
 

@@ -69,6 +69,9 @@ class CheckpointSettings:
     max_replay_s: float = 60.0
     """Each changed series' state is written at least this often (0: at every checkpoint): what a crash or
     a moved partition replays at most, against the bytes written per point."""
+    pages: int = 1024
+    """Pages each partition's states are written in, a record per page: fewer pages, fewer and larger
+    records (a changed series takes its page-mates along)."""
 
     def topic_for(self, group_id: str) -> str:
         return self.topic or f"{group_id}-state-changelog"
@@ -122,6 +125,7 @@ def parse_checkpoint(s: Section) -> CheckpointSettings:
         topic=s.text("topic", None) or d.topic,
         interval_s=s.number("interval_s", d.interval_s, 0.0, 3600.0),
         max_replay_s=s.number("max_replay_s", d.max_replay_s, 0.0, 3600.0),
+        pages=s.integer("pages", d.pages, 1, 1 << 20),
     )
     s.done()
     return settings

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Counter
 
 ADJUSTED = ("reordered", "duplicate_replaced", "gap_filled", "gap_reset")
-RECORDS = ("written", "tombstones", "restored", "incompatible")
+RECORDS = ("written", "pages", "tombstones", "restored", "incompatible")
 
 
 class StateMetrics:
@@ -25,7 +25,8 @@ class StateMetrics:
         )
         self.records = Counter(
             "monitor_state_records",
-            "State changelog records: written, tombstones (evicted series), restored (series), incompatible",
+            "State changelog: series states written, pages (records) written, tombstones (pages emptied), "
+            "series restored, records or states incompatible",
             ["kind"],
             registry=registry,
         )

@@ -1,8 +1,8 @@
 """Engine state that survives restarts and partition moves: a changelog keyed by series, as Kafka Streams keeps.
 
 Every series' state (window buffer, threshold statistics, alert state, what the scorer learned about it)
-is written to a compacted topic, key = series id, into the partition with the number of the metrics
-partition the series comes from, with the offset after the last record whose points are in it. The
+is written to a compacted topic, into the partition with the number of the metrics partition the series
+comes from, with the offset after the last record whose points are in it. The
 service keeps one rule: the offset committed for a partition is never past the first record whose points
 some series' acknowledged state lacks. So a restart, resuming there, rebuilds every series from its last
 written state and the records after it; the changelog is never behind the committed offsets.
@@ -14,6 +14,16 @@ the points a series gets per `max_replay_s`, not the number of series, and a cra
 replays at most about `max_replay_s` of input. A clean stop writes every changed series, so a restart
 replays nothing; `max_replay_s: 0` writes every changed series at every checkpoint.
 
+The states are written in pages: a series belongs to page `crc32(series) mod pages` of its partition
+(`checkpoint.pages`, 1,024 by default), the page's key, and a page is always written whole, every series
+of it in one record. So the records written, each a fixed cost in the Kafka client and the broker
+whatever its size, follow the pages that changed rather than the series: at 100,000 series on 4
+partitions a page holds about 24 series. A series written takes its page-mates along: where few series
+of a page change, more bytes are written than one record per series would. A page left empty (its series
+evicted, moved or released by a clean rewrite) gets a tombstone. Restoring reads records of the first
+schema (one series each, keyed by the series) as well, rewrites their series into pages, and then
+tombstones them, as it does records under keys of another page count.
+
 On assignment the partitions' changelog is read back and each series restored before any record of them
 is scored. Consumption resumes at the committed offset; a replayed record whose points a restored series
 already holds (its offset is below the series' checkpoint offset) is skipped and counted as `replayed`.
@@ -23,7 +33,8 @@ Records after the checkpoint are scored again, so the alerts they raise repeat w
 Rebalances follow kafka-python's eager protocol: `on_assigned` gets the whole new assignment, and the
 consumer keeps its position in partitions it keeps. So the state of a kept partition stays in memory (it
 matches that position), a partition lost (moved away, or the membership lost) is forgotten, and one
-gained is restored (its position starts at the committed offset). An evicted series leaves a tombstone.
+gained is restored (its position starts at the committed offset). An evicted series' page is rewritten
+without it at the next checkpoint.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -43,15 +55,20 @@ from monitor.engine.columns import Columns, first_and_last
 from monitor.engine.detector import Detector, Engine, Routed
 from monitor.logs import event
 from monitor.records import Message
-from monitor.service.checkpoint_codec import decode_state, encode_state
+from monitor.service.checkpoint_codec import StateRecord, decode_page, encode_page
 
 log = logging.getLogger(__name__)
 
 _PARTITION, _OFFSET, _NEXT_OFFSET = attrgetter("partition"), attrgetter("offset"), attrgetter("next_offset")
+PAGES = 1024
+"""Pages a partition's states are spread over (`checkpoint.pages`)."""
+
+Page = tuple[int, bytes]
+"""A changelog partition and a page's key in it."""
 
 
 class Changelog(Protocol):
-    """Where checkpoints go: one record per series, compacted, co-partitioned with the metrics topic."""
+    """Where checkpoints go: one record per page of series, compacted, co-partitioned with the metrics topic."""
 
     def write(self, partition: int, key: bytes, value: bytes | None) -> None:
         """Queue one record (None: a tombstone); the sink's `flush` acknowledges it."""
@@ -91,24 +108,36 @@ class Checkpoints:
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         max_replay_s: float = 0.0,
+        pages: int = PAGES,
     ) -> None:
         self.engine, self.changelog = engine, changelog
         self.interval_s, self.clock, self.max_replay_s = interval_s, clock, max_replay_s
+        self.pages = pages
         self.counts: Counter[str] = Counter()
-        """written, tombstones, restored, incompatible (changelog records not usable), replayed (points)."""
+        """written (series states), pages (records), tombstones, restored (series), incompatible (changelog
+        records not usable), replayed (points)."""
         self._processed = False
         """Records were processed since the last commit."""
         self._last = self._last_write = clock()
         self._origins: dict[str, _Origin] = {}
-        self._dirty: dict[str, tuple[float, int]] = {}
-        """Series (or entities) whose written state lacks points, oldest first: when the first of those came,
-        and its partition (a restart must re-read from that record)."""
+        self._dirty: dict[str, int] = {}
+        """Series (or entities) whose written state lacks points, with their partition."""
+        self._dirty_pages: dict[Page, float] = {}
+        """The pages of those series, oldest first: when the first of their unwritten points came."""
+        self._credit = 0.0
+        """The fraction of a page due but not written yet: a few pages are spread over `max_replay_s` too."""
         self._dirty_in: dict[int, dict[str, int]] = {}
         """The same series by partition, in record order, with the offset of that record: the first one of
         a partition is where its replay starts (found without walking the others' series)."""
         self._urgent: set[str] = set()
-        """Series changed by something that is not a record of their own (a verdict on their alert): written
-        at the next checkpoint, before the offsets of what changed them are committed."""
+        """Series changed by something that is not a record of their own (a verdict on their alert), or
+        restored from a record that is not their page's: written at the next checkpoint, before the offsets
+        of what changed them are committed."""
+        self._members: dict[Page, set[str]] = {}
+        """The tracked series of each page."""
+        self._rewrite: dict[Page, None] = {}
+        """Pages to write at the next checkpoint whatever their series: one lost a series (evicted, moved
+        to another partition), or a key read on restore that is not (or no longer only) a page's."""
         self._evicted: list[tuple[str, str]] = []
         self._held: set[int] = set()
         """Partitions whose state is in memory and matches the consumer's position."""
@@ -156,7 +185,7 @@ class Checkpoints:
     @property
     def pending(self) -> bool:
         """Records were processed since the last commit, or some series' state is not written yet."""
-        return self._processed or bool(self._dirty) or bool(self._evicted) or bool(self._urgent)
+        return self._processed or bool(self._dirty) or bool(self._evicted) or bool(self._urgent or self._rewrite)
 
     @property
     def rebalancing(self) -> bool:
@@ -242,17 +271,19 @@ class Checkpoints:
     def _mark(self, key: str, origin: _Origin, since: float, message: Message) -> None:
         """The series' written state now lacks the points of `message` (its first such record): queue it."""
         origin.dirty = True
-        self._dirty[key] = (since, message.partition)
+        self._dirty[key] = message.partition
         self._dirty_in.setdefault(message.partition, {})[key] = message.offset
+        self._dirty_pages.setdefault(self._page(key, message.partition), since)
 
     def _track(self, key: str, detector: Detector, message: Message) -> _Origin:
         """Start following a series or entity (first point, or re-keyed to another partition). An entity's
         series must share one partition (key them by the entity), as a series' points must."""
         origin = self._origins.get(key)
         if origin is not None:
-            self._tombstone(key, origin.partition)  # the producer re-keyed the series
+            self._leave(key, origin.partition)  # the producer re-keyed the series
             self._clean(key)  # its unsaved points are replayed from the new partition
         origin = self._origins[key] = _Origin(message.partition, message.offset + 1, detector)
+        self._members.setdefault(self._page(key, message.partition), set()).add(key)
         return origin
 
     def touched(self, series: str) -> None:
@@ -261,47 +292,73 @@ class Checkpoints:
             self._urgent.add(series)
 
     def write(self, everything: bool = False) -> int:
-        """Queue tombstones for evicted series and the state of the changed series that are due (all of
-        them with `everything`: a clean stop); the caller flushes the sink, then commits no further than
+        """Queue the pages of the changed series that are due (all of them with `everything`: a clean
+        stop) and of evicted ones; the caller flushes the sink, then commits no further than
         `replay_from`. Returns how many records were queued."""
-        queued = 0
         for _, series in self._evicted:
             origin = self._origins.pop(series, None)
             self._clean(series)
             self._urgent.discard(series)
             if origin is not None:
-                self._tombstone(series, origin.partition)
-                queued += 1
+                self._leave(series, origin.partition)
         self._evicted.clear()
-        for series in dict.fromkeys([*self._urgent, *self._due(everything)]):
+        pages = dict.fromkeys(self._page(series, self._origins[series].partition) for series in self._urgent)
+        pages.update(dict.fromkeys(self._due(everything)))
+        pages.update(self._rewrite)  # after the pages the series restored from these keys are written to
+        for page in pages:
+            self._write_page(page)
+        self._urgent.clear()
+        self._rewrite.clear()
+        return len(pages)
+
+    def _write_page(self, page: Page) -> None:
+        """The state of every series of the page in one record; a tombstone when none is left."""
+        self._dirty_pages.pop(page, None)
+        records = []
+        for series in self._members.get(page, ()):
             self._clean(series)
             origin = self._origins[series]
             state = origin.detector.snapshot(series)
-            if state is None:
-                self._tombstone(series, origin.partition)
-            else:
-                value = encode_state(origin.detector.settings.name, origin.partition, origin.next_offset, state)
-                self.changelog.write(origin.partition, series.encode(), value)
-                self.counts["written"] += 1
-            queued += 1
-        self._urgent.clear()
-        return queued
+            if state is not None:
+                records.append(
+                    StateRecord(series, origin.detector.settings.name, origin.partition, origin.next_offset, state)
+                )
+        partition, key = page
+        if records:
+            self.changelog.write(partition, key, encode_page(records))
+            self.counts["written"] += len(records)
+            self.counts["pages"] += 1
+        else:
+            self._members.pop(page, None)
+            self.changelog.write(partition, key, None)
+            self.counts["tombstones"] += 1
 
-    def _due(self, everything: bool) -> list[str]:
-        """The changed series to write now, oldest first: a share of them sized so that one round of
-        writes spreads over `max_replay_s` (no burst of every series at once), and every series changed
-        longer ago than that."""
+    def _page(self, series: str, partition: int) -> Page:
+        return partition, b"\x00page/%d" % (zlib.crc32(series.encode()) % self.pages)
+
+    def _leave(self, series: str, partition: int) -> None:
+        """The series' state leaves its page: rewritten without it at the next checkpoint."""
+        page = self._page(series, partition)
+        self._members.get(page, set()).discard(series)
+        self._rewrite[page] = None
+
+    def _due(self, everything: bool) -> list[Page]:
+        """The pages with changed series to write now, oldest first: a share of them sized so that one
+        round of writes spreads over `max_replay_s` (no burst of every page at once), and every page
+        changed longer ago than that."""
         now = self.clock()
         elapsed, self._last_write = now - self._last_write, now
         if everything or self.max_replay_s <= 0:
-            return list(self._dirty)
-        share = math.ceil(len(self._dirty) * elapsed / self.max_replay_s)
+            return list(self._dirty_pages)
+        credit = self._credit + len(self._dirty_pages) * elapsed / self.max_replay_s
+        share = math.floor(credit)
+        self._credit = credit - share if self._dirty_pages else 0.0
         oldest = now - self.max_replay_s
         due = []
-        for series, (since, _) in self._dirty.items():
+        for page, since in self._dirty_pages.items():
             if len(due) >= share and since > oldest:
                 break
-            due.append(series)
+            due.append(page)
         return due
 
     def replay_from(self) -> dict[int, int]:
@@ -312,19 +369,19 @@ class Checkpoints:
 
     def _clean(self, series: str) -> None:
         """The series' state is written (or gone): nothing of it waits for a checkpoint any more."""
-        dirty = self._dirty.pop(series, None)
-        if dirty is not None:
-            del self._dirty_in[dirty[1]][series]
+        partition = self._dirty.pop(series, None)
+        if partition is not None:
+            del self._dirty_in[partition][series]
             origin = self._origins.get(series)
             if origin is not None:
                 origin.dirty = False
 
-    def _tombstone(self, series: str, partition: int) -> None:
-        self.changelog.write(partition, series.encode(), None)
-        self.counts["tombstones"] += 1
-
     def _release(self, partitions: Collection[int]) -> list[tuple[str, str]]:
         released = []
+        for page in [page for page in self._members if page[0] in partitions]:
+            del self._members[page]
+            self._rewrite.pop(page, None)
+            self._dirty_pages.pop(page, None)
         for series in [s for s, o in self._origins.items() if o.partition in partitions]:
             detector = self._origins.pop(series).detector
             self._clean(series)
@@ -334,40 +391,60 @@ class Checkpoints:
         return released
 
     def _restore(self, partitions: Collection[int]) -> int:
-        """Apply the last record of each series in the partitions' changelog, in the order of those
-        records (as applying every record in log order would leave the engine, without decoding and
-        restoring the records that later ones replace: until compaction catches up, a series has a
-        record per round of writes, 1.46 per series after a restart at 100,000 series). One difference:
-        a last record that cannot be restored leaves its series to start afresh, where the log-order
-        restore kept the series' earlier record."""
-        latest: dict[str, tuple[int, bytes | None]] = {}
+        """Apply the last state of each series in the partitions' changelog, decoding only the last record
+        of each key (until compaction catches up, a key has a record per round of writes). A state that
+        cannot be restored leaves its series to start afresh."""
+        latest: dict[Page, bytes | None] = {}
         for partition, key, value in self.changelog.read(partitions):
-            series = key.decode(errors="replace")
-            latest.pop(series, None)
-            latest[series] = (partition, value)
-        restored = 0
-        for series, (partition, value) in latest.items():
-            if value is None:  # a tombstone: the series was evicted after an earlier record
-                for detector in self.engine.detectors:
-                    detector.forget(series)
-                self._origins.pop(series, None)
+            latest.pop((partition, key), None)
+            latest[(partition, key)] = value
+        found: dict[str, tuple[bytes, StateRecord]] = {}
+        for (partition, key), value in latest.items():  # in the order of those last records
+            if value is None:  # the series of a first-schema key evicted, unless its state moved to a page
+                series = key.decode(errors="replace")
+                if series in found and found[series][0] == key:
+                    del found[series]
                 continue
             try:
-                record = decode_state(value)
-                detector = next((d for d in self.engine.detectors if d.settings.name == record.detector), None)
-                window = record.state["window"]
-                labels = window["labels"] if window is not None else _row_labels(detector, series)
-                if detector is None or not self.engine.keeps(detector, series, labels):
-                    raise ValueError(f"series {series!r} is not owned by detector {record.detector!r} any more")
-                detector.restore(series, record.state)
+                records = decode_page(key, value)
             except (ValueError, KeyError, TypeError) as exc:
-                self.counts["incompatible"] += 1
-                event(log, "checkpoint_skipped", logging.WARNING, series=series, partition=partition, error=str(exc))
+                self._incompatible(key.decode(errors="replace"), partition, exc)
                 continue
-            self._origins[series] = _Origin(partition, record.offset, detector, series in self._dirty)
-            restored += 1
+            for record in records:
+                found.pop(record.series, None)
+                found[record.series] = (key, record)
+                if self._page(record.series, partition)[1] != key:  # first schema, or another page count
+                    self._rewrite[partition, key] = None  # once its series are in their pages
+        restored = sum(self._restore_one(key, record) for key, record in found.values())
         self.counts["restored"] += restored
         return restored
+
+    def _restore_one(self, key: bytes, record: StateRecord) -> bool:
+        """Restore one series' state, read under `key`; False when it no longer fits."""
+        series = record.series
+        try:
+            detector = next((d for d in self.engine.detectors if d.settings.name == record.detector), None)
+            window = record.state["window"]
+            labels = window["labels"] if window is not None else _row_labels(detector, series)
+            if detector is None or not self.engine.keeps(detector, series, labels):
+                raise ValueError(f"series {series!r} is not owned by detector {record.detector!r} any more")
+            detector.restore(series, record.state)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._incompatible(series, record.partition, exc)
+            return False
+        moved = self._origins.get(series)
+        if moved is not None and moved.partition != record.partition:
+            self._leave(series, moved.partition)
+        self._origins[series] = _Origin(record.partition, record.offset, detector, series in self._dirty)
+        page = self._page(series, record.partition)
+        self._members.setdefault(page, set()).add(series)
+        if page[1] != key:  # its key is rewritten (`_restore`) after its page is
+            self._urgent.add(series)
+        return True
+
+    def _incompatible(self, series: str, partition: int, exc: Exception) -> None:
+        self.counts["incompatible"] += 1
+        event(log, "checkpoint_skipped", logging.WARNING, series=series, partition=partition, error=str(exc))
 
 
 def _row_labels(detector: Detector | None, entity: str) -> dict[str, str]:

@@ -1,10 +1,14 @@
-"""The checkpoint record: one series' engine state as bytes, exact to the last bit, and back.
+"""The checkpoint record: a page of series' engine states as bytes, exact to the last bit, and back.
 
 JSON, so a person can read a changelog record with the console consumer. Arrays are base64 of their
 float64 bytes, floats are written in their shortest exact form (orjson; non-finite ones tagged), so a
 restored series computes exactly what it would have
 computed without the restart, and the alerts of the two runs carry the same ids. Verdicts and alerts in
 the alert state are tagged objects; anything else in a state is plain JSON.
+
+A record is a page: the states of the series of one partition that share a page key (see
+`monitor.service.checkpoint`), in one value. Records of the first schema (`monitor.state/v1`, one series
+per record, keyed by the series) are still read, so a changelog written before pages restores.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -20,11 +25,14 @@ import orjson
 
 from monitor.records import Alert, Verdict
 
-SCHEMA = "monitor.state/v1"
+SCHEMA = "monitor.state/v2"
+SERIES_SCHEMA = "monitor.state/v1"
+"""One series per record, the record's key its name: written before pages, read still."""
 
 
 @dataclass(frozen=True, slots=True)
 class StateRecord:
+    series: str
     detector: str
     partition: int
     offset: int
@@ -32,20 +40,34 @@ class StateRecord:
     state: dict[str, Any]
 
 
-def encode_state(detector: str, partition: int, offset: int, state: dict[str, Any]) -> bytes:
-    """The record, as a copy of orjson's output: a bytes object from `orjson.dumps` keeps several KiB of heap
-    while it lives (7.6 KiB for a 1.9 KB record, measured), and the sink holds every record of a checkpoint
-    until the flush acknowledges it: all tracked series at a clean stop."""
-    doc = {"schema": SCHEMA, "detector": detector, "partition": partition, "offset": offset, "state": state}
+def encode_page(records: Sequence[StateRecord]) -> bytes:
+    """One value for the states of a page (all of one partition), as a copy of orjson's output: a bytes
+    object from `orjson.dumps` keeps several KiB of heap while it lives (7.6 KiB for a 1.9 KB record,
+    measured), and the sink holds every record of a checkpoint until the flush acknowledges it."""
+    doc = {
+        "schema": SCHEMA,
+        "partition": records[0].partition,
+        "series": {r.series: {"detector": r.detector, "offset": r.offset, "state": r.state} for r in records},
+    }
     return bytes(memoryview(orjson.dumps(_finite(doc), default=_tag, option=orjson.OPT_PASSTHROUGH_DATACLASS)))
 
 
-def decode_state(raw: bytes) -> StateRecord:
-    """ValueError (or KeyError/TypeError for a wrong shape) when the bytes are not a record of this schema."""
+def decode_page(key: bytes, raw: bytes) -> list[StateRecord]:
+    """The states of a page, or the one state of a first-schema record (whose key names its series).
+    ValueError (or KeyError/TypeError for a wrong shape) when the bytes are neither."""
     doc = json.loads(raw, object_hook=_untag)
-    if doc.get("schema") != SCHEMA:
-        raise ValueError(f"not a {SCHEMA} record (schema {doc.get('schema')!r})")
-    return StateRecord(str(doc["detector"]), int(doc["partition"]), int(doc["offset"]), doc["state"])
+    schema = doc.get("schema")
+    if schema == SERIES_SCHEMA:
+        entries = {key.decode(errors="replace"): doc}
+    elif schema == SCHEMA:
+        entries = doc["series"]
+    else:
+        raise ValueError(f"not a {SCHEMA} record (schema {schema!r})")
+    partition = int(doc["partition"])
+    return [
+        StateRecord(str(series), str(e["detector"]), partition, int(e["offset"]), e["state"])
+        for series, e in entries.items()
+    ]
 
 
 _WHOLE = frozenset({int, str, bool, type(None), np.ndarray})

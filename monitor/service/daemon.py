@@ -141,6 +141,10 @@ def _edges(
     if config.checkpoint.enabled:
         changelog = KafkaChangelog(k, config.checkpoint.topic_for(k.group_id), sink)
         checkpoints = Checkpoints(
-            engine, changelog, config.checkpoint.interval_s, max_replay_s=config.checkpoint.max_replay_s
+            engine,
+            changelog,
+            config.checkpoint.interval_s,
+            max_replay_s=config.checkpoint.max_replay_s,
+            pages=config.checkpoint.pages,
         )
     return open_source(k, listener=checkpoints, feedback=True), sink, BROKER_AWAY, checkpoints

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from collections import defaultdict
 from collections.abc import Collection, Iterator
@@ -14,8 +15,8 @@ from monitor.engine.detector import Detector, Engine
 from monitor.engine.verdicts import Outcome
 from monitor.formats.native import decode_json
 from monitor.records import Message, Point, encode_point
-from monitor.service.checkpoint import Checkpoints
-from monitor.service.checkpoint_codec import decode_state
+from monitor.service.checkpoint import PAGES, Checkpoints
+from monitor.service.checkpoint_codec import decode_page
 
 from .test_detector import T0, FakeScorer, normal, pt, settings
 
@@ -102,11 +103,12 @@ class Replica:
         partitions: set[int],
         every: int = 1,
         max_replay: int = 0,
+        pages: int = PAGES,
     ) -> None:
         self.engine = engine()
         self.steps = 0
         self.checkpoints = Checkpoints(
-            self.engine, changelog, interval_s=every, clock=lambda: self.steps, max_replay_s=max_replay
+            self.engine, changelog, interval_s=every, clock=lambda: self.steps, max_replay_s=max_replay, pages=pages
         )
         self.changelog, self.committed = changelog, committed
         self.position = dict(committed)
@@ -157,9 +159,10 @@ def assert_queued_are_marked(checkpoints: Checkpoints) -> None:
     assert {key for key, origin in checkpoints._origins.items() if origin.dirty} == set(checkpoints._dirty)
 
 
+@pytest.mark.parametrize("pages", [1, PAGES])  # every series of a partition in one page, or one series a page
 @pytest.mark.parametrize("max_replay", [0, 5])
 @pytest.mark.parametrize("seed", range(4))
-def test_crashes_at_random_points_give_the_alerts_of_an_uninterrupted_run(seed, max_replay):
+def test_crashes_at_random_points_give_the_alerts_of_an_uninterrupted_run(seed, max_replay, pages):
     rng = random.Random(seed)
     messages = stream()
     expected_alerts, expected_windows = uninterrupted(messages)
@@ -168,7 +171,7 @@ def test_crashes_at_random_points_give_the_alerts_of_an_uninterrupted_run(seed, 
     every = 1 + seed % 3  # checkpoints every step, or every second or third step
 
     def replica() -> Replica:
-        return Replica(changelog, committed, everything, every, max_replay)
+        return Replica(changelog, committed, everything, every, max_replay, pages)
 
     current, published, scored, crashes = replica(), [], set(), 0
     while todo := current.todo(messages):
@@ -205,20 +208,24 @@ def test_a_restart_needs_no_new_warm_up():
         assert a["alert"] == b["alert"]
 
 
-def test_a_restore_decodes_only_the_last_record_of_each_series(monkeypatch):
+@pytest.mark.parametrize("pages", [1, PAGES])
+def test_a_restore_decodes_only_the_last_record_of_each_page(monkeypatch, pages):
     import monitor.service.checkpoint as checkpoint
 
     messages = stream()
     changelog, committed = MemoryChangelog(), {}
-    first = Replica(changelog, committed, set(range(PARTITIONS)))
-    for _ in range(5):  # five rounds of 60 messages: every series written five times
+    first = Replica(changelog, committed, set(range(PARTITIONS)), pages=pages)
+    for _ in range(5):  # five rounds of 60 messages: every page written five times
         first.step(first.todo(messages)[:60])
-    assert sum(len(records) for records in changelog.log.values()) == 5 * len(SERIES)
+    keys = {(p, key) for p, records in changelog.log.items() for key, _ in records}
+    assert len(keys) == (PARTITIONS if pages == 1 else len(SERIES)), "a page a partition, or a page a series"
+    assert sum(len(records) for records in changelog.log.values()) == 5 * len(keys)
     decoded = []
-    monkeypatch.setattr(checkpoint, "decode_state", lambda raw: decoded.append(raw) or decode_state(raw))
-    second = Replica(changelog, committed, set(range(PARTITIONS)))
+    monkeypatch.setattr(checkpoint, "decode_page", lambda key, raw: decoded.append(raw) or decode_page(key, raw))
+    second = Replica(changelog, committed, set(range(PARTITIONS)), pages=pages)
 
-    assert len(decoded) == len(SERIES)
+    assert len(decoded) == len(keys)
+    assert second.checkpoints.counts["restored"] == len(SERIES)
     for series in SERIES:
         a, b = first.engine.detectors[0].snapshot(series), second.engine.detectors[0].snapshot(series)
         np.testing.assert_array_equal(a["window"]["data"], b["window"]["data"])
@@ -275,18 +282,20 @@ def test_replayed_points_already_in_a_restored_state_are_skipped_and_counted():
     assert second.scored == set()
 
 
-def test_evicted_series_leave_a_tombstone_and_are_not_restored():
+@pytest.mark.parametrize("pages", [1, PAGES])
+def test_evicted_series_leave_their_page_and_are_not_restored(pages):
     d = Detector(settings(window=8, stride=2, max_series=2), FakeScorer(window=8))
     changelog = MemoryChangelog()
-    checkpoints = Checkpoints(Engine([d]), changelog)
+    checkpoints = Checkpoints(Engine([d]), changelog, pages=pages)
     for offset, series in enumerate(["a", "b", "c"]):
         message = Message(b"", None, "metrics", 0, offset)
         routed = checkpoints.admit(message, checkpoints.engine.routed([pt(series, offset, 0.1)]))
         checkpoints.processed(checkpoints.engine.finish(checkpoints.engine.start(routed)).evicted)
         checkpoints.write()
         changelog.flush()
-    assert checkpoints.counts["tombstones"] == 1
-    fresh = Checkpoints(Engine([Detector(settings(window=8, stride=2), FakeScorer(window=8))]), changelog)
+    # one page for all three: rewritten without "a"; a page each: "a"'s page emptied
+    assert checkpoints.counts["tombstones"] == (0 if pages == 1 else 1)
+    fresh = Checkpoints(Engine([Detector(settings(window=8, stride=2), FakeScorer(window=8))]), changelog, pages=pages)
     fresh.on_assigned({0})
     fresh.sync()
     assert fresh.engine.series_tracked() == 2
@@ -342,19 +351,22 @@ def test_entity_detectors_are_checkpointed_and_restored_with_their_waiting_rows(
     assert alert_keys(whole.alerts), "the stream has an anomaly"
 
 
-def test_each_series_is_written_once_per_max_replay_and_commits_stop_where_a_written_state_ends():
+@pytest.mark.parametrize("pages", [1, PAGES])  # a page written takes its page-mates along, not more often
+def test_each_series_is_written_once_per_max_replay_and_commits_stop_where_a_written_state_ends(pages):
     messages = stream(60)  # 6 series, 2 per partition, one point each per round
     changelog, committed = MemoryChangelog(), {}
-    a = Replica(changelog, committed, {0, 1, 2}, max_replay=6)
+    a = Replica(changelog, committed, {0, 1, 2}, max_replay=6, pages=pages)
     for i in range(0, len(messages), len(SERIES)):
         a.step(messages[i : i + len(SERIES)])  # one round per step, a checkpoint after each
     rounds = len(messages) // len(SERIES)
     assert a.checkpoints.counts["written"] <= len(SERIES) * (rounds // 6 + 1), "once per 6 steps, not per point"
     limits = a.checkpoints.replay_from()
     assert limits and all(committed[p] == limits[p] < a.position[p] for p in limits)
-    b = Replica(changelog, committed, {0, 1, 2})  # a restart re-reads from there onto the written states
+    b = Replica(changelog, committed, {0, 1, 2}, pages=pages)  # a restart re-reads from there onto the states
     b.step(b.todo(messages))
-    assert b.checkpoints.counts["replayed"] > 0
+    # a page a series: a partition's two series were written at different steps, so one of them skips what
+    # its written state holds; one page a partition writes them in step, with nothing to skip
+    assert (b.checkpoints.counts["replayed"] > 0) == (pages == PAGES)
     assert {s for s, _ in b.scored} <= set(SERIES) and b.engine.detectors[0].warming_up() == 0
     for series in SERIES:
         np.testing.assert_array_equal(
@@ -370,7 +382,7 @@ def test_each_partition_is_committed_up_to_its_first_record_that_no_written_stat
     for i in range(0, len(messages), 4):  # polls that cut across the rounds of the series
         a.step(messages[i : i + 4])
     records = [(key, value) for log in changelog.log.values() for key, value in log if value]
-    written = {key.decode(): decode_state(value).offset for key, value in records}
+    written = {r.series: r.offset for key, value in records for r in decode_page(key, value)}
     assert written, "some states were written"
     expected: dict[int, int] = {}
     for m in messages:  # in offset order within each partition
@@ -388,3 +400,64 @@ def test_a_clean_stop_writes_every_changed_series():
     a.checkpoints.write(everything=True)
     assert a.checkpoints.counts["written"] == len(SERIES)
     assert a.checkpoints.replay_from() == {}
+
+
+def states(replica: Replica) -> dict[str, dict]:
+    return {series: replica.engine.detectors[0].snapshot(series) for series in SERIES}
+
+
+def assert_same_states(a: dict[str, dict], b: dict[str, dict]) -> None:
+    for series in SERIES:
+        np.testing.assert_array_equal(a[series]["window"]["data"], b[series]["window"]["data"])
+        np.testing.assert_array_equal(a[series]["threshold"]["sums"], b[series]["threshold"]["sums"])
+        assert a[series]["alert"] == b[series]["alert"]
+
+
+def first_schema(changelog: MemoryChangelog) -> MemoryChangelog:
+    """The changelog as the first schema wrote it: a record per series, keyed by the series."""
+    older = MemoryChangelog()
+    for partition, records in changelog.log.items():
+        for _, value in records:
+            doc = json.loads(value)  # the arrays stay base64, as both schemas write them
+            for series, entry in doc["series"].items():
+                record = {"schema": "monitor.state/v1", "partition": partition, **entry}
+                older.log[partition].append((series.encode(), json.dumps(record).encode()))
+    return older
+
+
+def test_a_changelog_of_the_first_schema_is_restored_then_rewritten_in_pages_and_its_keys_tombstoned():
+    messages = stream()
+    changelog, committed = MemoryChangelog(), {}
+    first = Replica(changelog, committed, set(range(PARTITIONS)), pages=1)
+    first.step(first.todo(messages)[:300])
+    older = first_schema(changelog)
+    assert sum(map(len, older.log.values())) == len(SERIES)
+
+    second = Replica(older, dict(committed), set(range(PARTITIONS)), pages=1)
+    assert second.checkpoints.counts["restored"] == len(SERIES) and second.engine.detectors[0].warming_up() == 0
+    assert_same_states(states(first), states(second))
+    second.checkpoints.write()
+    older.flush()
+    for records in older.log.values():  # two series a partition: their records, the page, then tombstones
+        (page, value), tombstones = records[2], records[3:]
+        assert page == b"\x00page/0" and value is not None, "the page first"
+        assert [key for key, value in tombstones if value is None] == [key for key, _ in records[:2]]
+    third = Replica(older, dict(committed), set(range(PARTITIONS)), pages=1)
+    assert third.checkpoints.counts["restored"] == len(SERIES)
+    assert third.checkpoints.counts["incompatible"] == 0
+    assert_same_states(states(first), states(third))
+
+
+def test_a_new_page_count_moves_every_state_to_its_page_and_clears_the_old_keys():
+    messages = stream()
+    changelog, committed = MemoryChangelog(), {}
+    first = Replica(changelog, committed, set(range(PARTITIONS)), pages=PAGES)
+    first.step(first.todo(messages)[:300])
+    fewer = Replica(changelog, dict(committed), set(range(PARTITIONS)), pages=1)
+    fewer.checkpoints.write()
+    changelog.flush()
+    latest = {(p, key): value for p, records in changelog.log.items() for key, value in records}
+    assert {key for (_, key), value in latest.items() if value is not None} == {b"\x00page/0"}
+    again = Replica(changelog, dict(committed), set(range(PARTITIONS)), pages=PAGES)
+    assert again.checkpoints.counts["restored"] == len(SERIES)
+    assert_same_states(states(first), states(again))

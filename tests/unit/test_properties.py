@@ -17,9 +17,9 @@ from monitor.formats.native import DEFAULT_LIMITS, DEFAULT_MAX_BYTES, REASONS, d
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.records import MAX_TS, MIN_TS, Message, Point, Rejected, encode_point
-from monitor.service.checkpoint_codec import decode_state, encode_state
 from monitor.service.loop import Service
 
+from .test_checkpoint_codec import roundtrip
 from .test_detector import FakeScorer
 from .test_detector import settings as detector_settings
 
@@ -158,7 +158,7 @@ def test_a_restored_buffer_continues_exactly_like_the_original(steps, point_rule
     for series in ("a", "b", "c"):
         state = original.snapshot(series)
         if state is not None:
-            copy.restore(series, decode_state(encode_state("d", 0, 0, state)).state)
+            copy.restore(series, roundtrip(state).state)
     for series, t, values in steps[split:]:
         a, b = original.push(Point(series, T0 + t, values)), copy.push(Point(series, T0 + t, values))
         assert [(w.series, w.end_ts) for w in a] == [(w.series, w.end_ts) for w in b]

@@ -12,7 +12,7 @@ from monitor.engine.alerting import AlertSettings
 from monitor.engine.detector import Detector, DetectorSettings, Engine
 from monitor.engine.threshold import ThresholdSettings
 from monitor.records import Point
-from monitor.service.checkpoint_codec import encode_state
+from monitor.service.checkpoint_codec import StateRecord, encode_page
 
 from .test_detector import FakeScorer
 
@@ -64,7 +64,7 @@ def test_memory_is_flat_under_ever_new_series_and_the_cost_per_series_is_printed
     assert after < at_cap * 1.1, f"memory grew from {at_cap} to {after} bytes with evictions"
     per_series = (at_cap - before) / CAP
     state = e.detectors[0].snapshot(f"host-{3 * CAP - 1:06d}/cpu")
-    record = len(encode_state("default", 0, 0, state))
+    record = len(encode_page([StateRecord("s", "default", 0, 0, state)]))
     print(
         f"\nmemory per tracked series: {per_series / 1024:.1f} KiB (window {WINDOW}, threshold history {HISTORY}); "
         f"changelog record: {record / 1024:.1f} KiB; {CAP} series: {(at_cap - before) / 2**20:.1f} MiB"
