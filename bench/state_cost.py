@@ -176,7 +176,8 @@ def main() -> None:
         print(f"series={n} " + " ".join(f"{k}={v:.4g}" for k, v in r.items()), flush=True)
     print(
         f"rate {args.rate:,.0f} points/s, {args.points} points per series, last {args.measure} measured, "
-        f"checkpoint.interval_s {args.interval:g}, checkpoint.max_replay_s {args.max_replay:g}, checkpoint.pages {args.pages}"
+        f"checkpoint.interval_s {args.interval:g}, checkpoint.max_replay_s {args.max_replay:g}, "
+        f"checkpoint.pages {args.pages}"
     )
     print(table(rows))
 
