@@ -1,4 +1,4 @@
-"""Engine state that survives restarts and partition moves: a changelog keyed by series, as Kafka Streams keeps.
+"""Engine state that survives restarts and partition moves: a changelog in pages of series, as Kafka Streams keeps one.
 
 Every series' state (window buffer, threshold statistics, alert state, what the scorer learned about it)
 is written to a compacted topic, into the partition with the number of the metrics partition the series
@@ -65,6 +65,9 @@ PAGES = 1024
 
 Page = tuple[int, bytes]
 """A changelog partition and a page's key in it."""
+LARGE_PAGE_BYTES = 768 * 1024
+"""A page this large is three quarters of the way to the 1 MB a record may be by default (the broker's
+`max.message.bytes`, kafka-python's `max_request_size`): said once, while more pages still help."""
 
 
 class Changelog(Protocol):
@@ -135,6 +138,7 @@ class Checkpoints:
         of what changed them are committed."""
         self._members: dict[Page, set[str]] = {}
         """The tracked series of each page."""
+        self._warned_large = False
         self._rewrite: dict[Page, None] = {}
         """Pages to write at the next checkpoint whatever their series: one lost a series (evicted, moved
         to another partition), or a key read on restore that is not (or no longer only) a page's."""
@@ -325,13 +329,22 @@ class Checkpoints:
                 )
         partition, key = page
         if records:
-            self.changelog.write(partition, key, encode_page(records))
+            value = encode_page(records)
+            if len(value) > LARGE_PAGE_BYTES and not self._warned_large:
+                self._warn_large(partition, len(records), len(value))
+            self.changelog.write(partition, key, value)
             self.counts["written"] += len(records)
             self.counts["pages"] += 1
         else:
             self._members.pop(page, None)
             self.changelog.write(partition, key, None)
             self.counts["tombstones"] += 1
+
+    def _warn_large(self, partition: int, series: int, size: int) -> None:
+        self._warned_large = True
+        hint = "raise checkpoint.pages before a page passes 1 MB"
+        event(log, "checkpoint_page_large", logging.WARNING, partition=partition, series=series, bytes=size,
+              pages=self.pages, hint=hint)  # fmt: skip
 
     def _page(self, series: str, partition: int) -> Page:
         return partition, b"\x00page/%d" % (zlib.crc32(series.encode()) % self.pages)

@@ -461,3 +461,15 @@ def test_a_new_page_count_moves_every_state_to_its_page_and_clears_the_old_keys(
     again = Replica(changelog, dict(committed), set(range(PARTITIONS)), pages=PAGES)
     assert again.checkpoints.counts["restored"] == len(SERIES)
     assert_same_states(states(first), states(again))
+
+
+def test_a_page_nearing_the_record_size_limit_is_said_once(monkeypatch, caplog):
+    import monitor.service.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "LARGE_PAGE_BYTES", 2_000)  # two series' states (2.8 KB), not one (1.4)
+    a = Replica(MemoryChangelog(), {}, {0, 1, 2}, pages=1)
+    with caplog.at_level("WARNING", logger="monitor.service.checkpoint"):
+        for _ in range(3):
+            a.step(a.todo(stream())[:60])
+    large = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoint_page_large")]
+    assert len(large) == 1 and "series=2" in large[0] and "pages=1" in large[0]
