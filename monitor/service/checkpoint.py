@@ -139,6 +139,7 @@ class Checkpoints:
         self._members: dict[Page, set[str]] = {}
         """The tracked series of each page."""
         self._warned_large = False
+        """A `checkpoint_page_large` warning was logged: it is said once."""
         self._rewrite: dict[Page, None] = {}
         """Pages to write at the next checkpoint whatever their series: one lost a series (evicted, moved
         to another partition), or a key read on restore that is not (or no longer only) a page's."""
@@ -446,8 +447,9 @@ class Checkpoints:
             self._incompatible(series, record.partition, exc)
             return False
         moved = self._origins.get(series)
-        if moved is not None and moved.partition != record.partition:
+        if moved is not None and moved.partition != record.partition:  # as `_track` does for a re-keyed one
             self._leave(series, moved.partition)
+            self._clean(series)
         self._origins[series] = _Origin(record.partition, record.offset, detector, series in self._dirty)
         page = self._page(series, record.partition)
         self._members.setdefault(page, set()).add(series)

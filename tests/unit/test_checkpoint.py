@@ -473,3 +473,28 @@ def test_a_page_nearing_the_record_size_limit_is_said_once(monkeypatch, caplog):
             a.step(a.todo(stream())[:60])
     large = [r.getMessage() for r in caplog.records if r.getMessage().startswith("checkpoint_page_large")]
     assert len(large) == 1 and "series=2" in large[0] and "pages=1" in large[0]
+
+
+def test_a_series_restored_from_another_partition_than_it_came_from_leaves_nothing_queued_in_the_first():
+    def points(partition: int, n: int) -> list[Message]:
+        return [Message(encode_point(pt("a", i, normal(i))), None, "metrics", partition, i, b"a") for i in range(n)]
+
+    changelog = MemoryChangelog()
+    elsewhere = Checkpoints(engine(), changelog, interval_s=0.0)
+    elsewhere.on_assigned({1})
+    elsewhere.sync()
+    elsewhere.processed(admitted(elsewhere, points(1, 20)).evicted)
+    elsewhere.write(everything=True)
+    changelog.flush()
+
+    here = Checkpoints(engine(), changelog, interval_s=0.0)
+    here.on_assigned({0})
+    here.sync()
+    here.processed(admitted(here, points(0, 10)).evicted)  # "a" comes from partition 0 here, not written yet
+    here.on_assigned({0, 1})
+    here.sync()  # partition 1's changelog brings "a" back with its state there
+    assert here.counts["restored"] == 1
+    assert_queued_are_marked(here)
+    here.write(everything=True)
+    changelog.flush()
+    assert here.replay_from() == {}, "nothing of partition 0 waits for a write that never comes"
