@@ -127,8 +127,6 @@ class Checkpoints:
         """Series (or entities) whose written state lacks points, with their partition."""
         self._dirty_pages: dict[Page, float] = {}
         """The pages of those series, oldest first: when the first of their unwritten points came."""
-        self._credit = 0.0
-        """The fraction of a page due but not written yet: a few pages are spread over `max_replay_s` too."""
         self._dirty_in: dict[int, dict[str, int]] = {}
         """The same series by partition, in record order, with the offset of that record: the first one of
         a partition is where its replay starts (found without walking the others' series)."""
@@ -364,9 +362,7 @@ class Checkpoints:
         elapsed, self._last_write = now - self._last_write, now
         if everything or self.max_replay_s <= 0:
             return list(self._dirty_pages)
-        credit = self._credit + len(self._dirty_pages) * elapsed / self.max_replay_s
-        share = math.floor(credit)
-        self._credit = credit - share if self._dirty_pages else 0.0
+        share = math.ceil(len(self._dirty_pages) * elapsed / self.max_replay_s)
         oldest = now - self.max_replay_s
         due = []
         for page, since in self._dirty_pages.items():
