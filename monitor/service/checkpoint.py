@@ -93,8 +93,7 @@ class _Origin:
     next_offset: int
     detector: Detector
     dirty: bool = False
-    """Queued in `Checkpoints._dirty` (its written state lacks points): kept here too, so that a poll's
-    series are checked on the origins already at hand instead of in a second dict of every series."""
+    """Its written state lacks points: queued in `Checkpoints._dirty_in` under `partition`."""
 
 
 class Checkpoints:
@@ -123,13 +122,12 @@ class Checkpoints:
         """Records were processed since the last commit."""
         self._last = self._last_write = clock()
         self._origins: dict[str, _Origin] = {}
-        self._dirty: dict[str, int] = {}
-        """Series (or entities) whose written state lacks points, with their partition."""
+        self._dirty_in: dict[int, dict[str, int]] = {}
+        """Series (or entities) whose written state lacks points (their origin is `dirty`), by partition, in
+        record order, with the offset of the first record they lack: the first one of a partition is where
+        its replay starts (found without walking the others' series)."""
         self._dirty_pages: dict[Page, float] = {}
         """The pages of those series, oldest first: when the first of their unwritten points came."""
-        self._dirty_in: dict[int, dict[str, int]] = {}
-        """The same series by partition, in record order, with the offset of that record: the first one of
-        a partition is where its replay starts (found without walking the others' series)."""
         self._urgent: set[str] = set()
         """Series changed by something that is not a record of their own (a verdict on their alert), or
         restored from a record that is not their page's: written at the next checkpoint, before the offsets
@@ -188,7 +186,8 @@ class Checkpoints:
     @property
     def pending(self) -> bool:
         """Records were processed since the last commit, or some series' state is not written yet."""
-        return self._processed or bool(self._dirty) or bool(self._evicted) or bool(self._urgent or self._rewrite)
+        changed = any(self._dirty_in.values()) or bool(self._evicted or self._urgent or self._rewrite)
+        return self._processed or changed
 
     @property
     def rebalancing(self) -> bool:
@@ -274,7 +273,6 @@ class Checkpoints:
     def _mark(self, key: str, origin: _Origin, since: float, message: Message) -> None:
         """The series' written state now lacks the points of `message` (its first such record): queue it."""
         origin.dirty = True
-        self._dirty[key] = message.partition
         self._dirty_in.setdefault(message.partition, {})[key] = message.offset
         self._dirty_pages.setdefault(self._page(key, message.partition), since)
 
@@ -284,7 +282,7 @@ class Checkpoints:
         origin = self._origins.get(key)
         if origin is not None:
             self._leave(key, origin.partition)  # the producer re-keyed the series
-            self._clean(key)  # its unsaved points are replayed from the new partition
+            self._clean(key, origin)  # its unsaved points are replayed from the new partition
         origin = self._origins[key] = _Origin(message.partition, message.offset + 1, detector)
         self._members.setdefault(self._page(key, message.partition), set()).add(key)
         return origin
@@ -300,9 +298,9 @@ class Checkpoints:
         `replay_from`. Returns how many records were queued."""
         for _, series in self._evicted:
             origin = self._origins.pop(series, None)
-            self._clean(series)
             self._urgent.discard(series)
             if origin is not None:
+                self._clean(series, origin)
                 self._leave(series, origin.partition)
         self._evicted.clear()
         pages = dict.fromkeys(self._page(series, self._origins[series].partition) for series in self._urgent)
@@ -319,8 +317,8 @@ class Checkpoints:
         self._dirty_pages.pop(page, None)
         records = []
         for series in self._members.get(page, ()):
-            self._clean(series)
             origin = self._origins[series]
+            self._clean(series, origin)
             state = origin.detector.snapshot(series)
             if state is not None:
                 records.append(
@@ -377,14 +375,11 @@ class Checkpoints:
         so the first dirty series of a partition has its lowest offset."""
         return {partition: next(iter(dirty.values())) for partition, dirty in self._dirty_in.items() if dirty}
 
-    def _clean(self, series: str) -> None:
+    def _clean(self, series: str, origin: _Origin) -> None:
         """The series' state is written (or gone): nothing of it waits for a checkpoint any more."""
-        partition = self._dirty.pop(series, None)
-        if partition is not None:
-            del self._dirty_in[partition][series]
-            origin = self._origins.get(series)
-            if origin is not None:
-                origin.dirty = False
+        if origin.dirty:
+            origin.dirty = False
+            del self._dirty_in[origin.partition][series]
 
     def _release(self, partitions: Collection[int]) -> list[tuple[str, str]]:
         released = []
@@ -393,11 +388,11 @@ class Checkpoints:
             self._rewrite.pop(page, None)
             self._dirty_pages.pop(page, None)
         for series in [s for s, o in self._origins.items() if o.partition in partitions]:
-            detector = self._origins.pop(series).detector
-            self._clean(series)
+            origin = self._origins.pop(series)
+            self._clean(series, origin)
             self._urgent.discard(series)
-            detector.forget(series)
-            released.append((detector.settings.name, series))
+            origin.detector.forget(series)
+            released.append((origin.detector.settings.name, series))
         return released
 
     def _restore(self, partitions: Collection[int]) -> int:
@@ -408,7 +403,7 @@ class Checkpoints:
         for partition, key, value in self.changelog.read(partitions):
             latest.pop((partition, key), None)
             latest[(partition, key)] = value
-        found: dict[str, tuple[bytes, StateRecord]] = {}
+        found: dict[str, tuple[bytes, StateRecord, Page]] = {}
         for (partition, key), value in latest.items():  # in the order of those last records
             if value is None:  # the series of a first-schema key evicted, unless its state moved to a page
                 series = key.decode(errors="replace")
@@ -422,15 +417,15 @@ class Checkpoints:
                 continue
             for record in records:
                 found.pop(record.series, None)
-                found[record.series] = (key, record)
-                if self._page(record.series, partition)[1] != key:  # first schema, or another page count
+                found[record.series] = (key, record, page := self._page(record.series, partition))
+                if page[1] != key:  # first schema, or another page count
                     self._rewrite[partition, key] = None  # once its series are in their pages
-        restored = sum(self._restore_one(key, record) for key, record in found.values())
+        restored = sum(self._restore_one(*found_under) for found_under in found.values())
         self.counts["restored"] += restored
         return restored
 
-    def _restore_one(self, key: bytes, record: StateRecord) -> bool:
-        """Restore one series' state, read under `key`; False when it no longer fits."""
+    def _restore_one(self, key: bytes, record: StateRecord, page: Page) -> bool:
+        """Restore one series' state, read under `key`, into `page`; False when it no longer fits."""
         series = record.series
         try:
             detector = next((d for d in self.engine.detectors if d.settings.name == record.detector), None)
@@ -442,12 +437,12 @@ class Checkpoints:
         except (ValueError, KeyError, TypeError) as exc:
             self._incompatible(series, record.partition, exc)
             return False
-        moved = self._origins.get(series)
-        if moved is not None and moved.partition != record.partition:  # as `_track` does for a re-keyed one
-            self._leave(series, moved.partition)
-            self._clean(series)
-        self._origins[series] = _Origin(record.partition, record.offset, detector, series in self._dirty)
-        page = self._page(series, record.partition)
+        known = self._origins.get(series)
+        if known is not None and known.partition != record.partition:  # as `_track` does for a re-keyed one
+            self._leave(series, known.partition)
+            self._clean(series, known)
+        dirty = known is not None and known.dirty  # its unwritten points, in this partition, stay queued
+        self._origins[series] = _Origin(record.partition, record.offset, detector, dirty)
         self._members.setdefault(page, set()).add(series)
         if page[1] != key:  # its key is rewritten (`_restore`) after its page is
             self._urgent.add(series)

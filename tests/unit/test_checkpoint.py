@@ -155,8 +155,9 @@ class Replica:
 
 def assert_queued_are_marked(checkpoints: Checkpoints) -> None:
     """The series queued for writing are exactly those whose origin says so (`_Origin.dirty`, which `admit`
-    reads instead of the queue)."""
-    assert {key for key, origin in checkpoints._origins.items() if origin.dirty} == set(checkpoints._dirty)
+    reads instead of the queue), each under its origin's partition."""
+    queued = {(key, partition) for partition, dirty in checkpoints._dirty_in.items() for key in dirty}
+    assert {(key, origin.partition) for key, origin in checkpoints._origins.items() if origin.dirty} == queued
 
 
 @pytest.mark.parametrize("pages", [1, PAGES])  # every series of a partition in one page, or one series a page
