@@ -170,7 +170,9 @@ class Service:
         return _Started(messages, points, scoring, self._verdicts(feedback))
 
     def _finish(self, started: _Started) -> None:
-        """Publish what the scoring of a poll found and flush it; offsets wait for `_settle`."""
+        """Publish what the scoring of a poll found; offsets wait for `_settle`. Without checkpoints the
+        sink is flushed here, since a commit may follow; with them the checkpoint flushes before it
+        commits, so a poll's alerts are not waited for one by one (sent at once all the same)."""
         self._spent = None
         outcome = self.engine.finish(started.scoring)
         outcome.alerts.extend(self._judge(started.feedback))
@@ -192,7 +194,8 @@ class Service:
                 severity=alert.severity,
                 model_version=alert.model_version,
             )
-        self._until_done("flush", self.sink.flush)
+        if self.checkpoints is None:  # a commit may follow; with checkpoints, the checkpoint flushes first
+            self._until_done("flush", self.sink.flush)
         if started.messages:
             if self.checkpoints is not None:
                 self.checkpoints.processed(outcome.evicted)  # its `pending` says what is uncommitted
