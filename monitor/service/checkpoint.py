@@ -416,8 +416,9 @@ class Checkpoints:
                 self._incompatible(key.decode(errors="replace"), partition, exc)
                 continue
             for record in records:
+                page = self._page(record.series, partition)
                 found.pop(record.series, None)
-                found[record.series] = (key, record, page := self._page(record.series, partition))
+                found[record.series] = (key, record, page)
                 if page[1] != key:  # first schema, or another page count
                     self._rewrite[partition, key] = None  # once its series are in their pages
         restored = sum(self._restore_one(*found_under) for found_under in found.values())

@@ -168,7 +168,8 @@ def test_with_checkpoints_the_sink_is_flushed_only_where_a_commit_follows(overla
     """A poll's alerts are handed to the sink at once but not waited for one poll at a time: the checkpoint
     flushes them with the state before it commits (at 100,000 series of a young fleet, the per-poll wait
     was a broker round trip in most polls)."""
-    log = EventLog([stream()[i : i + 30] for i in range(0, len(stream()), 30)])
+    messages = stream()
+    log = EventLog([messages[i : i + 30] for i in range(0, len(messages), 30)])
     engine = Engine([Detector(settings(stride=1), SlowScorer())])
     checkpoints = Checkpoints(engine, log, interval_s=interval_s)
     checkpoints.on_assigned([0])
