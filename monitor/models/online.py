@@ -31,6 +31,11 @@ FLEET_MEANS = 1.0
 FLEET_SCALE = 2.0
 """A new series "looks like the fleet" on a feature when its mean is within FLEET_MEANS pooled sds of the
 pooled mean and its sd within a factor FLEET_SCALE of the pooled sd (`OnlineNormalisation._settled_stats`)."""
+ALIKE_MEANS = 0.25
+ALIKE_SCALE = 1.25
+"""The training series are one fleet on a feature when their means spread (sd) by at most ALIKE_MEANS of
+their median sd, and their sds by at most a factor ALIKE_SCALE (sd of their logs): only then are the
+pooled statistics how each of them was normalised in training (`fleet_alike`)."""
 
 
 class OnlineNormalisation:
@@ -40,12 +45,22 @@ class OnlineNormalisation:
     100,000 series, objects per series cost the scoring thread 1.7 us a window in cache misses alone.
     """
 
-    def __init__(self, floor: np.ndarray, warmup: int, max_series: int, fleet: FeatureStats | None = None) -> None:
+    def __init__(
+        self,
+        floor: np.ndarray,
+        warmup: int,
+        max_series: int,
+        fleet: FeatureStats | None = None,
+        alike: np.ndarray | None = None,
+    ) -> None:
         self.floor = np.asarray(floor, dtype=np.float64)
         self.warmup = warmup
         self.max_series = max_series
         self.fleet = fleet
         """The statistics pooled over the training series: a new series that looks like them keeps them."""
+        self.alike = np.ones(len(self.floor), dtype=bool) if alike is None else np.asarray(alike, dtype=bool)
+        """Features on which the training series were one fleet (`fleet_alike`): elsewhere the pooled
+        statistics normalised none of them, and a new series keeps its own."""
         features = len(self.floor)
         self._windows = np.zeros(0, dtype=np.int64)
         self._sums = np.zeros((0, 3, features))
@@ -175,10 +190,26 @@ class OnlineNormalisation:
         if self.fleet is None:
             return mean, std
         fleet_mean, fleet_std = self.fleet.mean, self.fleet.std
-        like = (np.abs(mean - fleet_mean) <= FLEET_MEANS * fleet_std) & (
-            np.abs(np.log(std / fleet_std)) <= np.log(FLEET_SCALE)
+        like = (
+            self.alike
+            & (np.abs(mean - fleet_mean) <= FLEET_MEANS * fleet_std)
+            & (np.abs(np.log(std / fleet_std)) <= np.log(FLEET_SCALE))
         )
         return np.where(like, fleet_mean, mean), np.where(like, fleet_std, std)
+
+
+def fleet_alike(series: Sequence[FeatureStats]) -> np.ndarray:
+    """Per feature: whether the training series share one level and scale (`ALIKE_MEANS`, `ALIKE_SCALE`).
+
+    Training normalises each series by its own statistics. Where the series are alike, the pooled ones are
+    those same statistics, known better than a new series' warm-up can estimate them; where they differ
+    (hosts at different loads), the pooled ones are between-series averages that normalised no series, and
+    a new series normalised by them is off by its distance from that average, every window.
+    """
+    means = np.stack([s.mean for s in series])
+    stds = np.stack([s.std for s in series])
+    spread = means.std(axis=0) <= ALIKE_MEANS * np.median(stds, axis=0)
+    return spread & (np.log(stds).std(axis=0) <= np.log(ALIKE_SCALE))
 
 
 def _estimate(sums: np.ndarray, windows: np.ndarray | int, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,7 +20,7 @@ from monitor.models.artifact import LoadedModel, load_artifact
 from monitor.models.device import resolve_device
 from monitor.models.inference import MAX_BATCH, reconstruction_scores, traced_errors
 from monitor.models.normalisation import normalise
-from monitor.models.online import OnlineNormalisation
+from monitor.models.online import OnlineNormalisation, fleet_alike
 from monitor.models.onnx_backend import BACKENDS, OnnxForward, onnx_forward
 from monitor.models.seasons import with_calendar
 from monitor.models.store import resolve
@@ -72,11 +72,12 @@ class TorchScorer:
         self._max_batch = max_batch
         self._baseline = np.asarray(loaded.metadata.validation_scores, dtype=np.float64)
         normalisation = loaded.metadata.normalisation
-        self.online = (
-            OnlineNormalisation(normalisation.floor, online_warmup, max_series, normalisation.default)
-            if online_warmup
-            else None
-        )
+        self.online = None
+        if online_warmup:
+            alike = fleet_alike(list(normalisation.series.values())) if normalisation.series else None
+            self.online = OnlineNormalisation(
+                normalisation.floor, online_warmup, max_series, normalisation.default, alike
+            )
 
     @classmethod
     def from_path(

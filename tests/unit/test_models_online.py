@@ -7,7 +7,7 @@ import pytest
 
 from monitor.models import LoadedModel, TorchScorer, TrainOptions, train_model
 from monitor.models.normalisation import FeatureStats
-from monitor.models.online import OnlineNormalisation
+from monitor.models.online import OnlineNormalisation, fleet_alike
 from monitor.models.windowing import sliding_windows
 
 from .seasonal_data import SERIES, WINDOW, future_windows, history, seasonal
@@ -111,6 +111,33 @@ def test_a_new_series_that_looks_like_the_fleet_keeps_the_fleets_statistics() ->
     assert learn(like, "s", windows_of(part_of_a_cycle, stride=2)) == (fleet.mean, fleet.std)
     mean, std = learn(elsewhere, "s", windows_of(part_of_a_cycle * 10 + 300, stride=2))
     assert mean[0] > 250 and std[0] > 2.0, "a series at its own level keeps its own statistics"
+
+
+def test_a_fleet_at_different_loads_gives_a_new_series_its_own_statistics() -> None:
+    """Pooled over hosts at different levels, the fleet's statistics normalised none of them in training."""
+    fleet = FeatureStats(np.array([0.0]), np.array([1.0]))
+    part_of_a_cycle = np.sin(np.arange(100) / 30 - 1.5)[:, None] * 1.4
+    mixed = OnlineNormalisation(FLOOR, warmup=20, max_series=10, fleet=fleet, alike=np.array([False]))
+    own = OnlineNormalisation(FLOOR, warmup=20, max_series=10)
+
+    mean, std = learn(mixed, "s", windows_of(part_of_a_cycle, stride=2))
+
+    assert (mean, std) == learn(own, "s", windows_of(part_of_a_cycle, stride=2))
+    assert (mean, std) != (fleet.mean, fleet.std)
+
+
+def test_training_series_are_one_fleet_on_a_feature_only_where_they_share_level_and_scale() -> None:
+    def stats(mean: list[float], std: list[float]) -> FeatureStats:
+        return FeatureStats(np.array(mean), np.array(std))
+
+    same = [stats([0.0, 5.0], [1.0, 2.0]), stats([0.1, 5.0], [1.1, 2.0]), stats([-0.1, 5.0], [0.9, 2.0])]
+    levels = [stats([0.0, 5.0], [1.0, 2.0]), stats([0.0, 6.0], [1.0, 2.0]), stats([0.0, 4.0], [1.0, 2.0])]
+    scales = [stats([0.0, 5.0], [1.0, 2.0]), stats([0.0, 5.0], [1.0, 4.0]), stats([0.0, 5.0], [1.0, 1.0])]
+
+    assert fleet_alike(same).tolist() == [True, True]
+    assert fleet_alike(levels).tolist() == [True, False]
+    assert fleet_alike(scales).tolist() == [True, False]
+    assert fleet_alike(same[:1]).tolist() == [True, True], "one training series: its statistics are the pooled ones"
 
 
 def test_one_batch_of_many_series_learns_exactly_as_one_window_at_a_time() -> None:
