@@ -3,7 +3,9 @@
 A model is trained with the real training code on 20 series `s0..s19`, each `sin(i/30 + phase)` plus
 N(0, 0.05) noise at 10 s steps; then 1,000 new points of those 20 and of 20 series `h0..h19` of the same
 generator with other phases go through `Engine` with the shipped detector settings and the real
-`TorchScorer`. Before the fix every new series fired at the end of its warm-up.
+`TorchScorer`. Before the fix every new series fired at the end of its warm-up. The same replay over a
+fleet of hosts at different loads (`monitor.synthetic`) checks that such a fleet's pooled statistics are
+not given to its new hosts.
 """
 
 from __future__ import annotations
