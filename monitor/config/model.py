@@ -29,6 +29,10 @@ class ModelSettings:
     score_tail: int = 1
     score: str = "reconstruction"
     """`nll` scores a vae's windows by negative log-likelihood instead of reconstruction error."""
+    hide_scored: bool = True
+    """The encoder does not see the `score_tail` scored steps (`monitor.models.base.Autoencoder.visible`):
+    the model predicts them from the rest of the window, so it cannot copy their noise. Off by default
+    where there is nothing to hide (`score_tail` 0: the whole window is scored)."""
     online_warmup: int = 128
     """Windows over which a series unseen in training learns its own normalisation; 0: pooled statistics."""
     calendar: str = "auto"
@@ -70,18 +74,25 @@ def parse_model(s: Section, base_dir: Path, window: int) -> ModelSettings:
     d = ModelSettings()
     path = Path(s.text("path", str(d.path)))
     kind = s.text("kind", d.kind, MODEL_KINDS)
+    score_tail = s.integer("score_tail", d.score_tail, 0, window)
     m = ModelSettings(
         path=path if path.is_absolute() else base_dir / path,
         kind=kind,
         hidden=s.integer("hidden", d.hidden, 1, 4096),
         latent=s.integer("latent", d.latent, 1, 4096),
         layers=s.integer("layers", d.layers, 1, 8),
-        score_tail=s.integer("score_tail", d.score_tail, 0, window),
+        score_tail=score_tail,
         score=s.text("score", d.score, SCORE_METHODS),
+        hide_scored=s.flag("hide_scored", d.hide_scored and 0 < score_tail < window),
         online_warmup=s.integer("online_warmup", d.online_warmup, 0, 100_000),
         calendar=s.text("calendar", d.calendar, CALENDAR),
         reload_interval=s.number("reload_interval", d.reload_interval, 0.0, 86_400.0),
     )
+    if m.hide_scored and not 0 < m.score_tail < window:
+        raise Invalid(
+            f"{s.path_of('hide_scored')}: needs a score_tail from 1 to window - 1 ({window - 1}), got "
+            f"{m.score_tail}: there is no scored part of the window to hide"
+        )
     if m.score == "nll" and kind not in LIKELIHOOD_KINDS:
         raise Invalid(f"{s.path_of('score')}: nll needs a kind with a likelihood ({', '.join(LIKELIHOOD_KINDS)})")
     s.done()

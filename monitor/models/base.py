@@ -26,6 +26,9 @@ class ModelShape:
     hidden: int
     latent: int
     layers: int
+    hidden_steps: int = 0
+    """Newest steps of a window hidden from the encoder (`Autoencoder.visible`): the scored ones, with
+    `model.hide_scored`, so the model predicts them from the steps before instead of copying them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +60,23 @@ class Autoencoder(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x), x.shape[1])
+        return self.decode(self.encode(self.visible(x)), x.shape[1])
+
+    def visible(self, x: torch.Tensor) -> torch.Tensor:
+        """The windows as the encoder sees them: the newest `hidden_steps` steps replaced by the step before
+        them (the last value carried forward), so what the model outputs for them is a prediction from the
+        window's past. A model that sees a point reproduces part of its noise, and mostly the small part: its
+        error on healthy noise is then small against its error on a rare larger deviate, a tail that pages
+        (docs/evaluation.md#where-the-fleets-false-alerts-come-from-the-model-copies-the-noise)."""
+        hidden = self.shape.hidden_steps
+        if not hidden:
+            return x
+        last = x[:, -hidden - 1 : -hidden]
+        return torch.cat((x[:, :-hidden], last.expand(-1, hidden, -1)), dim=1)
 
     def training_loss(self, inputs: torch.Tensor, targets: torch.Tensor, penalties: Penalties) -> torch.Tensor:
         """Loss of reconstructing `targets` from `inputs` (they differ when training a denoising model)."""
-        code = self.encode(inputs)
+        code = self.encode(self.visible(inputs))
         loss = nn.functional.mse_loss(self.decode(code, inputs.shape[1]), targets)
         return loss + penalties.sparse * code.abs().mean() if penalties.sparse else loss
 

@@ -45,6 +45,8 @@ class ModelMetadata:
     """How a window's per-feature errors are computed: squared reconstruction error, or (vae) `nll`."""
     calendar: tuple[str, ...] = ()
     """Periods whose phase is a model input (`monitor.models.seasons`), two columns each after the features."""
+    hidden_steps: int = 0
+    """Newest steps hidden from the encoder (`ModelShape.hidden_steps`); artifacts from before have none."""
 
     @property
     def n_features(self) -> int:
@@ -57,7 +59,7 @@ class ModelMetadata:
 
     @property
     def shape(self) -> ModelShape:
-        return ModelShape(self.window, self.n_inputs, self.hidden, self.latent, self.layers)
+        return ModelShape(self.window, self.n_inputs, self.hidden, self.latent, self.layers, self.hidden_steps)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of metadata.json."""
@@ -74,6 +76,7 @@ class ModelMetadata:
             "score_tail": self.score_tail,
             "score_method": self.score_method,
             "calendar": list(self.calendar),
+            "hidden_steps": self.hidden_steps,
             "normalisation": self.normalisation.to_dict(),
             "data_range": dict(self.data_range),
             "training": dict(self.training),
@@ -90,13 +93,14 @@ class ModelMetadata:
             raise ModelError(f"format_version must be {FORMAT_VERSION}, got {data.get('format_version')!r}")
         features = _features(data)
         kind = _field(data, "kind", str)
+        window = _count(data, "window", minimum=1)
         # Artifacts written before score methods existed scored the reconstruction error.
         score_method = data.get("score_method", "reconstruction")
         check_score_method(kind, score_method)
         return cls(
             kind=kind,
             version=_field(data, "version", str),
-            window=_count(data, "window", minimum=1),
+            window=window,
             features=features,
             hidden=_count(data, "hidden", minimum=1),
             latent=_count(data, "latent", minimum=1),
@@ -109,6 +113,7 @@ class ModelMetadata:
             created_at=_field(data, "created_at", str),
             score_method=score_method,
             calendar=_calendar(data),
+            hidden_steps=_hidden_steps(data, window),
         )
 
 
@@ -123,6 +128,14 @@ def _calendar(data: dict[str, Any]) -> tuple[str, ...]:
     if not isinstance(periods, list) or any(p not in PERIODS for p in periods) or len(set(periods)) != len(periods):
         raise ModelError(f"calendar must be a list of distinct periods from {sorted(PERIODS)}, got {periods!r}")
     return tuple(periods)
+
+
+def _hidden_steps(data: dict[str, Any], window: int) -> int:
+    """Artifacts written before `model.hide_scored` existed hide nothing."""
+    steps = data.get("hidden_steps", 0)
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 0 <= steps < window:
+        raise ModelError(f"hidden_steps must be an integer from 0 to window - 1 ({window - 1}), got {steps!r}")
+    return steps
 
 
 def _field(data: dict[str, Any], key: str, expected: type) -> Any:

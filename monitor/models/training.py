@@ -82,6 +82,12 @@ class TrainOptions:
     """Decay per step of the averaged weights that are validated and kept (0: off)."""
     calendar: str = "none"
     """Time-of-day / day-of-week inputs (`monitor.models.seasons`): auto, none, day, week or day+week."""
+    hide_scored: bool = False
+    """Hide the `score_tail` scored steps from the encoder (`Autoencoder.visible`): the model predicts them."""
+
+    @property
+    def hidden_steps(self) -> int:
+        return self.score_tail if self.hide_scored else 0
 
     def __post_init__(self) -> None:
         check_score_method(self.kind, self.score_method)
@@ -101,6 +107,7 @@ class TrainOptions:
             "noise > 0": self.noise > 0,
             "sparse, kl_weight >= 0": min(self.sparse, self.kl_weight) >= 0,
             f"calendar in {CALENDAR_SETTINGS}": self.calendar in CALENDAR_SETTINGS,
+            "0 < score_tail < window with hide_scored": not self.hide_scored or 0 < self.score_tail < self.window,
         }
         broken = [rule for rule, holds in rules.items() if not holds]
         if broken:
@@ -124,7 +131,7 @@ def train_model(
     torch.set_num_threads(options.threads)
     torch.manual_seed(options.seed)
     inputs = len(features) + 2 * len(periods)
-    shape = ModelShape(options.window, inputs, options.hidden, options.latent, options.layers)
+    shape = ModelShape(options.window, inputs, options.hidden, options.latent, options.layers, options.hidden_steps)
     model = build_model(options.kind, shape)
     report = fit(model, train, validation, _fit_settings(options), progress)
     model = model.cpu().eval()
@@ -147,6 +154,7 @@ def train_model(
         created_at=created.isoformat(timespec="seconds").replace("+00:00", "Z"),
         score_method=method,
         calendar=periods,
+        hidden_steps=options.hidden_steps,
     )
     return model, metadata
 

@@ -59,7 +59,7 @@ class LSTMVariationalAutoencoder(LSTMAutoencoder):
         return self.likelihood(code, steps)[0]
 
     def training_loss(self, inputs: torch.Tensor, targets: torch.Tensor, penalties: Penalties) -> torch.Tensor:
-        mu, logvar = self.posterior(inputs)
+        mu, logvar = self.posterior(self.visible(inputs))
         code = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
         states = self.decoder_states(code, inputs.shape[1])
         mean = self.to_features(states)
@@ -72,5 +72,5 @@ class LSTMVariationalAutoencoder(LSTMAutoencoder):
 
     def pointwise_nll(self, x: torch.Tensor) -> torch.Tensor:
         """The negative log-likelihood of each value less its smallest possible value, so scores stay >= 0."""
-        mean, logvar = self.likelihood(self.encode(x), x.shape[1])
+        mean, logvar = self.likelihood(self.encode(self.visible(x)), x.shape[1])
         return 0.5 * ((x - mean).square() * torch.exp(-logvar) + logvar - LOGVAR_MIN)

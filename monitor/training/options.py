@@ -23,6 +23,7 @@ def training_options(detector: DetectorConfig, **overrides: Any) -> Any:
         score_tail=m.score_tail,
         score_method=m.score,
         calendar=m.calendar,
+        hide_scored=m.hide_scored,
         epochs=t.epochs,
         batch_size=t.batch_size,
         learning_rate=t.learning_rate,

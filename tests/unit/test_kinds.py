@@ -43,6 +43,7 @@ CASES = {
     "lstm+denoising+sparse": {"kind": "lstm", "denoising": "gaussian", "sparse": 1e-2},
     "dense+mask": {"kind": "dense", "denoising": "mask", "noise": 0.2},
     "conv+denoising+sparse": {"kind": "conv", "denoising": "gaussian", "noise": 0.2, "sparse": 1e-2},
+    "lstm+hide_scored": {"kind": "lstm", "score_tail": 2, "hide_scored": True},
 }
 
 
@@ -169,6 +170,35 @@ def test_the_config_lists_exactly_the_registered_kinds() -> None:
     assert tuple(MODEL_KINDS) == model_config.MODEL_KINDS
     assert tuple(k for k, cls in MODEL_KINDS.items() if cls.has_likelihood) == model_config.LIKELIHOOD_KINDS
     assert seasons.SETTINGS == model_config.CALENDAR
+
+
+@pytest.mark.parametrize("kind", sorted(MODEL_KINDS))
+def test_a_hidden_step_does_not_reach_the_model_and_the_step_before_stands_in(kind: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(kind, ModelShape(12, 2, 8, 4, 1, hidden_steps=2)).eval()
+    x = torch.randn(3, 12, 2)
+    changed = x.clone()
+    changed[:, -2:] += 5.0  # only the hidden steps differ
+    assert torch.equal(model.visible(x)[:, -2:], x[:, -3:-2].expand(-1, 2, -1))
+    assert torch.equal(model.visible(x)[:, :-2], x[:, :-2])
+    with torch.no_grad():
+        assert torch.equal(model(x), model(changed))
+        if model.has_likelihood:  # the nll score compares the prediction with the values it did not see
+            assert not torch.equal(model.pointwise_nll(x), model.pointwise_nll(changed))
+
+
+def test_the_hidden_steps_travel_with_the_artifact_and_older_ones_hide_none(tmp_path: Path) -> None:
+    options = dataclasses.replace(BASE, epochs=1, score_tail=1, hide_scored=True)
+    model, metadata = train_model(history(), ["value"], options, progress=False)
+    assert metadata.hidden_steps == 1 and model.shape.hidden_steps == 1
+    save_artifact(model, metadata, tmp_path / "m")
+    assert load_artifact(tmp_path / "m").module.shape.hidden_steps == 1
+    older = {k: v for k, v in metadata.to_dict().items() if k != "hidden_steps"}
+    assert type(metadata).from_dict(older).hidden_steps == 0
+    with pytest.raises(ModelError, match="hidden_steps must be an integer from 0 to window - 1"):
+        type(metadata).from_dict({**older, "hidden_steps": metadata.window})
+    with pytest.raises(ModelError, match="0 < score_tail < window with hide_scored"):
+        dataclasses.replace(options, score_tail=0)
 
 
 def test_dense_widths_follow_the_article_example() -> None:

@@ -47,8 +47,15 @@ def test_every_kind_and_option_is_accepted() -> None:
         ({"training": {"denoising": "mask", "noise": 1.0}}, "masking probability must be below 1"),
         ({"labels": {"dc": 1}}, "detectors[0].labels: must be a mapping of label names to strings"),
         ({"model": {"reload_interval": -1}}, "detectors[0].model.reload_interval: must be a number"),
+        ({"model": {"score_tail": 0, "hide_scored": True}}, "detectors[0].model.hide_scored: needs a score_tail"),
     ],
 )
 def test_bad_model_settings_are_one_line_naming_the_key(fields: dict, message: str) -> None:
     text = error(**fields)
     assert message in text and "\n" not in text
+
+
+def test_the_scored_steps_are_hidden_unless_the_whole_window_is_scored() -> None:
+    assert detector().model.hide_scored
+    assert not detector(model={"hide_scored": False}).model.hide_scored
+    assert not detector(model={"score_tail": 0}).model.hide_scored

@@ -46,8 +46,10 @@ def windows(count: int, window: int) -> tuple[list[str], np.ndarray]:
 
 @pytest.mark.parametrize("window", [32, 64])
 @pytest.mark.parametrize("kind", ["lstm", "dense", "conv", "vae"])
-def test_onnx_scores_equal_the_pytorch_model(kind: str, window: int) -> None:
-    loaded = trained(kind, window)
+@pytest.mark.parametrize("hidden", [False, True], ids=["whole-window", "hide-scored"])
+def test_onnx_scores_equal_the_pytorch_model(kind: str, window: int, hidden: bool) -> None:
+    loaded = trained(kind, window, **({"score_tail": 1, "hide_scored": True} if hidden else {}))
+    assert loaded.metadata.hidden_steps == hidden
     reference, onnx = TorchScorer(loaded), TorchScorer(loaded, threads=1, backend="onnx")
     assert onnx.backend == "onnx"
     for count in (1, 7, 300):  # one window, an odd batch, and more than max_batch (two forward passes)
