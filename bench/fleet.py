@@ -62,7 +62,7 @@ from kafka.admin import NewTopic
 
 from monitor.config import load_config
 from monitor.engine.verdicts import Outcome
-from monitor.models import SeriesData
+from monitor.models import SeriesData, save_artifact, train_model
 from monitor.records import Point, encode_point, parse_time
 
 STEP_S = 10.0
@@ -89,7 +89,6 @@ def training_data(series: int, rng: np.random.Generator) -> dict[str, SeriesData
 def train(work: Path, data: dict[str, SeriesData], epochs: int | None, base: Path) -> Path:
     """The model of `base`'s first detector, trained on `data` (with `epochs` at most, if given); returns
     the store."""
-    from monitor.models import save_artifact, train_model
     from monitor.training.options import training_options
 
     detector = load_config(base).detectors[0]
