@@ -152,6 +152,12 @@ def padded_rows(rows: int) -> int:
     return 1 << max(rows - 1, 0).bit_length()
 
 
+def batch_shapes(max_batch: int) -> list[int]:
+    """Every row count a forward pass can run on when chunks hold at most `max_batch` rows: the ladder of
+    `padded_rows` up to `max_batch`, and `max_batch` itself."""
+    return sorted({min(padded_rows(rows), max_batch) for rows in range(1, max_batch + 1)})
+
+
 def padded(rows: np.ndarray, size: int) -> np.ndarray:
     """`rows` followed by zero rows up to `size` rows (`rows` itself when it has them already)."""
     if len(rows) >= size:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -18,7 +19,7 @@ from monitor.errors import ModelError
 from monitor.logs import event
 from monitor.models.artifact import LoadedModel, load_artifact
 from monitor.models.device import resolve_device
-from monitor.models.inference import MAX_BATCH, reconstruction_scores, traced_errors
+from monitor.models.inference import MAX_BATCH, batch_shapes, reconstruction_scores, traced_errors
 from monitor.models.normalisation import normalise
 from monitor.models.online import OnlineNormalisation, fleet_alike
 from monitor.models.onnx_backend import BACKENDS, OnnxForward, onnx_forward
@@ -70,6 +71,8 @@ class TorchScorer:
         (`reconstruction_scores`); its threads end when the scorer is dropped (a hot reload)."""
         self._traced = self._traced_errors()
         self._max_batch = max_batch
+        self._warm = threading.local()
+        self._warm_pool()
         self._baseline = np.asarray(loaded.metadata.validation_scores, dtype=np.float64)
         normalisation = loaded.metadata.normalisation
         self.online = None
@@ -181,12 +184,18 @@ class TorchScorer:
         self._check_shape(series, batch)
         if len(batch) == 0:
             return Scores(np.empty(0), np.empty((0, meta.n_features)))
+        self._warm_thread()
         normalised, provisional = self._normalise(series, batch)
         if meta.calendar:
             if start is None or end is None:
                 raise ModelError(f"model {meta.version} has calendar inputs {meta.calendar}: windows need their times")
             normalised = with_calendar(normalised, start, end, meta.calendar)
-        scores = reconstruction_scores(
+        scores = self._scores(normalised, self._pool)
+        return scores if provisional is None else dataclasses.replace(scores, provisional=provisional)
+
+    def _scores(self, normalised: np.ndarray, pool: ThreadPoolExecutor | None) -> Scores:
+        meta = self._metadata
+        return reconstruction_scores(
             self._forward,
             normalised,
             meta.score_tail,
@@ -194,11 +203,40 @@ class TorchScorer:
             meta.score_method,
             meta.n_features,
             self._device,
-            self._pool,
+            pool,
             self._workers,
             self._traced,
         )
-        return scores if provisional is None else dataclasses.replace(scores, provisional=provisional)
+
+    def _warm_thread(self) -> None:
+        """A forward pass of every batch shape this scorer can meet (`batch_shapes`), on the calling thread,
+        once per thread; only on the CPU.
+
+        Why: oneDNN, which runs torch's layers on the CPU, keeps code and buffers for every batch shape a
+        thread meets, for the life of the process (`monitor.models.inference.ROW_QUANTUM`). Met as polls of
+        new sizes came, a paced daemon's memory grew for its first eight minutes or so by about 10 MiB;
+        met here, before the first window is scored, the memory is taken at start and stays flat after,
+        and no poll waits for a shape to be built (docs/performance.md#batch-shapes)."""
+        if self._device.type != "cpu" or getattr(self._warm, "done", False):
+            return
+        meta = self._metadata
+        for rows in batch_shapes(self._max_batch):
+            self._scores(np.zeros((rows, meta.window, meta.n_inputs), dtype=np.float32), None)
+        self._warm.done = True
+
+    def _warm_pool(self) -> None:
+        """`_warm_thread` on each thread of the pool: every task waits for all of them to be running, so
+        each runs on a thread of its own."""
+        if self._pool is None:
+            return
+        gate = threading.Barrier(self._workers)
+
+        def warm() -> None:
+            gate.wait()
+            self._warm_thread()
+
+        for done in [self._pool.submit(warm) for _ in range(self._workers)]:
+            done.result()
 
     def _normalise(self, series: Sequence[str], batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The normalised batch, and which rows were normalised with statistics still being learned

@@ -35,6 +35,7 @@ from monitor.models import (
     train_model,
 )
 from monitor.models import scorer as scorer_module
+from monitor.models.inference import batch_shapes
 from monitor.models.kinds import build_model
 from monitor.models.normalisation import FeatureStats, Normalisation
 
@@ -198,6 +199,7 @@ def test_a_batch_above_max_batch_is_chunked_and_matches_scoring_in_pieces(traine
     names = [name for name in SERIES for _ in range(200)]
     batch = np.concatenate([future_windows(name, 200) for name in SERIES])
     scorer = TorchScorer(trained, max_batch=256)
+    scorer.score(names[:1], batch[:1])  # this thread's warm-up (test_every_thread_that_scores_...) done
     calls = []
     hook = trained.module.register_forward_hook(lambda module, args, output: calls.append(len(args[0])))
     try:
@@ -252,6 +254,37 @@ def test_forward_passes_meet_few_batch_shapes_whatever_the_batch_sizes(trained: 
         hook.remove()
 
     assert shapes <= {1, 2, 4, 8, *range(16, 257, 16)}
+
+
+@pytest.mark.usefixtures("eager")
+def test_every_thread_that_scores_meets_every_batch_shape_before_its_first_batch(trained: LoadedModel) -> None:
+    """oneDNN's memory per shape and thread is taken up front, not as polls of new sizes come."""
+    names = [name for name in SERIES for _ in range(100)]
+    batch = np.concatenate([future_windows(name, 100) for name in SERIES])
+    calls: list[tuple[str, int]] = []
+    hook = trained.module.register_forward_hook(
+        lambda module, args, output: calls.append((threading.current_thread().name, len(args[0])))
+    )
+    try:
+        scorer = TorchScorer(trained, threads=2, max_batch=100)
+        at_load = list(calls)
+        calls.clear()
+        scorer.score(names[:3], batch[:3])
+        first = list(calls)
+        calls.clear()
+        scorer.score(names[:3], batch[:3])
+        second = list(calls)
+    finally:
+        hook.remove()
+
+    ladder = [1, 2, 4, 8, *range(16, 97, 16), 100]
+    assert batch_shapes(100) == ladder and batch_shapes(256) == [1, 2, 4, 8, *range(16, 257, 16)]
+    pool = {thread for thread, _ in at_load}
+    assert len(pool) == 2 and all(thread.startswith("forward") for thread in pool)
+    assert all(sorted(size for thread, size in at_load if thread == name) == ladder for name in pool)
+    main = threading.current_thread().name
+    assert first == [(main, size) for size in ladder] + [(main, 4)]
+    assert second == [(main, 4)]
 
 
 def test_score_tail_averages_only_the_last_steps(trained: LoadedModel) -> None:
