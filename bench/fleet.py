@@ -19,6 +19,10 @@ spike is found when its series fires within 20 points after it. A new series can
 `window - 1 + model.online_warmup + threshold.warmup` points (175 with the shipped config): keep
 rate × minutes × 60 / series well above that, or the run measures only warm-ups.
 
+The RSS line gives the daemon's resident memory while it had points to read (first and last sample, and
+its change over the second half of that time: none for a daemon whose memory is flat after its warm-up),
+and once it had read them all.
+
 With `--backlog` the same stream is produced in full before the daemon starts, which then reads it as fast
 as it can: the same points and verdicts in a fraction of the wall time, so resident memory that grows with
 the points shows in both runs and memory that grows with the wall time only in the paced one.
@@ -139,6 +143,28 @@ def usage(pid: int) -> tuple[float, int, int]:
     return rss, len(os.listdir(f"/proc/{pid}/fd")), threads
 
 
+def sample(pid: int, at_s: float, input_state: str) -> tuple[str, ...]:
+    """A row of the resource table: "flowing" while the daemon has points to read, "consumed" after."""
+    rss, fds, threads = usage(pid)
+    return f"{at_s:.0f}", f"{rss:.1f}", str(fds), str(threads), input_state
+
+
+def growth(samples: list[tuple[str, ...]]) -> str:
+    """Resident memory while the daemon had points to read (first and last sample, and the change over the
+    second half of that time: none for a daemon whose memory is flat after its warm-up), and once it had
+    read them all."""
+    flowing = [(float(row[0]), float(row[1])) for row in samples[1:] if row[4] == "flowing"]
+    after = float(samples[-1][1])
+    if len(flowing) < 2:
+        return f"{after:.1f} MiB at the end (too few samples while points flowed)"
+    end_s = flowing[-1][0]
+    half = [rss for at, rss in flowing if at >= end_s / 2]
+    return (
+        f"{flowing[0][1]:.1f} -> {flowing[-1][1]:.1f} MiB while points flowed; {half[-1] - half[0]:+.1f} MiB over "
+        f"the second half of that ({end_s / 2:.0f} to {end_s:.0f} s); {after:.1f} MiB once all were read"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=500, help="new series, never seen in training")
@@ -189,19 +215,17 @@ def main() -> int:
     started = time.monotonic()
     if not args.backlog:
         producer.start()
-    samples = [("t s", "RSS MiB", "open fds", "threads")]
+    samples = [("t s", "RSS MiB", "open fds", "threads", "input")]
     next_sample = started + args.sample_s  # not at 0 s: the daemon is still importing torch
     while not (done.is_set() and consumed(server, k.metrics_topic, k.group_id)):
         if daemon.poll() is not None:
             raise SystemExit(f"the daemon exited with {daemon.returncode}; log: {log}")
         if time.monotonic() >= next_sample:
-            rss, fds, threads = usage(daemon.pid)
-            samples.append((f"{time.monotonic() - started:.0f}", f"{rss:.1f}", str(fds), str(threads)))
+            samples.append(sample(daemon.pid, time.monotonic() - started, "flowing"))
             next_sample += args.sample_s
         time.sleep(0.5)
     wall_s = time.monotonic() - started
-    rss, fds, threads = usage(daemon.pid)
-    samples.append((f"{wall_s:.0f}", f"{rss:.1f}", str(fds), str(threads)))
+    samples.append(sample(daemon.pid, wall_s, "consumed"))
     daemon.send_signal(signal.SIGTERM)
     code = daemon.wait()
     return report(args, server, k.alert_topic, points, spike_at, spiked, samples, wall_s, code, log)
@@ -305,8 +329,6 @@ def report(
     data_hours = args.series * points * STEP_S / 3600
     wall_hours = args.series * wall_s / 3600
     warnings = WARNING.findall(log.read_bytes())
-    rss = [float(row[1]) for row in samples[1:]]
-    quarter = rss[len(rss) // 4] if rss else float("nan")
     print(table(samples))
     rows = [
         ("points", f"{args.series * points:,} ({args.series} new series x {points}) in {wall_s:.0f}s"),
@@ -314,7 +336,7 @@ def report(
         ("false alerts", f"{false_count}: {1000 * false_count / data_hours:.1f} per 1,000 series-hours of data "
          f"({data_hours:,.0f}), {1000 * false_count / wall_hours:.1f} per 1,000 series-hours of wall time"),
         ("injected spikes found", f"{len(found)}/{len(spiked)}"),
-        ("RSS", f"{rss[0]:.1f} -> {rss[-1]:.1f} MiB; {rss[-1] - quarter:+.1f} MiB over the last 3/4 of the run"),
+        ("RSS", growth(samples)),
         ("open fds", f"{samples[1][2]} -> {samples[-1][2]}; threads {samples[-1][3]}"),
         ("daemon", f"exit {code} on SIGTERM; {len(warnings)} WARNING lines in its log "
          f"({', '.join(sorted(set(w.decode() for w in warnings))) or 'none'}); log {log}"),
