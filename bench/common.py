@@ -62,11 +62,15 @@ def _remove_topics(server: str) -> None:
 def train_small(
     window: int, hidden: int, latent: int, series: int = 8, points_per_series: int = 600, features: int = 1
 ) -> Path:
-    """A real model of the benchmark's size (scoring cost depends on the sizes, not on the fit); with
+    """A real model of the benchmark's size (scoring cost depends on the sizes, not on the fit), otherwise
+    as the shipped config.yaml's first detector trains one (its kind, scored and hidden steps: the hidden
+    steps' copy is part of every forward pass), for one epoch and without calendar inputs; with
     `features` > 1, of features `f0`, `f1`, ... taken from neighbouring synthetic series. Its folder (where
     some benchmarks also write their streams, gigabytes at 100,000 series) is removed when the benchmark
     exits, also on an error or Ctrl-C."""
-    from monitor.models import SeriesData, TrainOptions, save_artifact, train_model
+    from monitor.config import load_config
+    from monitor.models import SeriesData, save_artifact, train_model
+    from monitor.training.options import training_options
 
     spec = StreamSpec(series=series, points=points_per_series, healthy=points_per_series, anomalous_series=0)
     values, _ = generate(spec)
@@ -74,7 +78,10 @@ def train_small(
     columns = [[(i + j) % series for j in range(features)] for i in range(series)]
     data = {f"s{i}": SeriesData(ts, values[columns[i]].T) for i in range(series)}
     names = ["value"] if features == 1 else [f"f{j}" for j in range(features)]
-    options = TrainOptions(window=window, hidden=hidden, latent=latent, epochs=1, max_windows=512)
+    shipped = load_config(ROOT / "config.yaml").detectors[0]
+    options = training_options(
+        shipped, window=window, hidden=hidden, latent=latent, epochs=1, max_windows=512, calendar="none"
+    )
     model, metadata = train_model(data, names, options, progress=False)
     folder = tempfile.mkdtemp(prefix="bench-model-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)

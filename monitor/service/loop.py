@@ -194,7 +194,7 @@ class Service:
                 severity=alert.severity,
                 model_version=alert.model_version,
             )
-        if self.checkpoints is None:  # a commit may follow; with checkpoints, the checkpoint flushes first
+        if self.checkpoints is None:
             self._until_done("flush", self.sink.flush)
         if started.messages:
             if self.checkpoints is not None:
