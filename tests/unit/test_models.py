@@ -274,6 +274,9 @@ def test_every_thread_that_scores_meets_every_batch_shape_before_its_first_batch
         calls.clear()
         scorer.score(names[:3], batch[:3])
         second = list(calls)
+        calls.clear()
+        TorchScorer(trained, max_batch=512).score(names[:1], batch[:1])  # warms the default's shapes only
+        large = [size for _, size in calls]
     finally:
         hook.remove()
 
@@ -285,6 +288,7 @@ def test_every_thread_that_scores_meets_every_batch_shape_before_its_first_batch
     main = threading.current_thread().name
     assert first == [(main, size) for size in ladder] + [(main, 4)]
     assert second == [(main, 4)]
+    assert large == [*batch_shapes(256), 1]
 
 
 def test_score_tail_averages_only_the_last_steps(trained: LoadedModel) -> None:
