@@ -19,9 +19,10 @@ spike is found when its series fires within 20 points after it. A new series can
 `window - 1 + model.online_warmup + threshold.warmup` points (175 with the shipped config): keep
 rate × minutes × 60 / series well above that, or the run measures only warm-ups.
 
-The RSS line gives the daemon's resident memory while it had points to read (first and last sample, and
+The RSS line gives the daemon's resident memory until it had committed every point (first and last sample, and
 its change over the second half of that time: none for a daemon whose memory is flat after its warm-up),
-and once it had read them all.
+and once it had: the commit follows the state checkpoints, spread over `checkpoint.max_replay_s` (60 s),
+so a run ends about a minute after the last point is produced.
 
 With `--backlog` the same stream is produced in full before the daemon starts, which then reads it as fast
 as it can: the same points and verdicts in a fraction of the wall time, so resident memory that grows with
@@ -144,15 +145,14 @@ def usage(pid: int) -> tuple[float, int, int]:
 
 
 def sample(pid: int, at_s: float, input_state: str) -> tuple[str, ...]:
-    """A row of the resource table: "flowing" while the daemon has points to read, "consumed" after."""
+    """A row of the resource table: "flowing" until the daemon committed every point, "consumed" after."""
     rss, fds, threads = usage(pid)
     return f"{at_s:.0f}", f"{rss:.1f}", str(fds), str(threads), input_state
 
 
 def growth(samples: list[tuple[str, ...]]) -> str:
-    """Resident memory while the daemon had points to read (first and last sample, and the change over the
-    second half of that time: none for a daemon whose memory is flat after its warm-up), and once it had
-    read them all."""
+    """Resident memory until the daemon committed every point (first and last sample, and the change over the
+    second half of that time: none for a daemon whose memory is flat after its warm-up), and after."""
     flowing = [(float(row[0]), float(row[1])) for row in samples[1:] if row[4] == "flowing"]
     after = float(samples[-1][1])
     if len(flowing) < 2:
@@ -161,7 +161,7 @@ def growth(samples: list[tuple[str, ...]]) -> str:
     half = [rss for at, rss in flowing if at >= end_s / 2]
     return (
         f"{flowing[0][1]:.1f} -> {flowing[-1][1]:.1f} MiB while points flowed; {half[-1] - half[0]:+.1f} MiB over "
-        f"the second half of that ({end_s / 2:.0f} to {end_s:.0f} s); {after:.1f} MiB once all were read"
+        f"the second half of that ({end_s / 2:.0f} to {end_s:.0f} s); {after:.1f} MiB once all were committed"
     )
 
 
