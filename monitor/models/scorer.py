@@ -210,15 +210,16 @@ class TorchScorer:
 
     def _warm_thread(self) -> None:
         """A forward pass of every batch shape this scorer can meet (`batch_shapes`), on the calling thread,
-        once per thread; only on the CPU, and only the shapes up to the default `MAX_BATCH` (20 of them):
-        a larger `max_batch` meets its larger shapes as they come, so that its start stays quick.
+        once per thread; only for torch on the CPU (the oneDNN case below), and only the shapes up to the
+        default `MAX_BATCH` (20 of them): a larger `max_batch` meets its larger shapes as they come, so that
+        its start stays quick.
 
         Why: oneDNN, which runs torch's layers on the CPU, keeps code and buffers for every batch shape a
         thread meets, for the life of the process (`monitor.models.inference.ROW_QUANTUM`), about 10 MiB
         a thread for the 20. Met as polls of new sizes came, that memory came in over hours, the rare
         sizes last; met here, before the first window is scored, it is taken at start, and no poll waits
         for a shape to be built (docs/performance.md#batch-shapes)."""
-        if self._device.type != "cpu" or getattr(self._warm, "done", False):
+        if self.backend != "torch" or self._device.type != "cpu" or getattr(self._warm, "done", False):
             return
         meta = self._metadata
         for rows in batch_shapes(min(self._max_batch, MAX_BATCH)):
