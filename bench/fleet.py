@@ -69,6 +69,7 @@ from monitor.config import load_config
 from monitor.engine.verdicts import Outcome
 from monitor.models import SeriesData, save_artifact, train_model
 from monitor.records import Point, encode_point, parse_time
+from monitor.training.options import training_options
 
 STEP_S = 10.0
 TRAIN_POINTS = 1500
@@ -94,8 +95,6 @@ def training_data(series: int, rng: np.random.Generator) -> dict[str, SeriesData
 def train(work: Path, data: dict[str, SeriesData], epochs: int | None, base: Path) -> Path:
     """The model of `base`'s first detector, trained on `data` (with `epochs` at most, if given); returns
     the store."""
-    from monitor.training.options import training_options
-
     detector = load_config(base).detectors[0]
     started = time.monotonic()
     options = training_options(detector, epochs=detector.training.epochs if epochs is None else epochs)
