@@ -19,10 +19,12 @@ spike is found when its series fires within 20 points after it. A new series can
 `window - 1 + model.online_warmup + threshold.warmup` points (175 with the shipped config): keep
 rate × minutes × 60 / series well above that, or the run measures only warm-ups.
 
-The RSS line gives the daemon's resident memory until it had committed every point (first and last sample, and
-its change over the second half of that time: none for a daemon whose memory is flat after its warm-up),
-and once it had: the commit follows the state checkpoints, spread over `checkpoint.max_replay_s` (60 s),
-so a run ends about a minute after the last point is produced.
+The resource table's `input` column says whether points were still being produced (`flowing`), all were
+produced but not yet committed (`draining`: the commit follows the state checkpoints, spread over
+`checkpoint.max_replay_s`, 60 s, so a run ends about a minute after the last point is produced), or all
+were committed (`consumed`). The RSS line gives the daemon's resident memory while points flowed (first and
+last sample, and its change over the second half of that time: none for a daemon whose memory is flat
+after its warm-up), and once all were committed.
 
 With `--backlog` the same stream is produced in full before the daemon starts, which then reads it as fast
 as it can: the same points and verdicts in a fraction of the wall time, so resident memory that grows with
@@ -144,14 +146,17 @@ def usage(pid: int) -> tuple[float, int, int]:
 
 
 def sample(pid: int, at_s: float, input_state: str) -> tuple[str, ...]:
-    """A row of the resource table: "flowing" until the daemon committed every point, "consumed" after."""
+    """A row of the resource table; `input_state`: "flowing" while points are produced, "draining" until the
+    daemon committed every point, "consumed" after."""
     rss, fds, threads = usage(pid)
     return f"{at_s:.0f}", f"{rss:.1f}", str(fds), str(threads), input_state
 
 
 def growth(samples: list[tuple[str, ...]]) -> str:
-    """Resident memory until the daemon committed every point (first and last sample, and the change over the
-    second half of that time: none for a daemon whose memory is flat after its warm-up), and after."""
+    """Resident memory while points were produced (first and last sample, and the change over the second
+    half of that time: none for a daemon whose memory is flat after its warm-up), and once all were
+    committed. Once the input stops, memory the daemon uses while points come in is given back, so samples
+    taken then say nothing about growth."""
     flowing = [(float(row[0]), float(row[1])) for row in samples[1:] if row[4] == "flowing"]
     after = float(samples[-1][1])
     if len(flowing) < 2:
@@ -220,7 +225,7 @@ def main() -> int:
         if daemon.poll() is not None:
             raise SystemExit(f"the daemon exited with {daemon.returncode}; log: {log}")
         if time.monotonic() >= next_sample:
-            samples.append(sample(daemon.pid, time.monotonic() - started, "flowing"))
+            samples.append(sample(daemon.pid, time.monotonic() - started, "draining" if done.is_set() else "flowing"))
             next_sample += args.sample_s
         time.sleep(0.5)
     wall_s = time.monotonic() - started
