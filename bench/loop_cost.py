@@ -35,6 +35,7 @@ from state_cost import PARTITIONS, POLL, CountingChangelog, Quiet, native_polls
 
 from monitor.config import load_config
 from monitor.engine.detector import Detector, Engine
+from monitor.formats.native import decode_json_poll
 from monitor.models import TorchScorer
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
@@ -93,7 +94,16 @@ def run(model: Path, polls: list[list[Message]], skip: int, stride: int) -> dict
     checkpoints.sync()
     spent: Counter[str] = Counter()
     source = Polls(polls, skip, spent)
-    service = Service(engine, source, source, Exporter(), Health(), checkpoints=checkpoints, overlap=True)
+    service = Service(
+        engine,
+        source,
+        source,
+        Exporter(),
+        Health(),
+        decode_poll=decode_json_poll,
+        checkpoints=checkpoints,
+        overlap=True,
+    )
     originals = {method: getattr(owner, method) for _, owner, method in STEPS}
     try:
         for name, owner, method in STEPS:

@@ -4,13 +4,15 @@ The times of `bench/loop_cost.py` move by 20 to 30% between runs on a shared mac
 changes to the per-point Python gain. Instructions counted by valgrind (callgrind) do not move. Over
 native JSON messages of `--series` series in turn (polls of `kafka.max_poll_records`, the shipped
 detector settings at `--stride`, checkpoints on), this script runs, each under callgrind: the message
-decoder alone (what a raw consume does too); `Service._take_in` and `Engine.start` (or `start_columns`
-for a poll in columns) with the scoring dropped: route, refuse, the checkpoint's `admit`, entity join and
-windowing, one figure since a poll in columns needs its series in the windows to be taken as columns at
-all; and the whole `Service.step` with a stand-in model (the scoring thread's thresholds, alerts and
-verdicts, then publishing, metrics and checkpoints; the forward pass is `loop_cost`'s business). Each
-figure is instructions per point: a slope between runs of two lengths (`--points` per series), so
-start-up costs cancel, less the slope of building the stream alone (or of the part before):
+decoder alone, message by message (what a raw consume does too); `Service._take_in` and `Engine.start`
+(or `start_columns` for a poll in columns) with the scoring dropped: the daemon's decoding of the poll
+(whole, for a poll of common messages) less the decoder's figure, route, refuse, the checkpoint's
+`admit`, entity join and windowing, one figure since a poll in columns needs its series in the windows to
+be taken as columns at all; and the whole `Service.step` with a stand-in model (the scoring thread's
+thresholds, alerts and verdicts, then publishing, metrics and checkpoints; the forward pass is
+`loop_cost`'s business). Each figure is instructions per point: a slope between runs of two lengths
+(`--points` per series), so start-up costs cancel, less the slope of building the stream alone (or of
+the part before):
 
     python bench/loop_instructions.py [--series 1000] [--points 40,80] [--stride 4] [--code DIR ...]
 
@@ -103,6 +105,7 @@ def child(series: int, points: int, stride: int, part: str) -> None:
     """One measured run (inside callgrind): build the stream, then take it in up to `part`."""
     from monitor.config import load_config
     from monitor.engine.detector import Engine
+    from monitor.formats import native
     from monitor.observability.exporter import Exporter
     from monitor.observability.health import Health
     from monitor.service.checkpoint import Checkpoints
@@ -118,7 +121,8 @@ def child(series: int, points: int, stride: int, part: str) -> None:
     checkpoints.on_assigned(range(PARTITIONS))
     checkpoints.sync()
     edges = Quiet()
-    service = Service(engine, edges, edges, Exporter(), Health(), checkpoints=checkpoints)  # type: ignore[arg-type]
+    whole = {"decode_poll": native.decode_json_poll} if hasattr(native, "decode_json_poll") else {}  # as the daemon
+    service = Service(engine, edges, edges, Exporter(), Health(), **whole, checkpoints=checkpoints)  # type: ignore[arg-type]
     dropping = Dropping()
     floor_state: tuple[dict, dict, dict, dict] = ({}, {}, {}, {})
     for poll in polls if part != "build" else []:

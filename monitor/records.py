@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import compress
 from typing import Any
 
 import msgspec
@@ -54,6 +55,40 @@ class Point(msgspec.Struct, gc=False):
     ts: float
     values: Mapping[str, float]
     labels: Mapping[str, str] = msgspec.field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PointColumns:
+    """A poll's points as columns, one univariate point a message in message order: what the native format
+    makes of a poll of common messages (`monitor.formats.native.decode_json_poll`) without a `Point`, a
+    dict and a list per message, which the loop thread would build and free again. `points` builds them
+    for the steps that take points one by one."""
+
+    series: list[str]
+    ts: np.ndarray
+    values: np.ndarray
+    """The `value` of each point."""
+    labels: list[dict[str, str] | None]
+    """Each point's labels; None: none given."""
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def points(self) -> list[Point]:
+        """The `Point`s, as decoding the messages one by one gives them."""
+        values = [{UNIVARIATE: value} for value in self.values.tolist()]
+        return list(map(Point, self.series, self.ts.tolist(), values, [found or {} for found in self.labels]))
+
+    def rows(self, at: np.ndarray, features: tuple[str, ...]) -> np.ndarray | None:
+        """The values of the points at `at` as rows in `features` order; None unless the features are the
+        univariate one."""
+        return self.values[at].reshape(-1, 1) if features == (UNIVARIATE,) else None
+
+    def keep(self, kept: np.ndarray) -> PointColumns:
+        """The points where `kept` is True."""
+        return PointColumns(
+            list(compress(self.series, kept)), self.ts[kept], self.values[kept], list(compress(self.labels, kept))
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,12 +18,40 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from monitor.records import Point
+from monitor.records import Point, PointColumns
 
 if TYPE_CHECKING:
     from monitor.engine.detector import Detector, Routed
 
 SERIES, TS, VALUES = attrgetter("series"), attrgetter("ts"), attrgetter("values")
+
+
+class PointList:
+    """Decoded `Point`s, one a message, with the interface of `PointColumns`: a poll that was decoded
+    message by message (another format, or a poll with a message of another shape) in columns."""
+
+    def __init__(self, points: list[Point]) -> None:
+        self._points = points
+        self.series: list[str] = list(map(SERIES, points))
+        self.ts = np.fromiter(map(TS, points), float, len(points))
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    def points(self) -> list[Point]:
+        return self._points
+
+    def rows(self, at: np.ndarray, features: tuple[str, ...]) -> np.ndarray | None:
+        """The values of the points at `at` as rows in `features` order; None when one of them lacks one."""
+        chosen = self._points if len(at) == len(self._points) else list(map(self._points.__getitem__, at.tolist()))
+        return feature_rows(chosen, features)
+
+    def keep(self, kept: np.ndarray) -> PointList:
+        return PointList(list(compress(self._points, kept)))
+
+
+PollPoints = PointColumns | PointList
+"""A poll's points, one a message, as the columnar path takes them in."""
 
 
 @dataclass(slots=True)
@@ -44,12 +72,16 @@ class Columns:
     """The points of a poll (one a message, in message order), each of a series its detector tracks (or
     of one no detector wants)."""
 
-    points: list[Point]
+    points: PollPoints
     series: list[str]
+    """The poll's series names as the window stores key them (`tracked_names`)."""
     owners: list[Detector | None]
     """Each point's detector (None: no detector wants its series)."""
-    ts: np.ndarray
     parts: list[Part]
+
+    @property
+    def ts(self) -> np.ndarray:
+        return self.points.ts
 
     def keep(self, kept: np.ndarray) -> Columns:
         """The points where `kept` is True (the checkpoint's `admit_columns` drops replayed ones)."""
@@ -58,8 +90,7 @@ class Columns:
         moved = np.cumsum(kept) - 1  # where each kept point lands
         parts = [Part(p.detector, moved[p.at[k]], p.slots[k], p.values[k]) for p in self.parts for k in [kept[p.at]]]
         return Columns(
-            list(compress(self.points, kept)), list(compress(self.series, kept)), list(compress(self.owners, kept)),
-            self.ts[kept], parts,
+            self.points.keep(kept), list(compress(self.series, kept)), list(compress(self.owners, kept)), parts,
         )  # fmt: skip
 
     @property
@@ -91,17 +122,15 @@ class Columns:
 
     def routed(self) -> list[Routed]:
         """The points as the point-by-point path hands them on (to tasks such as retraining)."""
-        return list(zip(self.points, self.owners, strict=True))
+        return list(zip(self.points.points(), self.owners, strict=True))
 
 
-def parts_of(
-    points: list[Point], series: list[str], owners: list[Detector | None], distinct: list[Detector | None]
-) -> list[Part] | None:
+def parts_of(points: PollPoints, owners: list[Detector | None], distinct: list[Detector | None]) -> list[Part] | None:
     """Each detector's points as a `Part` (its series' slots, its feature rows; `distinct`: the owners
     once each); None when a series is not in its detector's windows (`WindowStore.slots_of`) or a point
     lacks one of its features."""
     if len(distinct) == 1 and distinct[0] is not None:
-        found = [(distinct[0], np.arange(len(points)), points, series)]
+        found = [(distinct[0], np.arange(len(points)), points.series)]
     else:
         number = {d: i for i, d in enumerate(distinct)}
         which = np.fromiter(map(number.__getitem__, owners), np.int64, len(owners))
@@ -109,14 +138,11 @@ def parts_of(
         for i, detector in enumerate(distinct):
             at = np.flatnonzero(which == i)
             if detector is not None:
-                chosen = at.tolist()
-                found.append(
-                    (detector, at, list(map(points.__getitem__, chosen)), list(map(series.__getitem__, chosen)))
-                )
+                found.append((detector, at, list(map(points.series.__getitem__, at.tolist()))))
     parts = []
-    for detector, at, its_points, its_series in found:
+    for detector, at, its_series in found:
         slots = detector.windows.slots_of(its_series)
-        values = None if slots is None else feature_rows(its_points, detector.settings.features)
+        values = None if slots is None else points.rows(at, detector.settings.features)
         if slots is None or values is None:
             return None
         parts.append(Part(detector, at, slots, values))

@@ -16,10 +16,8 @@ from itertools import repeat
 from queue import SimpleQueue
 from typing import Any
 
-import numpy as np
-
 from monitor.engine.alerting import AlertSettings, AlertTracker
-from monitor.engine.columns import SERIES, TS, Columns, parts_of, tracked_names
+from monitor.engine.columns import Columns, PointList, parts_of, tracked_names
 from monitor.engine.entities import EntityAssembler, Selector
 from monitor.engine.feedback import FeedbackBook
 from monitor.engine.scoring import Scorer
@@ -28,7 +26,7 @@ from monitor.engine.threshold import ThresholdBank, ThresholdSettings
 from monitor.engine.verdicts import Outcome, VerdictBatch
 from monitor.engine.windows import PointRules, WindowStore
 from monitor.errors import ModelError
-from monitor.records import Alert, Feedback, Point, Rejected, WindowBatch
+from monitor.records import Alert, Feedback, Point, PointColumns, Rejected, WindowBatch
 
 _UNROUTED = object()
 
@@ -254,11 +252,12 @@ class Engine:
             detector.windows.collect_many(routed[detector], ready[detector])
         return self._score(ready, executor)
 
-    def columns(self, points: list[Point]) -> Columns | None:
+    def columns(self, points: list[Point] | PointColumns) -> Columns | None:
         """The poll as columns (`monitor.engine.columns`) when all its points are of series already routed,
         to no detector or to one without entities that tracks them, each with its detector's features; None
         otherwise, when `start` routes, checks and counts them one by one. Looks things up only."""
-        series = list(map(SERIES, points))
+        taken = PointList(points) if isinstance(points, list) else points
+        series = taken.series
         if self._owner_of_all is not None:
             owners: list[Detector | None] = [self._owner_of_all] * len(series)
             distinct: list[Detector | None] = [self._owner_of_all]
@@ -267,11 +266,10 @@ class Engine:
             distinct = list(dict.fromkeys(owners))
         if _UNROUTED in distinct or any(d is not None and d.entities is not None for d in distinct):
             return None
-        parts = parts_of(points, series, owners, distinct)
+        parts = parts_of(taken, owners, distinct)
         if parts is None:
             return None
-        ts = np.fromiter(map(TS, points), float, len(points))
-        return Columns(points, tracked_names(series, parts), owners, ts, parts)
+        return Columns(taken, tracked_names(series, parts), owners, parts)
 
     def start_columns(self, columns: Columns, executor: Executor | None = None) -> list[Future[Outcome]]:
         """`start` for a poll in columns: the same windows and scoring, without Python per point."""

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import msgspec
+import numpy as np
 import orjson
 
 from monitor.formats.options import Limits
-from monitor.records import MAX_TS, MIN_TS, UNIVARIATE, Point, Rejected, parse_time
+from monitor.records import MAX_TS, MIN_TS, UNIVARIATE, Point, PointColumns, Rejected, parse_time
 
 REASONS = (
     "oversize",
@@ -116,6 +119,50 @@ def _common_point(plain: _Plain) -> Point | None:
     if plain.values is msgspec.UNSET and MIN_TS <= ts <= MAX_TS and math.isfinite(value) and series.strip():
         return Point(series, ts, {UNIVARIATE: value}, plain.labels or {})
     return None
+
+
+_SERIES, _TS, _VALUE, _VALUES, _LABELS = map(attrgetter, ("series", "ts", "value", "values", "labels"))
+
+
+def decode_json_poll(
+    raws: Sequence[bytes | None], max_bytes: int = DEFAULT_MAX_BYTES, limits: Limits = DEFAULT_LIMITS
+) -> PointColumns | None:
+    """The points of a poll whose every message is of the common shape and within `limits`, one a message
+    and each the one `decode_json` gives for it, as columns; None when any message is not (the poll is then
+    decoded message by message, which accepts or rejects each and names the fault).
+
+    A long run's polls are almost always all common messages. Here each is one msgspec call, the checks
+    run over the poll's columns (C loops: `map`, numpy), and no `Point`, dict or list is built per message
+    (docs/performance.md)."""
+    try:
+        if max(map(len, raws), default=0) > max_bytes:  # a tombstone (None) has no length: TypeError
+            return None
+        plains = list(map(_PLAIN.decode, raws))
+    except (TypeError, msgspec.DecodeError):
+        return None
+    n = len(plains)
+    ts, values = np.fromiter(map(_TS, plains), float, n), np.fromiter(map(_VALUE, plains), float, n)
+    series, labels = list(map(_SERIES, plains)), list(map(_LABELS, plains))
+    if (  # `values` is finite: msgspec refuses a number beyond a float's range, and JSON has no NaN
+        ((ts >= MIN_TS) & (ts <= MAX_TS)).all()
+        and all(map(str.strip, series))
+        and list(map(_VALUES, plains)).count(msgspec.UNSET) == n
+        and _within(series, labels, limits)
+    ):
+        return PointColumns(series, ts, values, labels)
+    return None
+
+
+def _within(series: list[str], labels: list[dict[str, str] | None], limits: Limits) -> bool:
+    """Whether every point is within `limits`: the checks of `check_limits`, over columns."""
+    if max(map(len, series), default=0) > limits.max_series_id_length:
+        return False
+    given = list(filter(None, labels))
+    return (
+        max(map(len, given), default=0) <= limits.max_labels
+        and max(map(len, chain.from_iterable(given)), default=0) <= limits.max_label_name_length
+        and max(map(len, chain.from_iterable(map(dict.values, given))), default=0) <= limits.max_label_value_length
+    )
 
 
 def decode_with(

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from monitor import __version__
 from monitor.config import Config
 from monitor.engine.detector import Detector, Engine
-from monitor.formats import REASONS, decoder
+from monitor.formats import REASONS, decoder, poll_decoder
 from monitor.logs import event
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
@@ -70,9 +70,10 @@ def build_service(config: Config, input_path: str | None = None) -> tuple[Servic
         server.shutdown()
         raise
     decode = decoder(config.input_format, config.max_message_bytes, config.input_options)
+    decode_poll = poll_decoder(config.input_format, config.max_message_bytes, config.input_options)
     tasks = _tasks(config, engine, exporter)
     service = Service(
-        engine, source, sink, exporter, health, decode, transient, tasks, checkpoints,
+        engine, source, sink, exporter, health, decode, decode_poll, transient, tasks, checkpoints,
         overlap=config.scoring_overlap, commit_interval_s=config.checkpoint.interval_s,
         feedback_topic=None if input_path is not None else config.kafka.feedback_topic,
         max_message_bytes=config.max_message_bytes,

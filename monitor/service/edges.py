@@ -6,7 +6,7 @@ the protocols (`monitor.kafka.source`, `monitor.kafka.sink`, `monitor.service.fi
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,7 +33,7 @@ class Source(Protocol):
 
 
 class Task(Protocol):
-    def after_step(self, points: list[Routed], outcome: Outcome) -> None:
+    def after_step(self, points: Sequence[Routed], outcome: Outcome) -> None:
         """Called after each polled batch (an empty one too), between polls, in the loop thread."""
         ...
 

@@ -21,13 +21,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import compress
 from operator import attrgetter, itemgetter
+from typing import overload
 
 import numpy as np
 
 from monitor.engine.columns import Columns
 from monitor.engine.detector import Engine, Routed
 from monitor.engine.verdicts import Outcome
-from monitor.formats import Decoder
+from monitor.formats import Decoder, PollDecoder
 from monitor.formats.feedback import decode_feedback
 from monitor.formats.native import DEFAULT_MAX_BYTES, decode_json
 from monitor.logs import CLIENT_LOGS, event
@@ -51,10 +52,33 @@ class _Started:
     """A poll taken in: its points are windowed, their scoring may still run in the scoring thread."""
 
     messages: list[Message]
-    points: list[Routed]
+    points: Sequence[Routed]
     scoring: list[Future[Outcome]]
     feedback: list[tuple[Feedback, float]]
     """Verdicts from the feedback topic and when they were given, applied once the scoring is done."""
+
+
+class _RoutedLater(Sequence[Routed]):
+    """A poll in columns as the point-by-point path hands its points on (`Columns.routed`), built only if
+    something reads them: scheduled retraining does, the other tasks and the counts do not."""
+
+    def __init__(self, columns: Columns) -> None:
+        self._columns = columns
+        self._routed: list[Routed] | None = None
+
+    def __len__(self) -> int:
+        return len(self._columns.series)
+
+    @overload
+    def __getitem__(self, index: int) -> Routed: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Routed]: ...
+
+    def __getitem__(self, index: int | slice) -> Routed | list[Routed]:
+        if self._routed is None:
+            self._routed = self._columns.routed()
+        return self._routed[index]
 
 
 class Service:
@@ -66,6 +90,7 @@ class Service:
         exporter: Exporter,
         health: Health,
         decode: Decoder = decode_json,
+        decode_poll: PollDecoder | None = None,
         transient: tuple[type[Exception], ...] = (),
         tasks: Sequence[Task] = (),
         checkpoints: Checkpoints | None = None,
@@ -80,7 +105,8 @@ class Service:
         self.tasks = tuple(tasks)
         """Run in the loop thread after every step: model reloads, scheduled retraining."""
         self.exporter, self.health = exporter, health
-        self.decode = decode
+        self.decode, self.decode_poll = decode, decode_poll
+        """A message's decoder, and the same format's for a whole poll of common messages (None: none)."""
         self.feedback_topic, self.max_message_bytes = feedback_topic, max_message_bytes
         self.transient = transient
         """The source's errors that mean "the broker did not answer": retried, never fatal."""
@@ -304,12 +330,21 @@ class Service:
         event(log, "broker_back", seconds=seconds, attempts=self._outage_attempts, client_errors=held, first=first)
         self._outage_since, self._outage_attempts = None, 0
 
-    def _take_in(self, messages: list[Message]) -> tuple[list[Routed], Columns | None]:
-        """A poll's usable points, routed, and the same as columns when the poll allows (`_columns`)."""
-        decoded = list(map(self.decode, map(_VALUE, messages), map(_TIMESTAMP, messages)))
-        columns = self._columns(messages, decoded)
-        if columns is not None:
-            return columns.routed(), columns
+    def _take_in(self, messages: list[Message]) -> tuple[Sequence[Routed], Columns | None]:
+        """A poll's usable points, routed, and the same as columns when the poll allows (`_columns`). A poll
+        of common messages is decoded whole (`decode_poll`), else message by message."""
+        whole = None if self.decode_poll is None else self.decode_poll(list(map(_VALUE, messages)))
+        if whole is not None:
+            columns = self._admitted(messages, self.engine.columns(whole))
+            if columns is not None:
+                self._accepted(Counter(map(_TOPIC, messages)))
+                return _RoutedLater(columns), columns
+            decoded: list[list[Point] | Rejected] = [[point] for point in whole.points()]
+        else:
+            decoded = list(map(self.decode, map(_VALUE, messages), map(_TIMESTAMP, messages)))
+            columns = self._columns(messages, decoded)
+            if columns is not None:
+                return _RoutedLater(columns), columns
         return self._decode(messages, decoded), None
 
     def _columns(self, messages: list[Message], decoded: list[list[Point] | Rejected]) -> Columns | None:
@@ -326,10 +361,7 @@ class Service:
         rejected = points is not decoded
         if lengths.count(1) != len(lengths):
             return None
-        columns = self.engine.columns(list(map(_FIRST, points)))  # type: ignore[arg-type] (no Rejected left)
-        if columns is not None and self.checkpoints is not None:
-            kept = self.checkpoints.admit_columns(good, columns)
-            columns = None if kept is None else columns.keep(kept)
+        columns = self._admitted(good, self.engine.columns(list(map(_FIRST, points))))  # type: ignore[arg-type]
         if columns is None:
             return None
         for message, refused in zip(messages, decoded, strict=True) if rejected else ():
@@ -337,6 +369,14 @@ class Service:
                 self._reject(message, refused)
         self._accepted(Counter(map(_TOPIC, good)))
         return columns
+
+    def _admitted(self, messages: list[Message], columns: Columns | None) -> Columns | None:
+        """`columns` less the points the checkpoint already holds; None when the checkpoint needs to see
+        the points one by one (`Checkpoints.admit_columns`)."""
+        if columns is None or self.checkpoints is None:
+            return columns
+        kept = self.checkpoints.admit_columns(messages, columns)
+        return None if kept is None else columns.keep(kept)
 
     def _decode(self, messages: list[Message], decoded_messages: list[list[Point] | Rejected]) -> list[Routed]:
         """The usable points of a poll, each with its detector (looked up once, here); a message that does
@@ -424,7 +464,7 @@ class Service:
         )
         self.sink.dead_letter(message, rejected)
 
-    def _observe(self, messages: list[Message], points: list[Routed], outcome: Outcome) -> None:
+    def _observe(self, messages: list[Message], points: Sequence[Routed], outcome: Outcome) -> None:
         self.summary.add(len(messages), len(points), outcome)
         e = self.exporter
         e.observe_outcome(outcome)

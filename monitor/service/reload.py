@@ -93,7 +93,7 @@ class ModelReloader:
         """Check every path at the next step, changed or not. Safe in a signal handler (one assignment)."""
         self._requested = True
 
-    def after_step(self, points: list[Routed], outcome: Outcome) -> None:
+    def after_step(self, points: Sequence[Routed], outcome: Outcome) -> None:
         requested, self._requested = self._requested, False
         now = self._clock()
         for watch in self._watches:

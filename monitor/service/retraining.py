@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -50,7 +50,7 @@ class Retrainer:
         self._entities = EntityAssembler(s.entity_label, s.features, s.max_series) if s.entity_label else None
         self._thread: threading.Thread | None = None
 
-    def after_step(self, points: list[Routed], outcome: Outcome) -> None:
+    def after_step(self, points: Sequence[Routed], outcome: Outcome) -> None:
         for point, detector in points:
             if detector is self.detector:
                 self._keep(point)

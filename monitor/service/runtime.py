@@ -9,7 +9,7 @@ import gc
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from monitor.engine.detector import Routed
 from monitor.engine.verdicts import Outcome
@@ -69,7 +69,7 @@ class HeapTrim:
         self._trim = _malloc_trim()
         self._next = clock() + interval_s
 
-    def after_step(self, points: list[Routed], outcome: Outcome) -> None:
+    def after_step(self, points: Sequence[Routed], outcome: Outcome) -> None:
         now = self.clock()
         if self._trim is None or now < self._next:
             return

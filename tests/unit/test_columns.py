@@ -2,9 +2,10 @@
 
 The same random streams (duplicates, late points, new series, evictions, bad and multi-point messages,
 a second detector, a restart that replays what the changelog already holds) go through the service
-twice: as shipped, and with `Engine.columns` refusing every poll, which leaves the point-by-point path.
-Alerts, dead letters, changelog records, commits and every count must be equal, and the columnar path
-must have taken most polls."""
+three times: as the daemon runs it (a poll of common messages decoded whole, `decode_json_poll`), with
+every message decoded by itself, and with `Engine.columns` refusing every poll, which leaves the
+point-by-point path. Alerts, dead letters, changelog records, commits and every count must be equal, and
+the columnar path must have taken most polls."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import orjson
 import pytest
 
 from monitor.engine.detector import Detector, Engine
-from monitor.formats.native import decode_json
+from monitor.formats.native import decode_json, decode_json_poll
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
-from monitor.records import Message, Point, encode_point
+from monitor.records import Message, Point, PointColumns, encode_point
 from monitor.service.checkpoint import Checkpoints
 from monitor.service.loop import Service
 
@@ -69,6 +70,16 @@ def engine(two_detectors: bool, max_series: int) -> Engine:
     return Engine(detectors)
 
 
+class Seen:
+    """A task that notes the points of each poll as tasks get them (scheduled retraining keeps them)."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple] = []
+
+    def after_step(self, points, outcome) -> None:
+        self.points += [(p.series, p.ts, dict(p.values), dict(p.labels), d and d.settings.name) for p, d in points]
+
+
 class Committing(ListSource):
     def __init__(self, batches: list[list[Message]]) -> None:
         super().__init__(batches)
@@ -78,8 +89,11 @@ class Committing(ListSource):
         self.commits.append(dict(limits) if limits is not None else None)
 
 
-def run(messages: list[Message], seed: int, two_detectors: bool, max_series: int, changelog: MemoryChangelog):
-    """One replica over the messages in random polls, checkpoints on; what it published, wrote and counted."""
+def run(
+    messages: list[Message], seed: int, two_detectors: bool, max_series: int, changelog: MemoryChangelog, whole: bool
+):
+    """One replica over the messages in random polls, checkpoints on; what it published, wrote and counted.
+    `whole`: a poll of common messages is decoded whole (`decode_json_poll`), as the daemon does."""
     rng = random.Random(seed)
     batches, i = [], 0
     while i < len(messages):
@@ -100,7 +114,11 @@ def run(messages: list[Message], seed: int, two_detectors: bool, max_series: int
     ticking = Ticking([])
     ticking.commits = source.commits
     checkpoints.on_assigned(range(PARTITIONS))
-    service = Service(e, ticking, sink, exporter, Health(), checkpoints=checkpoints)
+    seen = Seen()
+    decode_poll = decode_json_poll if whole else None
+    service = Service(
+        e, ticking, sink, exporter, Health(), decode_poll=decode_poll, tasks=[seen], checkpoints=checkpoints
+    )
     summary = service.run()
     changelog.flush()
     ok = {s.labels["topic"]: s.value for m in exporter.registry.collect() if m.name == "monitor_messages"
@@ -114,46 +132,54 @@ def run(messages: list[Message], seed: int, two_detectors: bool, max_series: int
         "dropped": e.dropped(),
         "counts": checkpoints.counts,
         "ok": ok,
+        "tasks saw": seen.points,
     }  # fmt: skip
 
 
-def both_paths(monkeypatch, seed: int, two_detectors: bool, max_series: int) -> tuple[list[dict], int]:
-    """Each run of the stream (then a restart over all of it from offset 0) as shipped and point by point;
-    how many polls took the columnar path as shipped."""
+def all_paths(monkeypatch, seed: int, two_detectors: bool, max_series: int) -> tuple[list[dict], int, int]:
+    """Each run of the stream (then a restart over all of it from offset 0) as the daemon takes it (polls of
+    common messages decoded whole), with each message decoded by itself, and point by point; how many
+    polls took the columnar path and how many of those were decoded whole, as the daemon takes them."""
     messages = stream(seed)
-    columnar = [0]
+    columnar, whole = [0], [0]
     start_columns = Engine.start_columns
 
     def counted(self, columns, executor=None):
         columnar[0] += 1
+        whole[0] += isinstance(columns.points, PointColumns)
         return start_columns(self, columns, executor)
 
     results = []
-    for point_by_point in (False, True):
+    for mode in ("daemon", "per message", "point by point"):
         with monkeypatch.context() as patch:
-            patch.setattr(Engine, "start_columns", counted)
-            if point_by_point:
+            if mode == "daemon":
+                patch.setattr(Engine, "start_columns", counted)
+            if mode == "point by point":
                 patch.setattr(Engine, "columns", lambda self, points: None)
             changelog = MemoryChangelog()
-            first = run(messages[: len(messages) // 2], seed, two_detectors, max_series, changelog)
-            again = run(messages, seed + 1, two_detectors, max_series, changelog)  # replays the first half
+            first = run(messages[: len(messages) // 2], seed, two_detectors, max_series, changelog, mode == "daemon")
+            again = run(messages, seed + 1, two_detectors, max_series, changelog, mode == "daemon")  # replays
             results.append({"first": first, "restart": again})
-    return results, columnar[0]
+    return results, columnar[0], whole[0]
 
 
 @pytest.mark.parametrize("max_series", [1000, 5])
 @pytest.mark.parametrize("two_detectors", [False, True])
 @pytest.mark.parametrize("seed", range(3))
 def test_a_poll_in_columns_gives_what_point_by_point_gives(monkeypatch, seed, two_detectors, max_series):
-    (shipped, reference), columnar_polls = both_paths(monkeypatch, seed, two_detectors, max_series)
+    (daemon, per_message, reference), columnar_polls, whole_polls = all_paths(
+        monkeypatch, seed, two_detectors, max_series
+    )
     assert reference["restart"]["counts"]["replayed"] > 0, "the restart replays records the state holds"
     assert reference["first"]["dead"], "the stream has bad messages"
     for run_ in ("first", "restart"):
         for what, expected in reference[run_].items():
-            assert shipped[run_][what] == expected, (run_, what)
+            assert daemon[run_][what] == expected, (run_, what)
+            assert per_message[run_][what] == expected, (run_, what)
     if max_series == 1000:  # (5 evicts all the time, so alerts are rare and every poll goes point by point)
         assert [a for a in reference["first"]["alerts"] if a.status == "firing"], "the stream has anomalies"
         assert columnar_polls >= 30, "most polls (those without new series or faults) take the columns"
+        assert whole_polls >= 10, "polls of common messages only are decoded whole"
 
 
 def test_the_checkpoint_leaves_a_poll_it_cannot_take_as_columns_untouched():

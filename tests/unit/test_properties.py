@@ -8,12 +8,22 @@ import math
 from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.engine.detector import Detector, Engine
 from monitor.engine.windows import PointRules, WindowStore
-from monitor.formats.native import DEFAULT_LIMITS, DEFAULT_MAX_BYTES, REASONS, decode_json, decode_with, json_points
+from monitor.formats.native import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_BYTES,
+    REASONS,
+    decode_json,
+    decode_json_poll,
+    decode_with,
+    json_points,
+)  # fmt: skip
+from monitor.formats.options import Limits
 from monitor.observability.exporter import Exporter
 from monitor.observability.health import Health
 from monitor.records import MAX_TS, MIN_TS, Message, Point, Rejected, encode_point
@@ -101,6 +111,78 @@ def test_the_common_message_decodes_as_the_shared_checks_do(doc, spaced):
     answer is the one `decode_with` gives: the same points, or the same reason and detail."""
     raw = json.dumps(doc, indent=1 if spaced else None).encode()
     assert decode_json(raw, T0) == decode_with(json_points, raw, T0, DEFAULT_MAX_BYTES, DEFAULT_LIMITS)
+
+
+SMALL_LIMITS = Limits(max_series_id_length=4, max_labels=2, max_label_name_length=2, max_label_value_length=2)
+common = st.fixed_dictionaries(
+    {
+        "series": st.sampled_from(["web-1/cpu", "a", " a"]),
+        "ts": st.floats(MIN_TS, MAX_TS),
+        "value": st.floats(-1e9, 1e9),
+    },
+    optional={
+        "labels": st.none() | st.dictionaries(st.sampled_from(["dc", "h", "env"]), st.text(max_size=3), max_size=3)
+    },
+)
+
+
+@given(st.lists(common, max_size=4), near_common | point_like, st.integers(0, 4), st.booleans())
+@settings(max_examples=400)
+def test_a_poll_decoded_whole_gives_the_points_each_message_gives(docs, odd, at, small):
+    """`decode_json_poll` takes a poll only when each message is one point that `decode_json` accepts, and
+    then gives exactly those points; anything else (another shape, a fault) is left to `decode_json`,
+    message by message. Here a poll of common messages holds one that may not be."""
+    docs.insert(at, odd)
+    raws: list[bytes | None] = [json.dumps(doc).encode() for doc in docs]
+    limits = SMALL_LIMITS if small else DEFAULT_LIMITS
+    whole = decode_json_poll(raws, limits=limits)
+    one_by_one = [decode_json(raw, T0, limits=limits) for raw in raws]
+    if whole is not None:
+        assert all(isinstance(points, list) and len(points) == 1 for points in one_by_one)
+        assert whole.points() == [points[0] for points in one_by_one]  # type: ignore[index]
+
+
+GOOD = b'{"series": "a", "ts": 1, "value": 1, "labels": {"dc": "x"}}'
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b'{"series": "a", "ts": 1, "value": 1, "labels": {"env": "x"}}',  # label name over 2
+        b'{"series": "a", "ts": 1, "value": 1, "labels": {"dc": "xyz"}}',  # label value over 2
+        b'{"series": "a", "ts": 1, "value": 1, "labels": {"a": "1", "b": "2", "c": "3"}}',  # over 2 labels
+        b'{"series": "abcde", "ts": 1, "value": 1}',  # series id over 4
+        b'{"series": " ", "ts": 1, "value": 1}',
+        b'{"series": "a", "ts": -1, "value": 1}',
+        b'{"series": "a", "ts": 4102444801, "value": 1}',
+        b'{"series": "a", "ts": 1, "value": 1e999}',
+        b'{"series": "a", "ts": 1, "value": 1, "values": {"value": 1}}',
+        b'{"series": "a", "ts": "1970-01-01T00:00:01Z", "value": 1}',
+        b'[{"series": "a", "ts": 1, "value": 1}]',
+        b"{not json",
+        b"x" * 100,
+        None,
+    ],
+)
+def test_a_poll_with_one_message_not_of_the_common_shape_is_decoded_message_by_message(odd):
+    limits = Limits(max_series_id_length=4, max_labels=2, max_label_name_length=2, max_label_value_length=2)
+    whole = decode_json_poll([GOOD, GOOD], max_bytes=80, limits=limits)
+    assert whole is not None and len(whole) == 2
+    assert decode_json_poll([GOOD, odd, GOOD], max_bytes=80, limits=limits) is None
+
+
+@given(st.lists(common, min_size=1, max_size=6), st.booleans())
+@settings(max_examples=200)
+def test_a_poll_of_common_messages_is_decoded_whole_unless_beyond_a_limit(docs, small):
+    raws: list[bytes | None] = [json.dumps(doc).encode() for doc in docs]
+    limits = SMALL_LIMITS if small else DEFAULT_LIMITS
+    whole = decode_json_poll(raws, limits=limits)
+    one_by_one = [decode_json(raw, limits=limits) for raw in raws]
+    assert (whole is not None) == all(isinstance(points, list) for points in one_by_one)
+    if whole is not None:
+        assert whole.points() == [points[0] for points in one_by_one]  # type: ignore[index]
+        assert decode_json_poll(raws, max_bytes=max(map(len, raws)) - 1, limits=limits) is None  # type: ignore[arg-type]
+        assert decode_json_poll([*raws, None], limits=limits) is None  # a tombstone
 
 
 # Points of three series whose clocks mostly advance by one step, with repeats, reorderings, gaps and
