@@ -12,7 +12,7 @@ online normalisation's warm-up of series the model never saw; 176: also past the
 which the alert tracker follows every window too: the steady state): CPU time of the loop thread
 per point (thread time: what the loop itself costs, apart from the scoring thread and from waiting for it),
 wall time per point, and the loop thread's CPU time per step of a poll: decode (and dead-letter, route,
-refuse, admit: `Service._take_in`), window (`Engine.start`, or `start_columns` for a poll in columns),
+refuse, admit: `Service._take_in`), window (`Engine.window`, or `window_columns` for a poll in columns),
 finish (publish, flush, metrics), settle (checkpoint, commit). Medians of `--repeats` runs; the machine's
 other load moves them, so compare runs made together.
 The input and the start-up heap are kept out of the collector's full passes, and the collector runs at the
@@ -46,7 +46,7 @@ from monitor.service.runtime import settle_for_a_long_run
 
 SKIP = 64
 """Points per series before the measurement by default: the window, then some."""
-STEPS = (("decode", Service, "_take_in"), ("window", Engine, "start"), ("window", Engine, "start_columns"),
+STEPS = (("decode", Service, "_take_in"), ("window", Engine, "window"), ("window", Engine, "window_columns"),
          ("finish", Service, "_finish"), ("settle", Service, "_settle"))  # fmt: skip
 """The methods timed and the step their time counts to (a poll is windowed point by point or in columns)."""
 NAMES = tuple(dict.fromkeys(name for name, _, _ in STEPS))

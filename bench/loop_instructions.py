@@ -5,7 +5,7 @@ changes to the per-point Python gain. Instructions counted by valgrind (callgrin
 native JSON messages of `--series` series in turn (polls of `kafka.max_poll_records`, the shipped
 detector settings at `--stride`, checkpoints on), this script runs, each under callgrind: the message
 decoder alone, message by message (what a raw consume does too); `Service._take_in` and `Engine.start`
-(or `start_columns` for a poll in columns) with the scoring dropped: the daemon's decoding of the poll
+(or `window_columns` for a poll in columns) with the scoring dropped: the daemon's decoding of the poll
 (whole, for a poll of common messages) less the decoder's figure, route, refuse, the checkpoint's
 `admit`, entity join and windowing, one figure since a poll in columns needs its series in the windows to
 be taken as columns at all; and the whole `Service.step` with a stand-in model (the scoring thread's
@@ -138,10 +138,12 @@ def child(series: int, points: int, stride: int, part: str) -> None:
             fused([service.decode(m.value, m.timestamp) for m in poll], poll, engine.detectors[0], floor_state)  # type: ignore[arg-type] (no Rejected here)
             continue
         routed, columns = take_in(service, poll)
-        if columns is not None:
-            engine.start_columns(columns, dropping)  # type: ignore[arg-type]
-        else:
+        if columns is None:
             engine.start(routed, dropping)  # type: ignore[arg-type]
+        elif hasattr(engine, "window_columns"):
+            engine.window_columns(columns)
+        else:  # a checkout from before the windowing was apart from the scoring (`--code`)
+            engine.start_columns(columns, dropping)
 
 
 def take_in(service: Any, poll: list[Message]) -> tuple[list, Any]:

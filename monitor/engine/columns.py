@@ -3,7 +3,7 @@
 Almost every poll of a daemon that has run for a while holds one point a message, of series the detectors
 already track (or that no detector wants). `Engine.columns` turns such a poll into arrays once (series,
 timestamps, and per detector window slots and feature rows); the checkpoint's `admit_columns` and
-`Engine.start_columns` then work on those arrays, with per-point work left to C (`map`, numpy). Anything
+`Engine.window_columns` then work on those arrays, with per-point work left to C (`map`, numpy). Anything
 else (a new series, a point without a feature, an entity detector, gap rules) goes the point-by-point
 way, which is the reference: both give the same windows, verdicts, alerts and checkpoints
 (tests/unit/test_columns.py).

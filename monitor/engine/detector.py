@@ -32,6 +32,8 @@ _UNROUTED = object()
 
 Routed = tuple[Point, "Detector | None"]
 """A point and the detector that owns its series (None: no detector wants it)."""
+Ready = dict["Detector", WindowBatch]
+"""Each detector's windows that came due in a poll (`Engine.window`), waiting for `Engine.score`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +236,11 @@ class Engine:
         return [(point, route(point.series, point.labels)) for point in points]
 
     def start(self, points: Iterable[Routed], executor: Executor | None = None) -> list[Future[Outcome]]:
-        """Window the routed points, then score and judge the due windows, in `executor`'s thread when
-        given: the caller reads the next poll meanwhile (torch releases the GIL while it computes).
+        """Window the routed points, then score and judge the due windows (`window`, then `score`)."""
+        return self.score(self.window(points), executor)
+
+    def window(self, points: Iterable[Routed]) -> Ready:
+        """Window the routed points: each detector's due windows, copied out, for `score`.
 
         The points come routed (`routed`, or the service's decoding, which looks each series up once for
         its checks, the checkpoint and the windows: at 100,000 series a lookup is not free)."""
@@ -250,7 +255,7 @@ class Engine:
         ready = self._batches()
         for detector in self.detectors:
             detector.windows.collect_many(routed[detector], ready[detector])
-        return self._score(ready, executor)
+        return ready
 
     def columns(self, points: list[Point] | PointColumns) -> Columns | None:
         """The poll as columns (`monitor.engine.columns`) when all its points are of series already routed,
@@ -271,20 +276,23 @@ class Engine:
             return None
         return Columns(taken, tracked_names(series, parts), owners, parts)
 
-    def start_columns(self, columns: Columns, executor: Executor | None = None) -> list[Future[Outcome]]:
-        """`start` for a poll in columns: the same windows and scoring, without Python per point."""
+    def window_columns(self, columns: Columns) -> Ready:
+        """`window` for a poll in columns: the same windows, without Python per point."""
         ready = self._batches()
         self.unmatched += columns.unmatched
         for part in columns.parts:
             series, ts = columns.of(part)
             part.detector.windows.collect_columns(series, part.slots, ts, part.values, ready[part.detector])
-        return self._score(ready, executor)
+        return ready
 
-    def _batches(self) -> dict[Detector, WindowBatch]:
+    def _batches(self) -> Ready:
         return {d: WindowBatch(d.settings.window, len(d.settings.features)) for d in self.detectors}
 
-    def _score(self, ready: dict[Detector, WindowBatch], executor: Executor | None) -> list[Future[Outcome]]:
-        """Score every detector's due windows (an empty batch too: it forgets the series evicted)."""
+    def score(self, ready: Ready, executor: Executor | None = None) -> list[Future[Outcome]]:
+        """Score and judge every detector's due windows (an empty batch too: it forgets the series
+        evicted), in `executor`'s thread when given: the caller reads the next poll meanwhile (torch
+        releases the GIL while it computes). The windows are copies: windowing the next poll while
+        these are scored changes nothing about them."""
         futures = []
         for detector in self.detectors:
             if executor is not None:

@@ -3,8 +3,8 @@
 Sources and sinks are small protocols (`monitor.service.edges`) so the same loop serves Kafka and files. The order
 of the last steps is the delivery guarantee: offsets are committed only after the sink has flushed the
 alerts and dead letters of the polled records, so a crash anywhere replays records rather than losing them.
-With `overlap`, a poll is scored in a thread while the next is read; that one is taken in only after the
-previous one is finished, and offsets and checkpoints are written in a step with nothing in flight.
+With `overlap`, a poll is scored in a thread while the next is read, decoded and windowed; that one is
+scored only after the previous one is finished, and offsets and checkpoints are written with nothing in flight.
 A poll, commit, flush or restore that fails with a transient error (the broker did not answer) is retried
 with backoff while `/readyz` says why; a loop that stops polling shows in `/healthz`. With `checkpoints`,
 changed series' state is acknowledged before each commit and restored on assignment (`monitor.service.checkpoint`).
@@ -26,7 +26,7 @@ from typing import overload
 import numpy as np
 
 from monitor.engine.columns import Columns
-from monitor.engine.detector import Engine, Routed
+from monitor.engine.detector import Engine, Ready, Routed
 from monitor.engine.verdicts import Outcome
 from monitor.formats import Decoder, PollDecoder
 from monitor.formats.feedback import decode_feedback
@@ -48,14 +48,24 @@ BACKOFF_S = (0.5, 30.0)
 
 
 @dataclass(slots=True)
+class _TakenIn:
+    """A poll decoded, routed and windowed: its due windows wait to be scored (`Service._submit`)."""
+
+    messages: list[Message]
+    points: Sequence[Routed]
+    ready: Ready
+    feedback: list[tuple[Feedback, float]]
+    """Verdicts from the feedback topic and when they were given, applied once the scoring is done."""
+
+
+@dataclass(slots=True)
 class _Started:
-    """A poll taken in: its points are windowed, their scoring may still run in the scoring thread."""
+    """A poll taken in and handed to the scoring, which may still run in the scoring thread."""
 
     messages: list[Message]
     points: Sequence[Routed]
     scoring: list[Future[Outcome]]
     feedback: list[tuple[Feedback, float]]
-    """Verdicts from the feedback topic and when they were given, applied once the scoring is done."""
 
 
 class _RoutedLater(Sequence[Routed]):
@@ -141,13 +151,21 @@ class Service:
                     self._unanswered("poll", exc)
                     continue
                 self._polled()
+                early = self._take_in_early(messages)
                 if self._pending is not None:
-                    self._finish(self._pending)  # its scoring ran while the poll was read
+                    self._finish(self._pending)  # its scoring ran while the poll was read (and taken in)
                     self._spent, self._pending = self._pending, None
                 if messages is None:
                     why = "input exhausted"
                     break
-                if self._scoring is None or self._settle_due():
+                if early is not None:
+                    started = self._submit(early)
+                    if self._settle_due():  # offsets and state are written with nothing in flight
+                        self._finish(started)
+                        self._settle()
+                    else:
+                        self._pending = started
+                elif self._scoring is None or self._settle_due():
                     if self.checkpoints is not None:
                         self._until_done("restore", self._sync)
                     self.step(messages)
@@ -186,14 +204,31 @@ class Service:
         self._settle()
 
     def _start(self, messages: list[Message]) -> _Started:
+        return self._submit(self._window(messages))
+
+    def _take_in_early(self, messages: list[Message] | None) -> _TakenIn | None:
+        """With a poll in flight, the next one decoded, routed and windowed while the scoring thread still
+        scores the first (the forward passes leave the interpreter lock free); None when it must wait.
+
+        Only its scoring waits for the poll in flight to be finished: feedback verdicts, model reloads and
+        other tasks still act between two scorings. Windowing early changes nothing about the windows in
+        flight (copies). It waits for partitions that moved: their state is restored before their records
+        are taken in (`_sync`), and checkpoints are only written once both polls are finished."""
+        if self._pending is None or not messages:
+            return None
+        if self.checkpoints is not None and self.checkpoints.rebalancing:
+            return None
+        return self._window(messages)
+
+    def _window(self, messages: list[Message]) -> _TakenIn:
         feedback = [m for m in messages if m.topic == self.feedback_topic]
         metrics = [m for m in messages if m.topic != self.feedback_topic] if feedback else messages
         points, columns = self._take_in(metrics)
-        if columns is not None:
-            scoring = self.engine.start_columns(columns, self._scoring)
-        else:
-            scoring = self.engine.start(points, self._scoring)
-        return _Started(messages, points, scoring, self._verdicts(feedback))
+        ready = self.engine.window_columns(columns) if columns is not None else self.engine.window(points)
+        return _TakenIn(messages, points, ready, self._verdicts(feedback))
+
+    def _submit(self, taken: _TakenIn) -> _Started:
+        return _Started(taken.messages, taken.points, self.engine.score(taken.ready, self._scoring), taken.feedback)
 
     def _finish(self, started: _Started) -> None:
         """Publish what the scoring of a poll found; offsets wait for `_settle`. Without checkpoints the

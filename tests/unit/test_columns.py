@@ -142,18 +142,18 @@ def all_paths(monkeypatch, seed: int, two_detectors: bool, max_series: int) -> t
     polls took the columnar path and how many of those were decoded whole, as the daemon takes them."""
     messages = stream(seed)
     columnar, whole = [0], [0]
-    start_columns = Engine.start_columns
+    window_columns = Engine.window_columns
 
-    def counted(self, columns, executor=None):
+    def counted(self, columns):
         columnar[0] += 1
         whole[0] += isinstance(columns.points, PointColumns)
-        return start_columns(self, columns, executor)
+        return window_columns(self, columns)
 
     results = []
     for mode in ("daemon", "per message", "point by point"):
         with monkeypatch.context() as patch:
             if mode == "daemon":
-                patch.setattr(Engine, "start_columns", counted)
+                patch.setattr(Engine, "window_columns", counted)
             if mode == "point by point":
                 patch.setattr(Engine, "columns", lambda self, points: None)
             changelog = MemoryChangelog()

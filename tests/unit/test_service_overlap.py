@@ -5,6 +5,7 @@ record whose alerts were not yet flushed."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -16,6 +17,9 @@ from monitor.records import Message, Point, encode_point
 from monitor.service.checkpoint import Checkpoints
 from monitor.service.loop import Service
 
+from .test_checkpoint import SERIES, MemoryChangelog, alert_keys, uninterrupted
+from .test_checkpoint import engine as checkpoint_engine
+from .test_checkpoint import stream as checkpoint_stream
 from .test_detector import FakeScorer, normal, settings
 from .test_properties import ListSink, ListSource
 
@@ -181,3 +185,124 @@ def test_with_checkpoints_the_sink_is_flushed_only_where_a_commit_follows(overla
     followed = [events[i + 1] for i, name in enumerate(events[:-1]) if name == "flush"]
     assert followed and set(followed) == {"commit"}, events
     assert events[-1] == "flush", "the run closes with a flush of what is left"
+
+
+class Timeline(ListSource):
+    """The service's source, and the log of what happened when: polls windowed (`Engine.window*`), scorings
+    started and ended (in the scoring thread), tasks run (in the loop thread)."""
+
+    def __init__(self, batches: list[list[Message]]) -> None:
+        super().__init__(batches)
+        self.events: list[str] = []
+        self.windowed = 0
+
+    def after_step(self, points, outcome) -> None:
+        self.events.append("task")
+
+
+class WatchingScorer(SlowScorer):
+    """Holds each scoring until the loop has windowed the poll after it (at most `patience` seconds), and
+    notes whether it came meanwhile."""
+
+    def __init__(self, timeline: Timeline, polls: int, patience: float = 0.5) -> None:
+        super().__init__()
+        self.timeline, self.polls, self.patience = timeline, polls, patience
+        self.scored = 0
+        self.next_windowed_meanwhile: list[bool] = []
+
+    def score(self, series, batch, start=None, end=None):
+        self.timeline.events.append("score")
+        self.scored += 1
+        deadline = time.monotonic() + self.patience
+        while self.timeline.windowed <= self.scored < self.polls and time.monotonic() < deadline:
+            time.sleep(0.001)
+        self.next_windowed_meanwhile.append(self.timeline.windowed > self.scored)
+        result = super().score(series, batch)
+        self.timeline.events.append("scored")
+        return result
+
+
+def test_the_next_poll_is_windowed_while_one_is_scored_and_tasks_run_between_scorings(monkeypatch):
+    """With `overlap`, the loop decodes, routes and windows the next poll while the scoring thread scores
+    one (the forward passes leave the interpreter lock free), but starts its scoring only after that one
+    is finished: tasks (model reloads, retraining) and feedback still act with nothing in flight."""
+    messages = stream(points=90)
+    polls = [messages[i : i + 60] for i in range(0, len(messages), 60)]
+    n = len(polls)
+    timeline = Timeline(polls)
+    scorer = WatchingScorer(timeline, n)
+    for method in ("window", "window_columns"):
+        original = getattr(Engine, method)
+
+        def counted(self, *args, original=original):
+            timeline.windowed += 1
+            return original(self, *args)
+
+        monkeypatch.setattr(Engine, method, counted)
+    engine = Engine([Detector(settings(stride=1), scorer)])
+    service = Service(engine, timeline, ListSink(), Exporter(), Health(), tasks=[timeline], overlap=True)
+    assert service.run().messages == len(messages)
+
+    assert scorer.scored == n and timeline.windowed == n, "every poll has windows to score"
+    assert scorer.next_windowed_meanwhile == [True] * (n - 1) + [False]
+    assert timeline.events == ["score", "scored", "task"] * n, timeline.events
+
+
+class Reassigned(ListSource):
+    """A source whose partitions grow to `gained` in the poll `at` (as a consumer's rebalance callback
+    does inside `poll`), noting the offsets committed."""
+
+    def __init__(self, batches: list[list[Message]], checkpoints: Checkpoints, at: int, gained: set[int]) -> None:
+        super().__init__(batches)
+        self.checkpoints, self.at, self.gained = checkpoints, at, gained
+        self.polls = 0
+        self.committed: dict[int, int] = {}
+
+        self._position: dict[int, int] = {}
+
+    def poll(self) -> list[Message] | None:
+        self.polls += 1
+        if self.polls == self.at:
+            self.checkpoints.on_assigned(self.gained)
+        batch = super().poll()
+        self._position |= {m.partition: m.offset + 1 for m in batch or ()}
+        return batch
+
+    def commit(self, limits=None) -> None:
+        """`limits`: where to stop in some partitions; the others are committed up to what was polled."""
+        self.committed |= {p: min(at, (limits or {}).get(p, at)) for p, at in self._position.items()}
+
+
+def test_a_poll_that_brings_partitions_waits_for_their_state_before_it_is_taken_in():
+    """A rebalance inside a poll: that poll is taken in only after the poll in flight is finished and the
+    gained partitions' state is restored (`Service._sync`), never early onto windows the restore replaces;
+    the two replicas together publish exactly the alerts of one uninterrupted run."""
+    messages = checkpoint_stream()
+    half = len(messages) // 2
+    changelog = MemoryChangelog()
+
+    first_engine = checkpoint_engine()
+    first_checkpoints = Checkpoints(first_engine, changelog, interval_s=0.0)
+    first = Reassigned([messages[i : i + 30] for i in range(0, half, 30)], first_checkpoints, 0, set())
+    first_checkpoints.on_assigned({0, 1, 2})
+    first_sink = ListSink()
+    Service(first_engine, first, first_sink, Exporter(), Health(), checkpoints=first_checkpoints).run()
+    changelog.flush()
+
+    rest = [m for m in messages[half:] if m.offset >= first.committed[m.partition]]
+    own = [m for m in rest if m.partition == 0]
+    gained = [m for m in rest if m.partition != 0]
+    batches = [own[:40], own[40:80], gained + own[80:]]
+    second_engine = checkpoint_engine()
+    second_checkpoints = Checkpoints(second_engine, changelog, interval_s=0.0)
+    second = Reassigned(batches, second_checkpoints, 3, {0, 1, 2})
+    second_checkpoints.on_assigned({0})
+    second_sink = ListSink()
+    Service(
+        second_engine, second, second_sink, Exporter(), Health(), checkpoints=second_checkpoints, overlap=True
+    ).run()
+
+    expected, _ = uninterrupted(messages)
+    assert second_checkpoints.counts["restored"] == len(SERIES), "partition 0's series at start, the rest when gained"
+    assert any(a.series == SERIES[4] for a in second_sink.alerts), "a gained partition's anomaly is in the rest"
+    assert alert_keys(first_sink.alerts + second_sink.alerts) == expected
