@@ -16,7 +16,7 @@ stream is time-compressed). `--spiked` of them get a spike (+3 for 3 points) at 
 False alerts: firing alerts on series without a spike, and on spiked series before their spike; they are
 given per 1,000 series-hours of data (points × 10 s) and of wall time (what the issue quotes). An injected
 spike is found when its series fires within 20 points after it. A new series can alert only after
-`window - 1 + model.online_warmup + threshold.warmup` points (175 with the shipped config): keep
+`window - 1 + model.online_warmup + threshold.warmup` points (303 with the shipped config): keep
 rate × minutes × 60 / series well above that, or the run measures only warm-ups.
 
 The resource table's `input` column says whether points were still being produced (`flowing`), all were

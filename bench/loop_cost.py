@@ -7,8 +7,8 @@ checkpoints on (a changelog that only counts), scoring overlap on, and a `TorchS
 
     python bench/loop_cost.py [--series 1000] [--points 120] [--skip 64] [--stride 1] [--repeats 3]
 
-Measured over the points after the first `--skip` of every series (64: windows full; 160: also past the
-online normalisation's warm-up of series the model never saw; 176: also past the thresholds' warm-up, after
+Measured over the points after the first `--skip` of every series (64: windows full; 288: also past the
+online normalisation's warm-up of series the model never saw; 304: also past the thresholds' warm-up, after
 which the alert tracker follows every window too: the steady state): CPU time of the loop thread
 per point (thread time: what the loop itself costs, apart from the scoring thread and from waiting for it),
 wall time per point, and the loop thread's CPU time per step of a poll: decode (and dead-letter, route,

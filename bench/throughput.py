@@ -1,6 +1,6 @@
 """Throughput of the monitor against the real broker, and of its parts, measured in one run.
 
-    python bench/throughput.py [--series 1000] [--points 760] [--window 32] [--hidden 32] [--stride 4] [--repeats 3]
+    python bench/throughput.py [--series 1000] [--points 1280] [--window 32] [--hidden 32] [--stride 4] [--repeats 3]
     python bench/throughput.py --series-sweep 1000,10000,100000 [--sweep-records 500000] [--sweep-repeats 5]
                                                                  [--sweep-compare-up-to 10000]
 
@@ -386,7 +386,7 @@ def steady_after(window: int, stride: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=1000)
-    parser.add_argument("--points", type=int, default=760, help="points per series")
+    parser.add_argument("--points", type=int, default=1280, help="points per series")
     parser.add_argument("--window", type=int, default=DetectorSettings().window)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--stride", type=int, default=4, help="the second stride measured in (c)")

@@ -33,7 +33,7 @@ class ModelSettings:
     """The encoder does not see the `score_tail` scored steps (`monitor.models.base.Autoencoder.visible`):
     the model predicts them from the rest of the window, so it cannot copy their noise. Off by default
     where there is nothing to hide (`score_tail` 0: the whole window is scored)."""
-    online_warmup: int = 128
+    online_warmup: int = 256
     """Windows over which a series unseen in training learns its own normalisation; 0: pooled statistics."""
     calendar: str = "auto"
     """Time-of-day / day-of-week model inputs (`monitor.models.seasons`); `auto` decides at training."""
