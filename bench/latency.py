@@ -1,6 +1,6 @@
 """Record → alert latency of the real daemon through the real broker, at 50% and 90% of its maximum rate.
 
-    python bench/latency.py [--series 1000] [--window 64] [--hidden 64] [--burst 160] [--seconds 20]
+    python bench/latency.py [--series 1000] [--window 64] [--hidden 64] [--burst N] [--seconds 20]
 
 Both topics stamp records with the broker's clock (`message.timestamp.type=LogAppendTime`), so the
 latency of an alert is the append time of its alert record minus the append time of the metrics record
@@ -12,7 +12,9 @@ count: the clock starts when the metrics record exists.
 `monitor run` runs as a subprocess with the default settings (stride 1, checkpoints on). First a burst of
 healthy history (`--burst` points per series) is written before the daemon starts; it reads that backlog
 unpaced, and the rate between 50% and 95% of it (every point scores a window there) is its maximum
-rate. The burst also fills the windows and warms up the thresholds. Then, for each load, a stream paced at
+rate. The burst also fills the windows and takes every series through its warm-ups (by default it is
+as long as they are: `window + model.online_warmup + threshold.warmup` points, 336; the model never saw
+these series), so that the spikes of the paced runs are judged. Then, for each load, a stream paced at
 that share of the maximum runs for `--seconds`, with spikes injected in a distinct share of the series.
 `--set checkpoint.enabled=false` (any dotted config key, a YAML value) compares a setting in the same way.
 """
@@ -36,6 +38,8 @@ from common import ROOT, bootstrap, fresh, table, train_small
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
+from monitor.config.model import ModelSettings
+from monitor.engine.threshold import ThresholdSettings
 from monitor.records import Point, encode_point, format_ts
 from monitor.synthetic import StreamSpec, generate, series_name
 
@@ -188,11 +192,12 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--burst", type=int, default=160, help="points per series read unpaced for the max rate")
+    parser.add_argument("--burst", type=int, help="points per series read unpaced (default: the warm-ups)")
     parser.add_argument("--seconds", type=float, default=20.0, help="duration of each paced run")
     parser.add_argument("--loads", type=float, nargs="+", default=[0.5, 0.9])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a daemon config setting")
     args = parser.parse_args()
+    args.burst = args.burst or args.window + ModelSettings().online_warmup + ThresholdSettings().warmup
     if args.burst < 2 * args.window:
         parser.error("--burst must be at least twice the window: the rate is measured while every point scores")
 
