@@ -26,6 +26,8 @@ from kafka.errors import KafkaError
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from monitor.config.model import ModelSettings  # noqa: E402
+from monitor.engine.threshold import ThresholdSettings  # noqa: E402
 from monitor.records import encode_point  # noqa: E402
 from monitor.synthetic import StreamSpec, generate, points  # noqa: E402
 
@@ -173,3 +175,10 @@ def timed(fn: Callable[[], int]) -> tuple[int, float]:
 def table(rows: list[tuple[str, ...]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def steady_after(window: int, stride: int) -> int:
+    """Points per series before the steady state: the window full, then the online normalisation's warm-up
+    (`online_warmup` windows, one every `stride` points) of series the model never saw, then the thresholds'
+    (`warmup` windows), after which every window is also followed by the alert tracker."""
+    return window + stride * (ModelSettings().online_warmup + ThresholdSettings().warmup)

@@ -34,12 +34,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 import yaml
-from common import ROOT, bootstrap, fresh, table, train_small
+from common import ROOT, bootstrap, fresh, steady_after, table, train_small
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from monitor.config.model import ModelSettings
-from monitor.engine.threshold import ThresholdSettings
 from monitor.records import Point, encode_point, format_ts
 from monitor.synthetic import StreamSpec, generate, series_name
 
@@ -197,7 +195,7 @@ def main() -> None:
     parser.add_argument("--loads", type=float, nargs="+", default=[0.5, 0.9])
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a daemon config setting")
     args = parser.parse_args()
-    args.burst = args.burst or args.window + ModelSettings().online_warmup + ThresholdSettings().warmup
+    args.burst = args.burst or steady_after(args.window, 1)
     if args.burst < 2 * args.window:
         parser.error("--burst must be at least twice the window: the rate is measured while every point scores")
 

@@ -48,14 +48,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import bootstrap, fresh, median_rate, produce_file, stream_file, table, timed, train_small
+from common import bootstrap, fresh, median_rate, produce_file, steady_after, stream_file, table, timed, train_small
 from confluent_kafka import Consumer
 from kafka import KafkaConsumer
 
 from monitor.config import parse_config
-from monitor.config.model import ModelSettings
 from monitor.engine.detector import DetectorSettings
-from monitor.engine.threshold import ThresholdSettings
 from monitor.formats.native import decode_json
 from monitor.models import TorchScorer
 from monitor.service.daemon import build_service
@@ -374,13 +372,6 @@ def paired(runs: list[tuple[int, int, float]], baselines: list[float], windows: 
     before it: the host's speed drifts within a run by more than the figures differ, so each ratio pairs
     figures measured minutes apart at most."""
     return statistics.median((w if windows else p) / s / b for (p, w, s), b in zip(runs, baselines, strict=True))
-
-
-def steady_after(window: int, stride: int) -> int:
-    """Points per series before the steady state: the window full, then the online normalisation's warm-up
-    (`online_warmup` windows, one every `stride` points) of series the model never saw, then the thresholds'
-    (`warmup` windows), after which every window is also followed by the alert tracker."""
-    return window + stride * (ModelSettings().online_warmup + ThresholdSettings().warmup)
 
 
 def main() -> None:

@@ -257,7 +257,6 @@ class Reassigned(ListSource):
         self.checkpoints, self.at, self.gained = checkpoints, at, gained
         self.polls = 0
         self.committed: dict[int, int] = {}
-
         self._position: dict[int, int] = {}
 
     def poll(self) -> list[Message] | None:
