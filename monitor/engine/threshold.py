@@ -20,6 +20,15 @@ What is judged is the mean of a series' last `smoothing` scores, not one window'
 reconstruction error is noisy and heavy-tailed, while a short average rises with a real change of
 behaviour and barely moves for one odd point (the short-term average of Numenta's anomaly likelihood).
 
+Scores are in the units of the model that gave them: a model trained for fewer epochs, on other data
+or of another kind can score the same healthy window ten times higher. When another model takes over
+(a hot reload, or a restart that restores statistics learned under the previous one) every series'
+statistics are rescaled by the ratio of the two models' scales, the standard deviation of their smoothed
+validation scores (the seed): each series keeps its own threshold, in the new units, instead of paging on
+every window (or missing every incident) until `history` new scores have replaced the old ones. The
+spread, not the mean, because the threshold sits k standard deviations above the mean: a model that
+misfits every window by a similar amount raises the mean of its scores far more than their spread.
+
 The history is kept as running sums in `BLOCKS` blocks of `ceil(history / BLOCKS)` scores, not as the
 scores themselves: when the newest block is full the oldest one is dropped whole, so the statistics cover
 between `history - block + 1` and `history` scores (exactly `history` when it is at most `BLOCKS`). That
@@ -123,15 +132,32 @@ class ThresholdBank:
         self._slots = Slots(self, arrays)
         self._seed = self._slots.take()
         """A slot that is never judged: the statistics of the seed, copied into every new series' slot."""
+        self._scale: float | None = None
+        """The scale (`_scale_of`) of the model whose units the statistics are in (None: unknown)."""
         self.reseed(baseline)
 
     def reseed(self, baseline: np.ndarray) -> None:
         """Seed series first seen from now on with these validation scores (a new model's, after a hot
-        reload: its scores are what the series will be judged on). Series already tracked keep theirs."""
+        reload: its scores are what the series will be judged on), and carry the statistics of series
+        already tracked into that model's units (`_scale`)."""
+        seed = _evenly(_moving_mean(np.asarray(baseline, dtype=float), self.settings.smoothing), self.settings.history)
+        scale = _scale_of(seed)
+        if scale is not None and self._scale is not None:
+            self._rescale(slice(None), scale / self._scale)
+        self._scale = scale
         for array in (self._sums, self._squares, self._counts, self._current):
             array[self._seed] = 0
-        seed = _evenly(_moving_mean(np.asarray(baseline, dtype=float), self.settings.smoothing), self.settings.history)
         self._push(np.array([self._seed]), seed)
+
+    def _rescale(self, slots: slice | int, ratio: float) -> None:
+        """Multiply the statistics of `slots` as if every score behind them had been `ratio` times itself."""
+        if ratio == 1.0:
+            return
+        for array in (self._sums, self._recent, self._peak):
+            array[slots] *= ratio
+        self._squares[slots] *= ratio * ratio
+        self._held[slots, 1] *= ratio
+        self._held[slots, 2] *= ratio * ratio
 
     def judge(self, series: str, score: float) -> Judgement:
         """Compare the series' smoothed score with its current threshold, then learn from it if it was normal."""
@@ -243,11 +269,13 @@ class ThresholdBank:
             "held": self._held[slot].copy(),
             "accepting": bool(self._accepting[slot]),
             "peak": float(self._peak[slot]),
+            "scale": self._scale,
         }
 
     def restore(self, series: str, state: Mapping[str, Any]) -> bool:
-        """Rebuild a series' statistics from `snapshot`; False (nothing restored) when they were kept in
-        blocks of another size (`history` changed since), so the series warms up again."""
+        """Rebuild a series' statistics from `snapshot`, in the serving model's units if they were learned
+        under another; False (nothing restored) when they were kept in blocks of another size (`history`
+        changed since), so the series warms up again."""
         if "values" in state:  # written before the statistics were kept in blocks: the scores themselves
             state = self._from_values(state)
         counts = np.asarray(state["counts"])
@@ -266,6 +294,9 @@ class ThresholdBank:
         self._held[slot] = state.get("held", np.zeros(3))
         self._accepting[slot] = bool(state.get("accepting", False))
         self._peak[slot] = float(state.get("peak", 0.0))
+        scale = state.get("scale")
+        if scale is not None and self._scale is not None:
+            self._rescale(slot, self._scale / scale)
         self._ready += int(self._judged[slot] >= self.settings.warmup) - int(was_ready)
         return True
 
@@ -308,6 +339,13 @@ class ThresholdBank:
         self._sums[slots, current] += values
         self._squares[slots, current] += values * values
         self._counts[slots, current] += 1
+
+
+def _scale_of(seed: np.ndarray) -> float | None:
+    """How far a model's healthy judged scores spread: the sd of its seed (None when it has none)."""
+    finite = seed[np.isfinite(seed)]
+    sd = float(finite.std()) if len(finite) > 1 else 0.0
+    return sd if sd > 0.0 else None
 
 
 def _moving_mean(values: np.ndarray, n: int) -> np.ndarray:

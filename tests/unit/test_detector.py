@@ -354,10 +354,42 @@ def test_a_lasting_level_shift_becomes_normal_only_with_adapt_after(adapt_after)
         assert [a.status for a in alerts] == ["firing"], "without adapting, the shifted series stays anomalous"
 
 
-def test_series_first_seen_after_a_swap_are_seeded_with_the_new_models_validation_scores():
+class Scaled(FakeScorer):
+    """FakeScorer's scores, and its validation scores, times `factor`: a model in other units."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__(baseline=factor * np.linspace(0.005, 0.015, 64))
+        self.factor = factor
+
+    def score(self, series: Sequence[str], batch: np.ndarray, start=None, end=None) -> Scores:
+        result = super().score(series, batch, start, end)
+        return Scores(result.scores * self.factor, result.feature_errors * self.factor)
+
+
+@pytest.mark.parametrize("factor", [10.0, 0.1])
+def test_a_model_in_other_units_takes_over_without_paging_or_going_blind(factor):
+    """A retrained model that scores healthy windows 10 times higher must not page every series (0.1 times:
+    must still see an incident) in the `history` windows its scores take to replace the old ones."""
+    values = np.random.default_rng(3).normal(0.0, 0.1, 600)
+    values[500:504] = 0.4
     d, _ = detector()
-    d.thresholds.judge("old-series", 0.01)
+    engine = Engine([d])
+    before = engine.process([pt("web-01/cpu", i, v) for i, v in enumerate(values[:300])]).alerts
+    d.swap_scorer(Scaled(factor))
+    after = engine.process([pt("web-01/cpu", i, values[i]) for i in range(300, 600)]).alerts
+    fired = [(a.window_end - T0) / 60.0 for a in [*before, *after] if a.status == "firing"]
+    assert len(fired) == 1 and 500 <= fired[0] < 504, f"one alert, on the incident: {fired}"
+
+
+def test_after_a_swap_new_series_start_from_the_new_models_scores_and_old_ones_keep_theirs_in_its_units():
+    """The new model's validation scores are 1000 times the old one's (mean 10 against 0.01)."""
+    d, _ = detector()
+    kept, _ = detector()
+    for bank in (d.thresholds, kept.thresholds):
+        for score in (0.004, 0.02, 0.012):
+            bank.judge("old-series", score)
     d.swap_scorer(FakeScorer(baseline=np.linspace(5.0, 15.0, 64)))
-    old, new = d.thresholds.judge("old-series", 0.01), d.thresholds.judge("new-series", 0.01)
+    old, new = d.thresholds.judge("old-series", 10.0), d.thresholds.judge("new-series", 0.01)
     assert new.threshold > 15.0, "a new series starts from the new model's scores"
-    assert old.threshold < 0.1, "a series seen before keeps its own statistics"
+    before = kept.thresholds.judge("old-series", 0.01).threshold
+    assert old.threshold == pytest.approx(1000 * before), "a series seen before keeps its statistics, in new units"

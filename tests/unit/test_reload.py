@@ -18,7 +18,7 @@ from monitor.config.model import ModelSettings, TrainingSettings
 from monitor.engine.detector import Detector, DetectorSettings, Engine
 from monitor.engine.threshold import ThresholdSettings
 from monitor.engine.verdicts import Outcome
-from monitor.models import LoadedModel, TrainOptions, train_model
+from monitor.models import LoadedModel, SeriesData, TorchScorer, TrainOptions, train_model
 from monitor.models.store import point_current, publish, signature
 from monitor.records import Point
 from monitor.service.reload import ModelReloader, load_scorer
@@ -103,7 +103,8 @@ def test_a_new_version_is_swapped_in_when_due_keeping_windows_and_thresholds(sto
     assert len(running.detector.windows) == 1
     before, after = state_before["threshold"], state_after["threshold"]
     assert after["judged"] == before["judged"] > 0
-    np.testing.assert_array_equal(after["sums"], before["sums"])
+    assert before["scale"] != after["scale"], "the two models' validation scores spread differently"
+    np.testing.assert_allclose(after["sums"], before["sums"] * after["scale"] / before["scale"], rtol=1e-12)
     verdicts = running.feed("web-01/cpu", 60, 8).verdicts
     assert len(verdicts) == 2, "the window kept filling across the swap: the next ones are due every stride"
 
@@ -185,3 +186,38 @@ def test_alerts_after_a_swap_carry_the_new_version(store, versions) -> None:
     alerts = running.engine.process(points).alerts
 
     assert alerts and {a.model_version for a in alerts} == {versions["b"].metadata.version}
+
+
+def test_a_retrained_model_whose_scores_spread_wider_takes_over_without_paging() -> None:
+    """A daemon's model trained to convergence, then a retrained one of two epochs swapped in (scheduled
+    retraining trains `retraining.epochs`, 10, from scratch): its healthy errors are about 16 times higher.
+    Before the thresholds were carried into the new model's units, all 20 healthy series paged (194 alerts
+    over 2,000 points); now only the 5 with a spike do."""
+    rng = np.random.default_rng(18)
+    phases = rng.uniform(0.0, 2 * np.pi, 20)
+
+    def sine(k: int, start: int, count: int) -> np.ndarray:
+        return np.sin(np.arange(start, start + count) / 30 + phases[k]) + rng.normal(0.0, 0.05, count)
+
+    train = {f"s{k}": SeriesData(np.arange(1500) * 10.0, sine(k, 0, 1500)[:, None]) for k in range(20)}
+    options = TrainOptions(kind="dense", window=32, epochs=15, max_windows=4000, learning_rate=3e-3, patience=5)
+    converged, retrained = (
+        LoadedModel(*train_model(train, ["value"], dataclasses.replace(options, epochs=epochs, seed=seed), False))
+        for epochs, seed in ((15, 0), (2, 1))
+    )
+    detector = Detector(DetectorSettings(), TorchScorer(converged))
+    engine = Engine([detector])
+    new = {name: sine(k, 1500, 1000) for k, name in enumerate(train)}
+    for name in ("s0", "s1", "s2", "s3", "s4"):
+        new[name][800:803] += 3.0
+    fired: list[str] = []
+    for start in range(0, 1000, 50):
+        if start == 300:
+            detector.swap_scorer(TorchScorer(retrained))
+        points = [
+            Point(n, (1500 + i) * 10.0, {"value": float(v[i])})
+            for i in range(start, start + 50)
+            for n, v in new.items()
+        ]
+        fired += [a.series for a in engine.process(points).alerts if a.status == "firing"]
+    assert sorted(fired) == ["s0", "s1", "s2", "s3", "s4"]

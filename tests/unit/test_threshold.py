@@ -177,6 +177,25 @@ def test_a_restored_series_keeps_its_recent_scores():
     assert old.judge("a", 6.0).score == 6.0
 
 
+def test_statistics_learned_under_another_model_are_restored_in_the_serving_models_units():
+    """A restart with a retrained model whose healthy scores spread ten times as far as the previous
+    model's (its validation scores are ten times theirs): the series keeps its threshold, ten times larger."""
+    rng = np.random.default_rng(2)
+    scores = rng.gamma(2.0, 0.5, size=60)
+    old = bank(k=3.0, smoothing=3)
+    for score in scores:
+        old.judge("a", float(score))
+    new = bank(k=3.0, smoothing=3, baseline=10 * BASELINE)
+    assert new.restore("a", old.snapshot("a"))
+    moved, kept = new.judge("a", 10 * scores[0]), old.judge("a", float(scores[0]))
+    assert moved.threshold == pytest.approx(10 * kept.threshold, rel=1e-12)
+    assert moved.score == pytest.approx(10 * kept.score, rel=1e-12), "its recent scores too"
+    legacy = {k: v for k, v in old.snapshot("a").items() if k != "scale"}  # written before the scale was kept
+    unknown = bank(k=3.0, smoothing=3, baseline=10 * BASELINE)
+    assert unknown.restore("a", legacy)
+    assert unknown.judge("a", 1.0).threshold == pytest.approx(old.judge("a", 1.0).threshold, rel=1e-12)
+
+
 def test_a_batch_of_series_is_judged_as_one_at_a_time():
     rng = np.random.default_rng(5)
     one, many = bank(warmup=2, smoothing=3), bank(warmup=2, smoothing=3)
