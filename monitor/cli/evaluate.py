@@ -24,12 +24,18 @@ def add_arguments(evaluate: argparse.ArgumentParser) -> None:
         default="auto",
         help="auto (default): NAB's when combined_windows.json is there, else labelled CSV files",
     )
-    evaluate.add_argument(
+    protocol = evaluate.add_mutually_exclusive_group()
+    protocol.add_argument(
         "--fleet",
         type=_folds,
         default=0,
         metavar="K",
         help="fleet protocol: K folds of files, each scored by one model trained without them (series it never saw)",
+    )
+    protocol.add_argument(
+        "--shared",
+        action="store_true",
+        help="one model trained on all files scores every file (series it knows, one model for all)",
     )
     labelled = evaluate.add_argument_group("labelled CSV files (SKAB's layout by default)")
     labelled.add_argument(
@@ -55,7 +61,15 @@ def run(args: argparse.Namespace) -> int:
     drop = tuple(c for c in args.drop.split(",") if c)
     csv_layout = CsvLayout(args.separator, args.time, args.label, drop, args.train_rows)
     result = evaluate(
-        detector, args.path, args.out, args.plots, config.training_threads, args.layout, csv_layout, args.fleet
+        detector,
+        args.path,
+        args.out,
+        args.plots,
+        config.training_threads,
+        args.layout,
+        csv_layout,
+        fleet=args.fleet,
+        shared=args.shared,
     )
     print(result.report())
     print(f"\n{len(result.replays)} files in {result.seconds:.0f}s; per-file results in {args.out}")

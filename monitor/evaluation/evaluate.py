@@ -5,7 +5,10 @@ and the event view for a labelled CSV corpus, and false alerts per 1,000 series-
 Per file (the default), each file's model is trained on that file's training rows, so every series is one
 the model knows. With `fleet=K` the files are dealt into K folds (file i into fold i mod K) and each fold's
 files are scored by one model trained on the training rows of all the other folds' files: every series
-is then one the model never saw, as most are in a fleet (cold start, `monitor.models.online`)."""
+is then one the model never saw, as most are in a fleet (cold start, `monitor.models.online`). With
+`shared`, one model trained on the training rows of all files scores every file: each series is one it
+knows, but one model serves them all. Between per file and the fleet protocol, it tells what sharing a
+model costs apart from what a series' being new to it costs."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 from monitor.config import DetectorConfig
@@ -59,16 +62,13 @@ def evaluate(
     layout: str = "auto",
     csv_layout: CsvLayout = SKAB,
     fleet: int = 0,
+    shared: bool = False,
 ) -> Evaluation:
     """Train, replay and write every file of the corpus at `path` into `out`, then score it; `fleet`: the
-    number of folds of the fleet protocol (0: per file)."""
+    number of folds of the fleet protocol (0: per file); `shared`: one model for all files instead."""
     started = time.perf_counter()
     corpus = load_corpus(path, layout, csv_layout, detector.settings.features)
-    scorer = (
-        _fleet_scorers(detector, corpus, fleet, threads)
-        if fleet
-        else lambda n: train_scorer(detector, [corpus[n]], threads)
-    )
+    scorer = _scorers(detector, corpus, fleet, shared, threads)
     replays = [
         _one(detector, file, Path(out), plots, partial(scorer, n), f"{n + 1}/{len(corpus)}")
         for n, file in enumerate(corpus)
@@ -78,14 +78,26 @@ def evaluate(
     return Evaluation(replays, (*sections, _false_alerts(replays)), time.perf_counter() - started)
 
 
+def _scorers(
+    detector: DetectorConfig, corpus: Sequence[DataFile], fleet: int, shared: bool, threads: int
+) -> Callable[[int], Scorer]:
+    """The scorer of file n under the protocol asked for."""
+    if fleet and shared:
+        raise InputError("--fleet and --shared are two protocols: choose one")
+    if fleet:
+        return _fleet_scorers(detector, corpus, fleet, threads)
+    if shared:
+        return _shared_scorer(detector, corpus, threads)
+    return lambda n: train_scorer(detector, [corpus[n]], threads)
+
+
 def _fleet_scorers(
     detector: DetectorConfig, corpus: Sequence[DataFile], folds: int, threads: int
 ) -> Callable[[int], Scorer]:
     """The scorer of file n under the fleet protocol: fold n mod `folds`' model, trained on first use."""
     if not 2 <= folds <= len(corpus):
         raise InputError(f"--fleet {folds}: need 2 to {len(corpus)} folds (the number of files)")
-    if len({f.features for f in corpus}) > 1:
-        raise InputError("--fleet: the files have different features, one model cannot serve them all")
+    _one_model_fits(corpus, "--fleet")
     trained: dict[int, Scorer] = {}
 
     def scorer(n: int) -> Scorer:
@@ -96,6 +108,18 @@ def _fleet_scorers(
         return trained[fold]
 
     return scorer
+
+
+def _shared_scorer(detector: DetectorConfig, corpus: Sequence[DataFile], threads: int) -> Callable[[int], Scorer]:
+    """The scorer of every file under `shared`: one model trained on all files, on first use."""
+    _one_model_fits(corpus, "--shared")
+    model = cache(partial(train_scorer, detector, corpus, threads))
+    return lambda n: model()
+
+
+def _one_model_fits(corpus: Sequence[DataFile], option: str) -> None:
+    if len({f.features for f in corpus}) > 1:
+        raise InputError(f"{option}: the files have different features, one model cannot serve them all")
 
 
 def _one(

@@ -205,22 +205,37 @@ def test_configured_features_pick_columns_and_must_exist(tmp_path):
         load_corpus(path, csv_layout=CsvLayout(train_rows=200), features=("a", "disk"))
 
 
-def test_the_fleet_protocol_scores_each_file_with_a_model_trained_without_it(tmp_path, detector, monkeypatch):
-    import monitor.evaluation.evaluate as evaluation
-
+@pytest.fixture
+def four_files(tmp_path) -> Path:
+    """A NAB-layout corpus of four files of one generator, each with the spike at SPIKE."""
     corpus = write_corpus(tmp_path / "corpus", values())
     data = corpus / "data" / "synthetic"
     for n in range(1, 4):
         with (data / f"other{n}.csv").open("w", newline="") as f:
             rows = ([stamp(i), f"{v:.6f}"] for i, v in enumerate(values(n)))
             csv.writer(f).writerows([["timestamp", "value"], *rows])
-    trained_on: list[set[str]] = []
+    return corpus
+
+
+@pytest.fixture
+def trained_on(monkeypatch) -> list[set[str]]:
+    """The series of each model `evaluate` trains, in order."""
+    import monitor.evaluation.evaluate as evaluation
+
+    trained: list[set[str]] = []
 
     def recording(detector, files, threads=1):
-        trained_on.append({f.series for f in files})
+        trained.append({f.series for f in files})
         return train_scorer(detector, files, threads)
 
     monkeypatch.setattr(evaluation, "train_scorer", recording)
+    return trained
+
+
+def test_the_fleet_protocol_scores_each_file_with_a_model_trained_without_it(
+    tmp_path, detector, four_files, trained_on
+):
+    corpus = four_files
     result = evaluate(detector, corpus, tmp_path / "out", fleet=2)
 
     names = [r.file.series for r in result.replays]
@@ -232,6 +247,18 @@ def test_the_fleet_protocol_scores_each_file_with_a_model_trained_without_it(tmp
     assert re.search(r"false alerts: \d+ firing outside labelled anomalies", result.report())
     with pytest.raises(InputError, match="--fleet 5: need 2 to 4 folds"):
         evaluate(detector, corpus, tmp_path / "out", fleet=5)
+
+
+def test_the_shared_protocol_scores_every_file_with_one_model_trained_on_all(
+    tmp_path, detector, four_files, trained_on
+):
+    result = evaluate(detector, four_files, tmp_path / "out", shared=True)
+
+    assert trained_on == [{r.file.series for r in result.replays}], "one model, trained once, on every file"
+    alerted = {r.file.series: np.flatnonzero(r.alert).tolist() for r in result.replays}
+    assert all(r.alert[SPIKE] for r in result.replays), f"every file alerts on its spike: {alerted}"
+    with pytest.raises(InputError, match="two protocols"):
+        evaluate(detector, four_files, tmp_path / "out", fleet=2, shared=True)
 
 
 def test_anomaly_score_within_the_cooldown_is_taken_against_the_critical_bar():
