@@ -9,8 +9,11 @@ Per window the estimate is robust: values more than `OUTLIER_MADS` scaled median
 from the window's median are left out (a spike during the warm-up does not set the scale). Across
 windows the law of total variance combines them: the variance of the series is the mean within-window
 variance plus the variance of the window means, which matters when a window is shorter than a season.
-State per series: a counter and three vectors of F floats; at most `max_series` series are kept (the
-least recently scored go first, and relearn if they come back).
+A series that sits at one value between bursts (an error counter) has a robust variance of 0: every
+burst is "beyond 5 MADs" of a window whose MAD is 0. Its bursts are its spread, so it takes the mean
+variance of its windows with every value in; without that its sd would be the floor and each later
+burst thousands of sds out. State per series: a counter and four vectors of F floats; at most
+`max_series` series are kept (the least recently scored go first, and relearn if they come back).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import numpy as np
 from monitor.engine.slots import Slots, rounds
 from monitor.models.normalisation import FeatureStats
 
+MOMENTS = 4
+"""Sums kept per series and feature while it learns (`OnlineNormalisation._sums`)."""
 OUTLIER_MADS = 5.0
 MAD_TO_SD = 1.4826
 """MAD × this estimates the standard deviation of normally distributed values."""
@@ -63,8 +68,9 @@ class OnlineNormalisation:
         statistics normalised none of them, and a new series keeps its own."""
         features = len(self.floor)
         self._windows = np.zeros(0, dtype=np.int64)
-        self._sums = np.zeros((0, 3, features))
-        """(3, F) a series: sum of window means, of squared window means, of within-window variances."""
+        self._sums = np.zeros((0, MOMENTS, features))
+        """(MOMENTS, F) a series: sums of the robust window means, of their squares, of the robust
+        within-window variances, and of the within-window variances with every value in."""
         self._mean = np.zeros((0, features))
         self._std = np.zeros((0, features))
         """The estimate from `_sums`, kept: after the warm-up it is all a series needs, window after window."""
@@ -124,7 +130,7 @@ class OnlineNormalisation:
         takes the r-th window of every series, so each series adds its windows in order, with the same
         arithmetic as one window at a time (a window after the end of the warm-up teaches nothing)."""
         window_means, window_vars = _robust_moments(batch)
-        moments = np.stack((window_means, window_means**2, window_vars), axis=1)  # (k, 3, F)
+        moments = np.stack((window_means, window_means**2, window_vars, batch.var(axis=1)), axis=1)  # (k, 4, F)
         owners, group = np.unique(slots, return_inverse=True)
         windows, sums = self._windows[owners], self._sums[owners]
         mean, std = self._mean[owners], self._std[owners]
@@ -150,10 +156,13 @@ class OnlineNormalisation:
         return None if slot is None else {"windows": int(self._windows[slot]), "sums": self._sums[slot].copy()}
 
     def restore(self, name: str, state: Mapping[str, Any]) -> None:
-        """Take a series back from `snapshot`; ValueError if it has another number of features."""
+        """Take a series back from `snapshot`; ValueError if it has another number of features. A snapshot
+        written before the variances with every value in were kept has them as 0 (no fallback)."""
         sums = np.asarray(state["sums"], dtype=np.float64)
-        if sums.shape != (3, len(self.floor)):
-            raise ValueError(f"online normalisation of shape {sums.shape}, expected (3, {len(self.floor)})")
+        if sums.shape == (MOMENTS - 1, len(self.floor)):
+            sums = np.vstack((sums, np.zeros((1, len(self.floor)))))
+        if sums.shape != (MOMENTS, len(self.floor)):
+            raise ValueError(f"online normalisation of shape {sums.shape}, expected ({MOMENTS}, {len(self.floor)})")
         slots, released = self._slots([name])  # evicts the least recently used series beyond max_series
         self._rows.give_back(released)
         self._set(int(slots[0]), int(state["windows"]), sums)
@@ -213,10 +222,12 @@ def fleet_alike(series: Sequence[FeatureStats]) -> np.ndarray:
 
 
 def _estimate(sums: np.ndarray, windows: np.ndarray | int, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sd from (..., 3, F) sums over `windows` windows (law of total variance), sd at least `floor`."""
+    """Mean and sd from (..., MOMENTS, F) sums over `windows` windows (law of total variance), sd at least
+    `floor`; where the robust variance is 0, the mean within-window variance with every value in."""
     scaled = sums / np.asarray(windows, dtype=np.float64)[..., None, None]
-    mean_of_means, sq_mean, within = scaled[..., 0, :], scaled[..., 1, :], scaled[..., 2, :]
-    return mean_of_means, np.maximum(np.sqrt(np.maximum(within + sq_mean - mean_of_means**2, 0.0)), floor)
+    mean_of_means, sq_mean, within, everything = (scaled[..., i, :] for i in range(MOMENTS))
+    robust = np.maximum(within + sq_mean - mean_of_means**2, 0.0)
+    return mean_of_means, np.maximum(np.sqrt(np.where(robust > 0.0, robust, everything)), floor)
 
 
 def _robust_moments(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -46,6 +46,26 @@ def test_a_spike_during_the_warm_up_does_not_set_the_scale() -> None:
     assert robust[0] == pytest.approx(clean[0], rel=0.05)
 
 
+def test_a_series_at_one_value_with_recurring_spikes_learns_their_scale() -> None:
+    """An error counter at 0 with a burst of 20 every 100 points (NAB's `art_increase_spike_density`):
+    more than half of every window is one value, so the median absolute deviation is 0 and a rule of
+    "beyond 5 MADs" would leave out every spike, learn the sd floor, and put each later spike thousands of
+    sds out. A series whose robust variance is 0 takes the variance of its windows with every value in."""
+    values = np.zeros((400, 1))
+    values[::100] = values[6::100] = 20.0
+    online = OnlineNormalisation(FLOOR, 80, 10)
+
+    _, std = learn(online, "errors", windows_of(values))
+
+    assert std[0] == pytest.approx(values.std(), rel=0.5)
+    assert learn(OnlineNormalisation(FLOOR, 80, 10), "flat", windows_of(np.zeros((400, 1))))[1] == FLOOR
+    legacy = online.snapshot("errors")
+    legacy["sums"] = legacy["sums"][:3]  # written before the fourth sum was kept: restored without the fallback
+    again = OnlineNormalisation(FLOOR, 80, 10)
+    again.restore("errors", legacy)
+    assert again.rows(["errors"], windows_of(values)[:1])[1][0] == FLOOR
+
+
 def test_the_statistics_freeze_after_the_warm_up() -> None:
     online = OnlineNormalisation(FLOOR, warmup=10, max_series=10)
     before = learn(online, "s", windows_of(seasonal("s", 0, 200)))
