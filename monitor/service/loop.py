@@ -158,19 +158,15 @@ class Service:
                 if messages is None:
                     why = "input exhausted"
                     break
-                if early is not None:
-                    started = self._submit(early)
-                    if self._settle_due():  # offsets and state are written with nothing in flight
-                        self._finish(started)
-                        self._settle()
-                    else:
-                        self._pending = started
-                elif self._scoring is None or self._settle_due():
-                    if self.checkpoints is not None:
-                        self._until_done("restore", self._sync)
-                    self.step(messages)
+                settle = self._scoring is None or self._settle_due()
+                if early is None and settle and self.checkpoints is not None:
+                    self._until_done("restore", self._sync)
+                started = self._submit(early if early is not None else self._window(messages))
+                if settle:  # offsets and state are written with nothing in flight
+                    self._finish(started)
+                    self._settle()
                 else:
-                    self._pending = self._start(messages)
+                    self._pending = started
             event(log, "stopping", reason=why)
             if self._pending is not None:
                 self._finish(self._pending)
@@ -200,11 +196,8 @@ class Service:
 
     def step(self, messages: list[Message]) -> None:
         """Process one polled batch completely, up to the commit (or the checkpoint, when due)."""
-        self._finish(self._start(messages))
+        self._finish(self._submit(self._window(messages)))
         self._settle()
-
-    def _start(self, messages: list[Message]) -> _Started:
-        return self._submit(self._window(messages))
 
     def _take_in_early(self, messages: list[Message] | None) -> _TakenIn | None:
         """With a poll in flight, the next one decoded, routed and windowed while the scoring thread still
