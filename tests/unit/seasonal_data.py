@@ -1,7 +1,8 @@
 """Synthetic seasonal series shared by the model tests: sines of period 24 with 5 % noise.
 
 Three training series with different levels and scales, so per-series normalisation matters; any other
-name gets its own level and phase (a series the model never saw).
+name gets its own level and phase (a series the model never saw). `sine` is the operator's fleet of
+issue 18: one level and scale, any phase.
 """
 
 from __future__ import annotations
@@ -32,3 +33,9 @@ def future_windows(name: str, count: int) -> np.ndarray:
 
 def history(points: int = HISTORY_POINTS) -> dict[str, SeriesData]:
     return {name: SeriesData(ts=1.7e9 + 60.0 * np.arange(points), values=seasonal(name, 0, points)) for name in SERIES}
+
+
+def sine(phase: float, start: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Points [start, start + count) of `sin(i / 30 + phase) + N(0, 0.05)`, the noise drawn from `rng`."""
+    i = np.arange(start, start + count)
+    return np.sin(i / 30 + phase) + rng.normal(0.0, 0.05, count)

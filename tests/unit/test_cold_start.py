@@ -21,17 +21,14 @@ from monitor.models import LoadedModel, SeriesData, TorchScorer, TrainOptions, t
 from monitor.records import Point
 from monitor.synthetic import StreamSpec, generate
 
+from .seasonal_data import sine
+
 STEP = 10.0
 TRAIN_POINTS = 1500
 NEW_POINTS = 1000
 SPIKE_AT = 700
 """Where the spikes go: after the new series' warm-up (normalisation and threshold), before the end."""
 SPIKED = ("h3", "h4", "h5", "h6", "h7")
-
-
-def sine(phase: float, start: int, count: int, rng: np.random.Generator) -> np.ndarray:
-    i = np.arange(start, start + count)
-    return np.sin(i / 30 + phase) + rng.normal(0.0, 0.05, count)
 
 
 @pytest.fixture(scope="module")

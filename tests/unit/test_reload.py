@@ -23,7 +23,7 @@ from monitor.models.store import point_current, publish, signature
 from monitor.records import Point
 from monitor.service.reload import ModelReloader, load_scorer
 
-from .seasonal_data import WINDOW, history, seasonal
+from .seasonal_data import WINDOW, history, seasonal, sine
 
 OPTIONS = TrainOptions(kind="dense", window=WINDOW, hidden=16, latent=8, epochs=3, batch_size=64, learning_rate=1e-2)
 
@@ -196,10 +196,7 @@ def test_a_retrained_model_whose_scores_spread_wider_takes_over_without_paging()
     rng = np.random.default_rng(18)
     phases = rng.uniform(0.0, 2 * np.pi, 20)
 
-    def sine(k: int, start: int, count: int) -> np.ndarray:
-        return np.sin(np.arange(start, start + count) / 30 + phases[k]) + rng.normal(0.0, 0.05, count)
-
-    train = {f"s{k}": SeriesData(np.arange(1500) * 10.0, sine(k, 0, 1500)[:, None]) for k in range(20)}
+    train = {f"s{k}": SeriesData(np.arange(1500) * 10.0, sine(phases[k], 0, 1500, rng)[:, None]) for k in range(20)}
     options = TrainOptions(kind="dense", window=32, epochs=15, max_windows=4000, learning_rate=3e-3, patience=5)
     converged, retrained = (
         LoadedModel(*train_model(train, ["value"], dataclasses.replace(options, epochs=epochs, seed=seed), False))
@@ -207,7 +204,7 @@ def test_a_retrained_model_whose_scores_spread_wider_takes_over_without_paging()
     )
     detector = Detector(DetectorSettings(), TorchScorer(converged))
     engine = Engine([detector])
-    new = {name: sine(k, 1500, 1000) for k, name in enumerate(train)}
+    new = {name: sine(phases[k], 1500, 1000, rng) for k, name in enumerate(train)}
     for name in ("s0", "s1", "s2", "s3", "s4"):
         new[name][800:803] += 3.0
     fired: list[str] = []
