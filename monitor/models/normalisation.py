@@ -49,6 +49,11 @@ class Normalisation:
         pooled = np.concatenate(list(values.values()))
         return cls(_stats(pooled), {name: _stats(rows) for name, rows in values.items()})
 
+    def extended(self, other: Normalisation) -> Normalisation:
+        """These statistics, plus `other`'s for the series these do not know (a model fine-tuned on new
+        data keeps reading the series it knew in the units it learned them in)."""
+        return Normalisation(self.default, {**other.series, **self.series})
+
     def rows(self, series: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(B, F) means and stds (new arrays) for a batch whose row i belongs to `series[i]`: one dict lookup
         per row and one gather, as this runs for every scored batch."""

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from monitor.errors import ModelError
-from monitor.models.artifact import weights_bytes
+from monitor.models.artifact import LoadedModel, weights_bytes
 from monitor.models.base import ModelShape, Penalties
 from monitor.models.fitting import DENOISING, FitReport, FitSettings, fit
 from monitor.models.inference import reconstruction_scores
@@ -115,9 +115,18 @@ class TrainOptions:
 
 
 def train_model(
-    data: Mapping[str, SeriesData], features: Sequence[str], options: TrainOptions, progress: bool = True
+    data: Mapping[str, SeriesData],
+    features: Sequence[str],
+    options: TrainOptions,
+    progress: bool = True,
+    start: LoadedModel | None = None,
 ) -> tuple[nn.Module, ModelMetadata]:
     """Fit a model of `options.kind` to `data` and describe it; the module comes back in eval mode on CPU.
+
+    With `start`, training continues from that model instead of from random weights (scheduled
+    retraining fine-tunes the serving model): its calendar inputs and the normalisation of the series
+    it knows are kept, so its weights still read their inputs in the units they learned; a series it
+    does not know gets its own statistics from `data`. Its kind and sizes must be those of `options`.
 
     Series shorter than the window are skipped; no usable window at all, or none left for validation,
     is a `ModelError`.
@@ -126,13 +135,19 @@ def train_model(
     series = _checked_series(data, len(features))
     windows = _finite_windows(series, options)
     normalisation = Normalisation.fit({name: series[name].values for name in windows})
-    periods = choose(options.calendar, {name: (series[name].ts, series[name].values) for name in windows})
+    if start is None:
+        periods = choose(options.calendar, {name: (series[name].ts, series[name].values) for name in windows})
+    else:
+        _check_start(start.metadata, features, options)
+        normalisation, periods = start.metadata.normalisation.extended(normalisation), start.metadata.calendar
     train, validation = _split(windows, normalisation, options, periods)
     torch.set_num_threads(options.threads)
     torch.manual_seed(options.seed)
     inputs = len(features) + 2 * len(periods)
     shape = ModelShape(options.window, inputs, options.hidden, options.latent, options.layers, options.hidden_steps)
     model = build_model(options.kind, shape)
+    if start is not None:
+        model.load_state_dict(start.module.state_dict())
     report = fit(model, train, validation, _fit_settings(options), progress)
     model = model.cpu().eval()
     method = options.score_method
@@ -157,6 +172,23 @@ def train_model(
         hidden_steps=options.hidden_steps,
     )
     return model, metadata
+
+
+def _check_start(metadata: ModelMetadata, features: Sequence[str], options: TrainOptions) -> None:
+    """A model to continue from must have the kind, sizes and features that training is asked for."""
+    pairs = {
+        "kind": (options.kind, metadata.kind),
+        "window": (options.window, metadata.window),
+        "hidden": (options.hidden, metadata.hidden),
+        "latent": (options.latent, metadata.latent),
+        "layers": (options.layers, metadata.layers),
+        "score_tail": (options.score_tail, metadata.score_tail),
+        "hidden steps": (options.hidden_steps, metadata.hidden_steps),
+        "features": (tuple(features), metadata.features),
+    }
+    differ = [f"{name} {asked!r} (it has {has!r})" for name, (asked, has) in pairs.items() if asked != has]
+    if differ:
+        raise ModelError(f"cannot continue training model {metadata.version}: asked for {'; '.join(differ)}")
 
 
 def _checked_series(data: Mapping[str, SeriesData], n_features: int) -> dict[str, SeriesData]:

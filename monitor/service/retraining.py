@@ -3,9 +3,11 @@
 A service task per detector with `retraining.every` > 0. It keeps the last `history` points of the first
 `max_series` series the detector owns (memory: history × features floats per series) and the spans of
 the windows judged anomalous (except those of alerts a person dismissed as false positives: that pattern
-is normal for the series, and the next model should learn it). When due, it trains a new version of the
-detector's model on that data, those spans left out, in a background thread (one at a time; torch keeps
-the daemon's thread count), and publishes it to the model store with its report. The `ModelReloader`
+is normal for the series, and the next model should learn it). When due, it fine-tunes the model the
+store serves on that data, those spans left out, in a background thread (one at a time; torch keeps
+the daemon's thread count), and publishes the result to the model store with its report. It continues
+from the serving weights because ten epochs from scratch give a far weaker model than the one they
+replace (NAB 37 against 64 points, docs/evaluation.md). The `ModelReloader`
 then swaps it in like any new version, in the loop thread, so retraining never scores a window itself.
 
 Training competes with scoring for CPU: keep `history`, `max_series`, `epochs` and the training
@@ -20,6 +22,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +32,9 @@ from monitor.engine.entities import EntityAssembler
 from monitor.engine.verdicts import Outcome
 from monitor.logs import event
 from monitor.records import Point
+
+if TYPE_CHECKING:
+    from monitor.models import ModelMetadata, TrainOptions
 
 log = logging.getLogger(__name__)
 
@@ -119,22 +125,22 @@ class Retrainer:
         return data, excluded
 
     def _train(self, data: dict[str, tuple[np.ndarray, np.ndarray]], excluded: list[tuple[float, float]]) -> None:
-        from monitor.models import SeriesData, train_model
-        from monitor.models.store import publish
-        from monitor.training.options import training_options
+        from monitor.models import SeriesData, load_artifact, train_model
+        from monitor.models.store import publish, resolve
         from monitor.training.report import render
 
         name = self.detector.settings.name
         started = time.monotonic()
         try:
-            # the serving model's calendar inputs, not `auto` again on a few hours of recent points
-            calendar = "+".join(getattr(self.detector.scorer, "calendar", ())) or "none"
-            options = training_options(
-                self.config, epochs=self.settings.epochs, threads=self.threads, calendar=calendar
-            )
+            serving = load_artifact(resolve(self.config.model.path))
             series = {s: SeriesData(ts, values) for s, (ts, values) in data.items()}
-            model, metadata = train_model(series, self.detector.settings.features, options, progress=False)
-            provenance = {"source": "scheduled retraining in the daemon", "excluded": [list(e) for e in excluded]}
+            options = self._options(serving.metadata)
+            model, metadata = train_model(series, serving.metadata.features, options, progress=False, start=serving)
+            provenance = {
+                "source": "scheduled retraining in the daemon",
+                "continued_from": serving.metadata.version,
+                "excluded": [list(e) for e in excluded],
+            }
             metadata = dataclasses.replace(metadata, data_range={**metadata.data_range, **provenance})
             publish(model, metadata, self.config.model.path, render(metadata, self.detector.settings.threshold.k))
         except Exception as exc:  # a failed retraining must never take the daemon down
@@ -148,5 +154,24 @@ class Retrainer:
             series=len(series),
             points=metadata.data_range["points"],
             excluded=len(excluded),
+            continued_from=serving.metadata.version,
             seconds=round(time.monotonic() - started, 1),
+        )
+
+    def _options(self, serving: ModelMetadata) -> TrainOptions:
+        """The configured training settings, `retraining.epochs` of them, with the serving model's shape:
+        training continues from its weights (a model trained from scratch in a few epochs scores far
+        worse than the one it replaces; docs/evaluation.md)."""
+        from monitor.training.options import training_options
+
+        return training_options(
+            self.config,
+            epochs=self.settings.epochs,
+            threads=self.threads,
+            kind=serving.kind,
+            hidden=serving.hidden,
+            latent=serving.latent,
+            layers=serving.layers,
+            score_tail=serving.score_tail,
+            hide_scored=serving.hidden_steps > 0,
         )

@@ -77,6 +77,7 @@ def test_retraining_publishes_a_version_without_the_anomalies_that_the_reloader_
     assert version.name != first
     meta = json.loads((version / "metadata.json").read_text())
     assert meta["data_range"]["source"] == "scheduled retraining in the daemon"
+    assert meta["data_range"]["continued_from"] == first, "it fine-tunes the serving model"
     assert meta["data_range"]["series"] == 2, "only max_series series are kept"
     spike = 1.7e9 + 60.0 * 303
     excluded = meta["data_range"]["excluded"]
