@@ -51,7 +51,7 @@ class Normalisation:
 
     def extended(self, other: Normalisation) -> Normalisation:
         """These statistics, plus `other`'s for the series these do not know (a model fine-tuned on new
-        data keeps reading the series it knew in the units it learned them in)."""
+        data reads its series in their units now, and the other series it knew as before)."""
         return Normalisation(self.default, {**other.series, **self.series})
 
     def rows(self, series: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

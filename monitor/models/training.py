@@ -124,9 +124,9 @@ def train_model(
     """Fit a model of `options.kind` to `data` and describe it; the module comes back in eval mode on CPU.
 
     With `start`, training continues from that model instead of from random weights (scheduled
-    retraining fine-tunes the serving model): its calendar inputs and the normalisation of the series
-    it knows are kept, so its weights still read their inputs in the units they learned; a series it
-    does not know gets its own statistics from `data`. Its kind and sizes must be those of `options`.
+    retraining fine-tunes the serving model). Its calendar inputs are kept; the series in `data` get
+    their statistics from it, so a level that moved for good is read in its new units, and the other
+    series `start` knew keep theirs. Its kind and sizes must be those of `options`.
 
     Series shorter than the window are skipped; no usable window at all, or none left for validation,
     is a `ModelError`.
@@ -139,7 +139,7 @@ def train_model(
         periods = choose(options.calendar, {name: (series[name].ts, series[name].values) for name in windows})
     else:
         _check_start(start.metadata, features, options)
-        normalisation, periods = start.metadata.normalisation.extended(normalisation), start.metadata.calendar
+        normalisation, periods = normalisation.extended(start.metadata.normalisation), start.metadata.calendar
     train, validation = _split(windows, normalisation, options, periods)
     torch.set_num_threads(options.threads)
     torch.manual_seed(options.seed)

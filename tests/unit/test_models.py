@@ -140,21 +140,28 @@ def test_training_is_deterministic_for_a_seed() -> None:
     assert first.validation_scores == second.validation_scores
 
 
-def test_training_continues_from_a_start_model_in_its_units(trained: LoadedModel) -> None:
+def test_training_continues_from_a_start_model_with_the_statistics_of_its_data(trained: LoadedModel) -> None:
     """Scheduled retraining fine-tunes the serving model: it starts from its weights (its validation loss
-    before the first epoch is already the trained one's), reads the series it knows with its statistics,
-    and learns a new series' own."""
-    data = {**history(), "new/cpu": SeriesData(1.7e9 + 60.0 * np.arange(480), seasonal("new/cpu", 0, 480))}
+    before the first epoch is already the trained one's), reads the series in its data in their units now
+    (a level that moved), and keeps what it knew of the others."""
+    ts = 1.7e9 + 60.0 * np.arange(480)
+    moved = seasonal("web-02/cpu", 0, 480) + 6.0
+    data = {
+        "web-01/cpu": SeriesData(ts, seasonal("web-01/cpu", 0, 480)),
+        "web-02/cpu": SeriesData(ts, moved),
+        "new/cpu": SeriesData(ts, seasonal("new/cpu", 0, 480)),
+    }
     options = dataclasses.replace(OPTIONS, epochs=1)
 
     continued = train_model(data, ["value"], options, progress=False, start=trained)[1]
     fresh = train_model(data, ["value"], options, progress=False)[1]
 
     assert continued.training["initial_val_loss"] < 0.2 * fresh.training["initial_val_loss"]
-    known = trained.metadata.normalisation.series["web-02/cpu"]
-    assert continued.normalisation.series["web-02/cpu"].mean == pytest.approx(known.mean)
-    assert continued.normalisation.series["new/cpu"].mean[0] == pytest.approx(4.0, abs=0.1)
-    assert "new/cpu" not in trained.metadata.normalisation.series
+    stats = continued.normalisation.series
+    assert stats["web-02/cpu"].mean[0] == pytest.approx(16.0, abs=0.1)
+    assert stats["new/cpu"].mean[0] == pytest.approx(4.0, abs=0.1)
+    assert stats["db-01/cpu"].mean == pytest.approx(trained.metadata.normalisation.series["db-01/cpu"].mean)
+    assert continued.calendar == trained.metadata.calendar
 
 
 def test_a_start_model_of_another_shape_is_a_model_error_naming_both(trained: LoadedModel) -> None:
